@@ -1,0 +1,5 @@
+import sys
+
+from directnas.cli import main
+
+sys.exit(main())

@@ -1,0 +1,99 @@
+"""Shared CLI helpers: progress bars, config layering, latency-table resolution."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import logging
+import os
+from pathlib import Path
+from typing import Any, Iterable, TypeVar
+
+import yaml
+from tqdm import tqdm
+
+from directnas.errors import UserError
+from directnas.fileio import write_json
+from directnas.hardware.lut import LatencyTable
+from directnas.hardware.profile import Protocol, device_meta, profile_space
+from directnas.space.space import SearchSpace
+
+log = logging.getLogger("directnas")
+T = TypeVar("T")
+
+
+def bar(it: Iterable[T], desc: str, total: int | None = None) -> Iterable[T]:
+    """A progress bar with ETA (on stderr; quiet when not a terminal and CI is set)."""
+    disable = bool(os.environ.get("DIRECTNAS_NO_PROGRESS"))
+    return tqdm(it, desc=desc, total=total, leave=False, dynamic_ncols=True, disable=disable)
+
+
+def resolve_config(cls: type[T], *, yaml_path: str | None, overrides: dict[str, Any]) -> T:
+    """Dataclass defaults <- one YAML file <- CLI flags (flags left as None do not override)."""
+    values: dict[str, Any] = {}
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    if yaml_path:
+        p = Path(yaml_path)
+        if not p.is_file():
+            raise UserError(f"config file {p} does not exist: check --config")
+        try:
+            d = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise UserError(f"config file {p} is not valid YAML: {str(e).splitlines()[0]}") from None
+        if not isinstance(d, dict):
+            raise UserError(f"config file {p} must be a mapping of option: value")
+        unknown = set(d) - names
+        if unknown:
+            raise UserError(f"config file {p}: unknown option(s) {sorted(unknown)}; known: {sorted(names)}")
+        values.update(d)
+    values.update({k: v for k, v in overrides.items() if v is not None and k in names})
+    return cls(**values)  # type: ignore[call-arg]
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("DIRECTNAS_CACHE", Path.home() / ".cache" / "directnas"))
+
+
+def add_protocol_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", default="torch-cpu", help="latency backend (default torch-cpu)")
+    p.add_argument("--threads", type=int, default=2, help="threads for latency measurement")
+    p.add_argument("--latency-batch", type=int, default=1, help="batch size for latency (default 1)")
+    p.add_argument("--repeats", type=int, default=50, help="timed repeats per op (median is kept)")
+    p.add_argument("--warmup", type=int, default=10, help="untimed warm-up runs per op")
+
+
+def protocol_from(args: argparse.Namespace) -> Protocol:
+    for name in ("threads", "latency_batch", "repeats"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be >= 1")
+    return Protocol(batch_size=args.latency_batch, threads=args.threads, warmup=args.warmup,
+                    repeats=args.repeats)
+
+
+def get_table(space: SearchSpace, *, table_path: str | None, backend: str, proto: Protocol,
+              out: Path | None) -> LatencyTable:
+    """The user's table, or a cached one for this space/device/protocol, or a fresh profile."""
+    if table_path:
+        table = LatencyTable.load(table_path)
+        table.check_covers(space, path=table_path)
+    else:
+        meta = device_meta(backend, proto)
+        key = "|".join(str(meta[k]) for k in ("backend", "device", "threads", "batch_size",
+                                              "dtype", "torch")) + "|" + space.fingerprint()
+        cached = cache_dir() / f"latency-{space.name}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.json"
+        table = LatencyTable.load(cached) if cached.exists() else None
+        if table is None or table.missing(table.required_keys(space)):
+            log.info("profiling %s ops on %s (cached at %s)", space.name, backend, cached)
+            table = profile_space(space, backend=backend, proto=proto, existing=table,
+                                  progress=lambda it: bar(it, "profile ops", len(it)))  # type: ignore[arg-type]
+            table.save(cached)
+        else:
+            log.info("reusing cached latency table %s", cached)
+    if out is not None:
+        table.save(out / "latency.json")
+    return table
+
+
+def save_resolved(out: Path, name: str, cfg: Any, extra: dict[str, Any]) -> None:
+    write_json(out / name, {**dataclasses.asdict(cfg), **extra})

@@ -1,0 +1,87 @@
+"""directnas search: ProxylessNAS search on a dataset for a device -> arch.json in a run folder."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from directnas.commands.common import (add_protocol_args, bar, get_table, log, protocol_from,
+                                       resolve_config, save_resolved)
+from directnas.data import load_dataset
+from directnas.search.gates import STRATEGIES
+from directnas.search.loss import LOSS_FORMS
+from directnas.search.searcher import SearchConfig, Searcher
+from directnas.space.space import load_space
+
+QUICK = {"warmup_epochs": 1, "epochs": 1, "max_steps": 30, "valid_size": 1000, "arch_every": 1}
+
+
+def add_search_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--space", default="fashion-mnist", help="preset name or YAML path")
+    p.add_argument("--data", default="fashion-mnist", help="'fashion-mnist' or a dataset folder")
+    p.add_argument("--target-latency", type=float, dest="target_latency_ms",
+                   help="target latency in ms on the latency backend")
+    p.add_argument("--latency-table", help="use this table instead of profiling the device")
+    p.add_argument("--config", help="YAML file of search options (flags override it)")
+    p.add_argument("--strategy", choices=sorted(STRATEGIES), help="gate strategy (default binary-two)")
+    p.add_argument("--loss", choices=LOSS_FORMS, help="hardware-aware loss form (default lagrange)")
+    p.add_argument("--epochs", type=int, help="search epochs after warm-up")
+    p.add_argument("--warmup-epochs", type=int, dest="warmup_epochs")
+    p.add_argument("--batch-size", type=int, dest="batch_size")
+    p.add_argument("--lr", type=float)
+    p.add_argument("--arch-lr", type=float, dest="arch_lr")
+    p.add_argument("--lam", type=float, help="latency weight lambda (add/lagrange)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--quick", action="store_true", help="a 1-2 minute smoke budget")
+    add_protocol_args(p)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("search", help="search an architecture for a dataset and a device")
+    add_search_args(p)
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
+    p.set_defaults(func=run)
+
+
+def do_search(args: argparse.Namespace, out: Path, *, resume: bool) -> Path:
+    overrides = {k: getattr(args, k, None) for k in
+                 ("strategy", "loss", "epochs", "warmup_epochs", "batch_size", "lr", "arch_lr",
+                  "lam", "seed", "target_latency_ms")}
+    if args.quick:
+        overrides = {**QUICK, **{k: v for k, v in overrides.items() if v is not None}}
+    cfg = resolve_config(SearchConfig, yaml_path=args.config, overrides=overrides)
+    cfg.threads = args.threads
+    space = load_space(args.space)
+    proto = protocol_from(args)
+    data = load_dataset(args.data)
+    out.mkdir(parents=True, exist_ok=True)
+    table = get_table(space, table_path=args.latency_table, backend=args.backend, proto=proto,
+                      out=out)
+    searcher = Searcher(space, data, table, cfg, out)
+    if resume and searcher.resume():
+        log.info("resumed at epoch %d, step %d", searcher.state.epoch, searcher.state.step)
+    save_resolved(out, "search_config.json", cfg, {"space": space.name, "data": str(args.data),
+                                                   "backend": args.backend})
+    t0 = time.perf_counter()
+
+    def on_epoch(row: dict[str, float]) -> None:
+        lat = f", E[LAT] {row['expected_latency_ms']:.3f} ms, argmax {row['derived_latency_ms']:.3f} ms" \
+            if "expected_latency_ms" in row else ""
+        log.info("epoch %d: train loss %.3f%s (%.0f s)", row["epoch"], row["train_loss"], lat,
+                 row["epoch_s"])
+
+    arch = searcher.run(progress=bar, on_epoch=on_epoch)
+    summary = searcher.write_outputs(arch, wall_s=time.perf_counter() - t0)
+    print(f"architecture: {(out / 'arch.json').resolve()}  [{arch.summary()}]")
+    if "predicted_latency_ms" in summary:
+        print(f"predicted latency: {summary['predicted_latency_ms']:.3f} ms "
+              f"(target {cfg.target_latency_ms}, fastest possible {summary['fastest_latency_ms']:.3f})")
+    print(f"search log: {(out / 'search.json').resolve()}")
+    return out / "arch.json"
+
+
+def run(args: argparse.Namespace) -> int:
+    do_search(args, Path(args.out), resume=args.resume)
+    return 0

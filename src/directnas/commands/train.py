@@ -1,0 +1,107 @@
+"""directnas train: train a searched Arch (or a named model) from scratch; metrics.json."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from directnas.commands.common import (add_protocol_args, bar, get_table, log, protocol_from,
+                                       resolve_config)
+from directnas.data import load_dataset
+from directnas.errors import UserError
+from directnas.fileio import torch_save, write_json
+from directnas.hardware.predictor import predict_arch_ms
+from directnas.hardware.profile import measure_net
+from directnas.models import build_named, model_names
+from directnas.space.arch import Arch
+from directnas.train import TrainConfig, count_macs, count_params, train_net
+
+QUICK = {"epochs": 1, "max_steps": 30}
+
+
+def add_train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", default="fashion-mnist", help="'fashion-mnist' or a dataset folder")
+    p.add_argument("--config", help="YAML file of training options (flags override it)")
+    p.add_argument("--train-epochs", type=int, dest="epochs")
+    p.add_argument("--train-batch-size", type=int, dest="batch_size")
+    p.add_argument("--train-lr", type=float, dest="lr")
+    p.add_argument("--quick", action="store_true", help="a 1-minute smoke budget")
+    p.add_argument("--latency-table", help="table for predicted_latency_ms")
+    add_protocol_args(p)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a searched architecture or a named model from scratch")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--arch", help="arch.json written by directnas search")
+    g.add_argument("--model", help=f"a named model ({', '.join(model_names()) or 'none'})")
+    add_train_args(p)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--out", required=True, help="run folder")
+    p.set_defaults(func=run)
+
+
+def do_train(args: argparse.Namespace, out: Path, *, arch_path: str | None,
+             model_name: str | None) -> dict[str, Any]:
+    overrides = {k: getattr(args, k, None) for k in ("epochs", "batch_size", "lr", "seed")}
+    if args.quick:
+        overrides = {**QUICK, **{k: v for k, v in overrides.items() if v is not None}}
+    cfg = resolve_config(TrainConfig, yaml_path=args.config, overrides=overrides)
+    cfg.threads = args.threads
+    proto = protocol_from(args)
+    arch = Arch.load(arch_path) if arch_path else None
+    data = load_dataset(args.data)
+    if arch is not None:
+        net = arch.build()
+        space = arch.space
+        c, h, _ = data.input_shape
+        if (c, h) != (space.input_channels, space.input_size):
+            raise UserError(f"dataset images are {c}x{h}x{h} but the architecture expects "
+                            f"{space.input_channels}x{space.input_size}: use the dataset it was searched on")
+        name = f"searched:{Path(arch_path).parent.name}"  # type: ignore[arg-type]
+    else:
+        assert model_name is not None
+        net = build_named(model_name, input_shape=data.input_shape, num_classes=data.train.num_classes)
+        name = model_name
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "train_config.json", {**asdict(cfg), "model": name, "data": str(args.data)})
+    t0 = time.perf_counter()
+    result = train_net(net, data, cfg, progress=bar,
+                       on_epoch=lambda e, r: log.info("epoch %d: train loss %.4f", e + 1, r["train_loss"]))
+    train_s = time.perf_counter() - t0
+    net = net.to(memory_format=torch.contiguous_format)
+    lat = measure_net(net, data.input_shape, backend=args.backend, proto=proto)
+    metrics: dict[str, Any] = {
+        "model": name, "test_accuracy": result["accuracy"], "test_loss": result["loss"],
+        "params": count_params(net), "macs": count_macs(net, data.input_shape),
+        "latency_ms": lat["ms"], "latency_spread_ms": lat["spread_ms"],
+        "latency_backend": args.backend, "latency_batch_size": proto.batch_size,
+        "latency_threads": proto.threads, "train_wall_s": train_s, "epochs": cfg.epochs,
+    }
+    if arch is not None:
+        table = get_table(arch.space, table_path=args.latency_table, backend=args.backend,
+                          proto=proto, out=None)
+        metrics["predicted_latency_ms"] = predict_arch_ms(arch, table)
+        metrics["arch"] = arch.ops
+    torch_save(out / "model.pt", {"kind": "directnas-model", "name": name,
+                                  "arch": arch.to_dict() if arch else None,
+                                  "model": model_name, "state_dict": net.state_dict(),
+                                  "input_shape": data.input_shape,
+                                  "num_classes": data.train.num_classes,
+                                  "mean": data.mean, "std": data.std})
+    write_json(out / "metrics.json", metrics)
+    pred = f", predicted {metrics['predicted_latency_ms']:.3f} ms" if "predicted_latency_ms" in metrics else ""
+    print(f"test accuracy {100 * metrics['test_accuracy']:.2f} %, latency {lat['ms']:.3f} ms{pred} "
+          f"(batch {proto.batch_size}, {proto.threads} threads, {args.backend})")
+    print(f"metrics: {(out / 'metrics.json').resolve()}\nmodel: {(out / 'model.pt').resolve()}")
+    return metrics
+
+
+def run(args: argparse.Namespace) -> int:
+    do_train(args, Path(args.out), arch_path=args.arch, model_name=args.model)
+    return 0

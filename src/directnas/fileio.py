@@ -1,0 +1,70 @@
+"""Atomic writes: every output goes to a temp file in the same folder, then is renamed."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+from directnas.errors import UserError
+
+
+def _atomic(path: Path, write: Callable[[Path], None]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    def w(tmp: Path) -> None:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+    _atomic(Path(path), w)
+
+
+def write_text(path: str | Path, text: str) -> None:
+    _atomic(Path(path), lambda tmp: tmp.write_text(text))
+
+
+def write_bytes(path: str | Path, data: bytes) -> None:
+    _atomic(Path(path), lambda tmp: tmp.write_bytes(data))
+
+
+def torch_save(path: str | Path, obj: Any) -> None:
+    import torch
+
+    _atomic(Path(path), lambda tmp: torch.save(obj, tmp))
+
+
+def torch_load(path: str | Path) -> Any:
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} does not exist: give the path of a .pt file written by directnas")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure means a corrupt file
+        raise UserError(
+            f"checkpoint {path} is corrupt or not a directnas checkpoint ({type(e).__name__}): "
+            "delete it and re-run without --resume"
+        ) from None
+
+
+def read_json(path: str | Path, *, what: str = "JSON file") -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{what} {path} does not exist: check the path")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{what} {path} is not valid JSON ({e}): regenerate it") from None

@@ -1,0 +1,1 @@
+"""Latency: measure ops and nets on a backend, latency tables, the predictor."""

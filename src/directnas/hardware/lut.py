@@ -1,0 +1,91 @@
+"""LatencyTable: op signature -> median latency (ms), with the device/backend it was measured on.
+
+JSON layout (``schema_version: 1``)::
+
+    {"schema_version": 1,
+     "meta": {"backend": "torch-cpu", "device": "...", "threads": 2, "batch_size": 1, ...},
+     "entries": {"mbconv:k5:e6:in32:out32:s1:hw14": {"ms": 0.41, "spread_ms": 0.02}, ...}}
+
+``zero`` always costs 0 ms and is never stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from directnas.errors import UserError
+from directnas.fileio import read_json, write_json
+from directnas.space.ops import ZERO
+from directnas.space.space import SearchSpace
+
+LUT_SCHEMA_VERSION = 1
+
+
+@dataclass
+class LatencyTable:
+    meta: dict[str, Any] = field(default_factory=dict)
+    entries: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def ms(self, key: str) -> float:
+        if key == ZERO:
+            return 0.0
+        return float(self.entries[key]["ms"])
+
+    def __contains__(self, key: str) -> bool:
+        return key == ZERO or key in self.entries
+
+    def missing(self, keys: list[str]) -> list[str]:
+        return [k for k in keys if k not in self]
+
+    def required_keys(self, space: SearchSpace) -> list[str]:
+        keys = list(space.fixed_keys())
+        for layer in space.layers:
+            keys += space.layer_keys(layer)
+        return list(dict.fromkeys(k for k in keys if k != ZERO))
+
+    def check_covers(self, space: SearchSpace, *, path: str | Path | None = None) -> None:
+        """One-line error naming the missing entries and the command that fills them."""
+        miss = self.missing(self.required_keys(space))
+        if miss:
+            shown = ", ".join(miss[:3]) + (f" and {len(miss) - 3} more" if len(miss) > 3 else "")
+            where = f" {path}" if path else ""
+            raise UserError(
+                f"latency table{where} lacks {len(miss)} op(s) of space {space.name!r} ({shown}): "
+                f"run 'directnas profile --space {space.name} --out TABLE.json' to measure them")
+
+    def space_latencies(self, space: SearchSpace) -> tuple[float, list[list[float]]]:
+        """(fixed ms, per layer: ms of every candidate) for a space."""
+        self.check_covers(space)
+        fixed = sum(self.ms(k) for k in space.fixed_keys())
+        return fixed, [[self.ms(k) for k in space.layer_keys(l)] for l in space.layers]
+
+    def merge(self, other: "LatencyTable") -> "LatencyTable":
+        return LatencyTable(dict(self.meta), {**self.entries, **other.entries})
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.entries, sort_keys=True).encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema_version": LUT_SCHEMA_VERSION, "meta": self.meta, "entries": self.entries}
+
+    def save(self, path: str | Path) -> None:
+        write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | Path) -> "LatencyTable":
+        d = read_json(path, what="latency table")
+        if not isinstance(d, dict) or "entries" not in d:
+            raise UserError(f"latency table {path} has no 'entries': write it with 'directnas profile' "
+                            "or convert it with 'directnas latency import'")
+        if d.get("schema_version") != LUT_SCHEMA_VERSION:
+            raise UserError(f"latency table {path} has schema_version {d.get('schema_version')}, "
+                            f"expected {LUT_SCHEMA_VERSION}")
+        entries = d["entries"]
+        for k, v in entries.items():
+            if not isinstance(v, dict) or not isinstance(v.get("ms"), (int, float)) or v["ms"] < 0:
+                raise UserError(f"latency table {path}: entry {k!r} needs a non-negative 'ms'")
+        return cls(dict(d.get("meta", {})), entries)

@@ -1,0 +1,1 @@
+"""The ProxylessNAS search: supernet, gate strategies, hardware-aware loss, searcher."""

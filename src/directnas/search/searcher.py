@@ -1,0 +1,284 @@
+"""The search loop: warm-up, alternating weight/alpha steps, checkpoints, derive().
+
+Schedule (ProxylessNAS, scaled to the task): ``warmup_epochs`` of weight steps on uniformly
+sampled paths, then ``epochs`` in which every train batch is one weight step (paths sampled from
+p) and every ``arch_every``-th batch also one alpha step on a validation batch.  Weights: SGD
+nesterov + cosine LR; alpha: Adam(lr, betas=(0, 0.999), eps=1e-8, no weight decay).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from directnas.data import Batches, Dataset, split_train_valid
+from directnas.errors import UserError
+from directnas.fileio import torch_load, torch_save, write_json
+from directnas.hardware.lut import LatencyTable
+from directnas.search.gates import make_strategy
+from directnas.search.loss import HardwareLoss
+from directnas.search.supernet import Supernet
+from directnas.space.arch import Arch
+from directnas.space.space import SearchSpace
+from directnas.train import cosine_lr, evaluate
+
+log = logging.getLogger(__name__)
+CHECKPOINT = "search_checkpoint.pt"
+
+
+@dataclass
+class SearchConfig:
+    warmup_epochs: int = 2
+    epochs: int = 5
+    batch_size: int = 128
+    valid_size: int | None = None  # default: 10 % of the training set, at most 5000
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 4e-5
+    label_smoothing: float = 0.1
+    arch_lr: float = 0.01
+    arch_every: int = 2
+    arch_start_epoch: int = 0  # main epoch from which alpha steps run (official: 1)
+    strategy: str = "binary-two"
+    loss: str = "lagrange"
+    target_latency_ms: float | None = None
+    lam: float = 0.1
+    beta: float = 0.3
+    seed: int = 0
+    threads: int = 2
+    max_steps: int | None = None  # cap on train batches per epoch (quick runs)
+    history_every: int = 10  # record probabilities every N alpha steps
+    channels_last: bool = True  # 1.5-2x faster training steps on CPU (benchmarks/search_cost.py)
+
+
+@dataclass
+class SearchState:
+    epoch: int = 0  # epochs completed (warm-up included)
+    step: int = 0
+    alpha_steps: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    log: list[dict[str, float]] = field(default_factory=list)
+
+
+def _rng_state() -> dict[str, Any]:
+    return {"python": random.getstate(), "numpy": np.random.get_state(),
+            "torch": torch.get_rng_state()}
+
+
+def _set_rng_state(s: dict[str, Any]) -> None:
+    random.setstate(s["python"])
+    np.random.set_state(s["numpy"])
+    torch.set_rng_state(s["torch"])
+
+
+class Searcher:
+    """Owns the supernet, optimizers and state of one search run in ``out``."""
+
+    def __init__(self, space: SearchSpace, data: Dataset, table: LatencyTable | None,
+                 cfg: SearchConfig, out: str | Path) -> None:
+        self.space, self.data, self.table, self.cfg = space, data, table, cfg
+        self.out = Path(out)
+        c, h, w = data.input_shape
+        if (c, h) != (space.input_channels, space.input_size) or h != w:
+            raise UserError(f"dataset images are {c}x{h}x{w} but space {space.name!r} expects "
+                            f"{space.input_channels}x{space.input_size}x{space.input_size}: "
+                            "pick a matching --space")
+        if data.train.num_classes != space.num_classes:
+            raise UserError(f"dataset has {data.train.num_classes} classes, space {space.name!r} "
+                            f"{space.num_classes}: set num_classes in the space YAML")
+        random.seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        torch.manual_seed(cfg.seed)
+        torch.set_num_threads(cfg.threads)
+        self.net = Supernet(space)
+        if cfg.channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        if table is not None:
+            fixed, per_layer = table.space_latencies(space)
+            self.net.set_latency(fixed, per_layer)
+            self.fastest_ms = fixed + sum(min(v) for v in per_layer)
+            t = cfg.target_latency_ms
+            if t is not None and t < self.fastest_ms:
+                raise UserError(f"target latency {t:g} ms is below the fastest net of space "
+                                f"{space.name!r} ({self.fastest_ms:.3f} ms on this table): raise --target-latency")
+        elif cfg.target_latency_ms is not None:
+            raise UserError("a target latency needs a latency table: profile the device first")
+        self.strategy = make_strategy(cfg.strategy)
+        self.objective = HardwareLoss(cfg.loss, cfg.target_latency_ms, lam=cfg.lam, beta=cfg.beta,
+                                      label_smoothing=0.0)
+        valid_size = cfg.valid_size or min(5000, max(1, len(data.train) // 10))
+        train, valid = split_train_valid(data.train, valid_size=valid_size, seed=cfg.seed)
+        self.train = Batches(train, batch_size=cfg.batch_size, mean=data.mean, std=data.std,
+                             augment=True, seed=cfg.seed, drop_last=True,
+                             channels_last=cfg.channels_last)
+        self.valid = Batches(valid, batch_size=cfg.batch_size, mean=data.mean, std=data.std,
+                             shuffle=False, channels_last=cfg.channels_last)
+        self.valid_data = valid
+        self.gen = torch.Generator().manual_seed(cfg.seed + 1)  # gate sampling
+        self.valid_gen = torch.Generator().manual_seed(cfg.seed + 2)  # alpha-step batches
+        wparams = self.net.weight_parameters()
+        self.w_opt = torch.optim.SGD(wparams, lr=cfg.lr, momentum=cfg.momentum, nesterov=True,
+                                     weight_decay=cfg.weight_decay)
+        self.a_opt = torch.optim.Adam(self.net.arch_parameters(), lr=cfg.arch_lr,
+                                      betas=(0.0, 0.999), eps=1e-8, weight_decay=0.0)
+        self.state = SearchState()
+
+    # ---- checkpoints -------------------------------------------------------------------------
+    def checkpoint_dict(self) -> dict[str, Any]:
+        return {
+            "kind": "directnas-search", "space_fingerprint": self.space.fingerprint(),
+            "table_digest": self.table.digest() if self.table else None,
+            "config": asdict(self.cfg), "net": self.net.state_dict(),
+            "w_opt": self.w_opt.state_dict(), "a_opt": self.a_opt.state_dict(),
+            "objective": self.objective.state_dict(), "state": asdict(self.state),
+            "gen": self.gen.get_state(), "valid_gen": self.valid_gen.get_state(),
+            "train_gen": self.train.generator.get_state(), "rng": _rng_state(),
+        }
+
+    def save_checkpoint(self) -> Path:
+        path = self.out / CHECKPOINT
+        torch_save(path, self.checkpoint_dict())
+        return path
+
+    def resume(self) -> bool:
+        path = self.out / CHECKPOINT
+        if not path.exists():
+            return False
+        ck = torch_load(path)
+        if not isinstance(ck, dict) or ck.get("kind") != "directnas-search":
+            raise UserError(f"{path} is not a directnas search checkpoint: remove it or use another --out")
+        if ck["space_fingerprint"] != self.space.fingerprint():
+            raise UserError(f"checkpoint {path} belongs to another search space: use a new --out")
+        if ck["table_digest"] != (self.table.digest() if self.table else None):
+            raise UserError(f"checkpoint {path} was made with another latency table: use a new --out")
+        self.net.load_state_dict(ck["net"])
+        self.w_opt.load_state_dict(ck["w_opt"])
+        self.a_opt.load_state_dict(ck["a_opt"])
+        self.objective.load_state_dict(ck["objective"])
+        self.state = SearchState(**ck["state"])
+        self.gen.set_state(ck["gen"])
+        self.valid_gen.set_state(ck["valid_gen"])
+        self.train.generator.set_state(ck["train_gen"])
+        _set_rng_state(ck["rng"])
+        return True
+
+    # ---- the loop ----------------------------------------------------------------------------
+    @property
+    def steps_per_epoch(self) -> int:
+        n = len(self.train)
+        return n if self.cfg.max_steps is None else min(n, self.cfg.max_steps)
+
+    def _valid_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = torch.randint(len(self.valid_data), (self.cfg.batch_size,), generator=self.valid_gen)
+        return self.valid.transform(self.valid_data.images[idx]), self.valid_data.labels[idx]
+
+    def _record(self) -> None:
+        entry: dict[str, Any] = {"epoch": self.state.epoch, "step": self.state.step,
+                                 "alpha_steps": self.state.alpha_steps, "probs": self.net.probs()}
+        if self.table is not None:
+            entry["expected_latency_ms"] = float(self.net.expected_latency().detach())
+        self.state.history.append(entry)
+
+    def run(self, progress: Callable[[Iterable, str, int], Iterable] = lambda it, d, n: it,
+            on_epoch: Callable[[dict[str, float]], None] | None = None) -> Arch:
+        cfg = self.cfg
+        total_epochs = cfg.warmup_epochs + cfg.epochs
+        total_steps = total_epochs * self.steps_per_epoch
+        if not self.state.history:
+            self._record()
+        self.net.train()
+        while self.state.epoch < total_epochs:
+            epoch = self.state.epoch
+            warmup = epoch < cfg.warmup_epochs
+            alpha_on = not warmup and epoch - cfg.warmup_epochs >= cfg.arch_start_epoch
+            desc = f"warm-up {epoch + 1}/{cfg.warmup_epochs}" if warmup else \
+                f"search {epoch - cfg.warmup_epochs + 1}/{cfg.epochs}"
+            t0 = time.perf_counter()
+            sums = {"loss": 0.0, "n": 0, "alpha_loss": 0.0, "na": 0}
+            for i, (x, y) in enumerate(progress(self.train, desc, self.steps_per_epoch)):
+                if i >= self.steps_per_epoch:
+                    break
+                self.w_opt.param_groups[0]["lr"] = cosine_lr(self.state.step, total_steps, cfg.lr)
+                self.strategy.prepare_weight_step(self.net, self.gen, warmup=warmup)
+                loss = F.cross_entropy(self.net(x), y, label_smoothing=cfg.label_smoothing)
+                if not torch.isfinite(loss):
+                    raise UserError(f"loss became {float(loss)} at step {self.state.step}: lower --lr; "
+                                    "the last good checkpoint is kept")
+                self.w_opt.zero_grad(set_to_none=True)
+                loss.backward()
+                self.w_opt.step()
+                sums["loss"] += float(loss.detach())
+                sums["n"] += 1
+                self.state.step += 1
+                if alpha_on and (i + 1) % cfg.arch_every == 0:
+                    vx, vy = self._valid_batch()
+                    info = self.strategy.alpha_step(self.net, vx, vy, objective=self.objective,
+                                                    optimizer=self.a_opt, gen=self.gen)
+                    if not all(torch.isfinite(a).all() for a in self.net.arch_parameters()):
+                        raise UserError("alpha became NaN/inf: lower --arch-lr; the last good "
+                                        "checkpoint is kept")
+                    sums["alpha_loss"] += info["loss"]
+                    sums["na"] += 1
+                    self.state.alpha_steps += 1
+                    if self.state.alpha_steps % cfg.history_every == 0:
+                        self._record()
+            self.state.epoch += 1
+            row = {"epoch": self.state.epoch, "warmup": float(warmup),
+                   "train_loss": sums["loss"] / max(sums["n"], 1),
+                   "alpha_loss": sums["alpha_loss"] / max(sums["na"], 1),
+                   "epoch_s": time.perf_counter() - t0}
+            if self.table is not None:
+                row["expected_latency_ms"] = float(self.net.expected_latency().detach())
+                row["derived_latency_ms"] = self.derived_latency_ms()
+            self.state.log.append(row)
+            self._record()
+            self.save_checkpoint()
+            if on_epoch is not None:
+                on_epoch(row)
+        return self.derive()
+
+    def derived_latency_ms(self) -> float:
+        from directnas.hardware.predictor import predict_arch_ms
+
+        assert self.table is not None
+        return predict_arch_ms(self.net.derive(), self.table)
+
+    def derive(self) -> Arch:
+        arch = self.net.derive()
+        meta: dict[str, Any] = {"strategy": self.cfg.strategy, "seed": self.cfg.seed,
+                                "target_latency_ms": self.cfg.target_latency_ms,
+                                "probs": self.net.probs()}
+        if self.table is not None:
+            meta["predicted_latency_ms"] = self.derived_latency_ms()
+            meta["latency_backend"] = self.table.meta.get("backend")
+        arch.meta = meta
+        return arch
+
+    def supernet_accuracy(self, max_batches: int = 20) -> float:
+        """Validation accuracy of the derived path inside the supernet (weights inherited)."""
+        for m in self.net.mixed:
+            m.set_active([int(torch.argmax(m.alpha.detach()))])
+        batches = (b for i, b in enumerate(self.valid) if i < max_batches)
+        return evaluate(self.net, batches)["accuracy"]
+
+    def write_outputs(self, arch: Arch, *, wall_s: float) -> dict[str, Any]:
+        arch.save(self.out / "arch.json")
+        summary = {"config": asdict(self.cfg), "space": self.space.name,
+                   "search_wall_s": wall_s, "steps": self.state.step,
+                   "alpha_steps": self.state.alpha_steps, "epochs": self.state.log,
+                   "history": self.state.history, "arch": arch.ops,
+                   "layer_names": [list(l.candidates) for l in self.space.layers],
+                   "supernet_valid_accuracy": self.supernet_accuracy()}
+        if self.table is not None:
+            summary["predicted_latency_ms"] = arch.meta.get("predicted_latency_ms")
+            summary["fastest_latency_ms"] = self.fastest_ms
+        write_json(self.out / "search.json", summary)
+        return summary

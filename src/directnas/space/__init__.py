@@ -1,0 +1,1 @@
+"""The search space: ops, the space (stages x candidates) and a chosen architecture."""

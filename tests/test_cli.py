@@ -1,0 +1,40 @@
+"""End to end through the CLI on a tiny space and generated data: search -> train."""
+
+import json
+
+from directnas.cli import main
+
+
+def test_search_then_train(tmp_path, tiny_idx_dir, tiny_space_yaml, monkeypatch):
+    monkeypatch.setenv("DIRECTNAS_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    common = ["--threads", "1", "--repeats", "5", "--warmup", "1"]
+    rc = main(["search", "--space", str(tiny_space_yaml), "--data", str(tiny_idx_dir),
+               "--out", str(out), "--warmup-epochs", "1", "--epochs", "2", "--batch-size", "64",
+               "--target-latency", "5", "--seed", "0", *common])
+    assert rc == 0
+    arch = json.loads((out / "arch.json").read_text())
+    assert len(arch["layers"]) == 4 and arch["predicted_latency_ms"] > 0
+    search = json.loads((out / "search.json").read_text())
+    assert len(search["epochs"]) == 3 and search["alpha_steps"] > 0
+    assert len(search["history"]) >= 2 and len(search["history"][-1]["probs"]) == 4
+    assert (out / "latency.json").exists() and (out / "search_checkpoint.pt").exists()
+    # the cached table is reused by the next run
+    assert list((tmp_path / "cache").glob("latency-tiny-*.json"))
+
+    tout = tmp_path / "train"
+    rc = main(["train", "--arch", str(out / "arch.json"), "--data", str(tiny_idx_dir),
+               "--out", str(tout), "--train-epochs", "3", "--train-batch-size", "64", *common])
+    assert rc == 0
+    m = json.loads((tout / "metrics.json").read_text())
+    for key in ("test_accuracy", "params", "macs", "latency_ms", "predicted_latency_ms"):
+        assert key in m
+    assert m["test_accuracy"] > 0.6  # four learnable classes; chance is 0.25
+    assert m["params"] > 1000 and m["macs"] > m["params"]
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
+    rc = main(["search", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "o"),
+               "--latency-table", str(tmp_path / "t.json")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "error" in err
