@@ -10,7 +10,7 @@ import sys
 from directnas import __version__
 from directnas.errors import UserError
 
-COMMANDS = ["profile", "search", "train"]
+COMMANDS = ["profile", "search", "train", "latency"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -25,11 +25,17 @@ def register(name: str) -> Callable[[Builder], Builder]:
     return deco
 
 
+def _load_zoo() -> None:
+    import directnas.zoo  # noqa: F401  (its modules register themselves)
+
+
 def model_names() -> list[str]:
+    _load_zoo()
     return sorted(_REGISTRY)
 
 
 def build_named(name: str, *, input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
+    _load_zoo()
     if name not in _REGISTRY:
         raise UserError(f"unknown model {name!r}: use one of {', '.join(model_names()) or '(none)'}")
     return _REGISTRY[name](input_shape=input_shape, num_classes=num_classes)
