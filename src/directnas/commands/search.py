@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import Callable
 
 from directnas.commands.common import (add_protocol_args, bar, get_table, log, protocol_from,
                                        resolve_config, save_resolved)
@@ -45,7 +46,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def do_search(args: argparse.Namespace, out: Path, *, resume: bool) -> Path:
+def do_search(args: argparse.Namespace, out: Path, *, resume: bool,
+              on_epoch: Callable[[dict[str, float]], None] | None = None) -> Path:
+    """``on_epoch(row)`` is also called after every epoch (e.g. TensorBoard logging)."""
     overrides = {k: getattr(args, k, None) for k in
                  ("strategy", "loss", "epochs", "warmup_epochs", "batch_size", "lr", "arch_lr",
                   "lam", "seed", "target_latency_ms")}
@@ -66,13 +69,15 @@ def do_search(args: argparse.Namespace, out: Path, *, resume: bool) -> Path:
                                                    "backend": args.backend})
     t0 = time.perf_counter()
 
-    def on_epoch(row: dict[str, float]) -> None:
+    def log_epoch(row: dict[str, float]) -> None:
+        if on_epoch is not None:
+            on_epoch(row)
         lat = f", E[LAT] {row['expected_latency_ms']:.3f} ms, argmax {row['derived_latency_ms']:.3f} ms" \
             if "expected_latency_ms" in row else ""
         log.info("epoch %d: train loss %.3f%s (%.0f s)", row["epoch"], row["train_loss"], lat,
                  row["epoch_s"])
 
-    arch = searcher.run(progress=bar, on_epoch=on_epoch)
+    arch = searcher.run(progress=bar, on_epoch=log_epoch)
     summary = searcher.write_outputs(arch, wall_s=time.perf_counter() - t0)
     print(f"architecture: {(out / 'arch.json').resolve()}  [{arch.summary()}]")
     if "predicted_latency_ms" in summary:

@@ -6,7 +6,7 @@ import argparse
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -47,7 +47,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def do_train(args: argparse.Namespace, out: Path, *, arch_path: str | None,
-             model_name: str | None) -> dict[str, Any]:
+             model_name: str | None,
+             on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, Any]:
+    """``on_epoch(epoch, row)`` is also called after every epoch (e.g. TensorBoard logging)."""
     overrides = {k: getattr(args, k, None) for k in ("epochs", "batch_size", "lr", "seed")}
     if args.quick:
         overrides = {**QUICK, **{k: v for k, v in overrides.items() if v is not None}}
@@ -68,11 +70,17 @@ def do_train(args: argparse.Namespace, out: Path, *, arch_path: str | None,
         assert model_name is not None
         net = build_named(model_name, input_shape=data.input_shape, num_classes=data.train.num_classes)
         name = model_name
+        arch = getattr(net, "arch", None)  # zoo nets built from a space are priced like searched ones
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "train_config.json", {**asdict(cfg), "model": name, "data": str(args.data)})
     t0 = time.perf_counter()
-    result = train_net(net, data, cfg, progress=bar,
-                       on_epoch=lambda e, r: log.info("epoch %d: train loss %.4f", e + 1, r["train_loss"]))
+
+    def log_epoch(e: int, r: dict[str, float]) -> None:
+        log.info("epoch %d: train loss %.4f", e + 1, r["train_loss"])
+        if on_epoch is not None:
+            on_epoch(e, r)
+
+    result = train_net(net, data, cfg, progress=bar, on_epoch=log_epoch)
     train_s = time.perf_counter() - t0
     net = net.to(memory_format=torch.contiguous_format)
     lat = measure_net(net, data.input_shape, backend=args.backend, proto=proto)
