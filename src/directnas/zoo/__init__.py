@@ -3,7 +3,7 @@
 
 import importlib
 
-MODULES: list[str] = []
+MODULES: list[str] = ["lenet"]
 
 for _m in MODULES:
     importlib.import_module(f"directnas.zoo.{_m}")
