@@ -3,7 +3,7 @@
 
 import importlib
 
-MODULES: list[str] = ["lenet"]
+MODULES: list[str] = ["lenet", "mobilenetv2"]
 
 for _m in MODULES:
     importlib.import_module(f"directnas.zoo.{_m}")
