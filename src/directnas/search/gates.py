@@ -7,63 +7,33 @@ the name.  ``STRATEGIES`` is the registry (``--strategy NAME``).
     samples two distinct paths, runs both behind a one-hot gate and uses the BinaryConnect
     estimate on the renormalised pair, then shifts the pair so unsampled paths keep p.
   * ``binary-full``: the same estimate over all paths (memory of N paths; for comparison).
+  * ``reinforce``: sampled whole architectures, reward acc * (T / LAT)^w, moving-average
+    baseline (strategies_reinforce.py; LAT from the table or a live-measuring callable).
+  * ``gumbel`` (FBNet): Gumbel-softmax weights over all paths, annealed temperature.
+  * ``darts``: softmax-weighted sum of all paths in both steps (the memory baseline).
+  (The last two are in strategies_soft.py; the shared contract is in strategies_base.py.)
 """
 
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from typing import Callable
 
 import torch
 
 from directnas.errors import UserError
+from directnas.search.strategies_base import FrozenWeights as _FrozenWeights
+from directnas.search.strategies_base import Objective, Strategy, sample_single_paths
+from directnas.search.strategies_reinforce import Reinforce
+from directnas.search.strategies_soft import Darts, GumbelSoftmax
 from directnas.search.supernet import MixedOp, Supernet
 
-# objective(logits, labels, expected_latency) -> (loss, info)
-Objective = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None],
-                     tuple[torch.Tensor, dict[str, float]]]
-
-
-class Strategy(Protocol):
-    name: str
-
-    def prepare_weight_step(self, net: Supernet, gen: torch.Generator, *, warmup: bool) -> None:
-        """Set the active path(s) of every MixedOp for a weight step."""
-
-    def alpha_step(self, net: Supernet, x: torch.Tensor, y: torch.Tensor, *,
-                   objective: Objective, optimizer: torch.optim.Optimizer,
-                   gen: torch.Generator) -> dict[str, float]:
-        """One update of alpha on a validation batch (weights frozen)."""
-
-
-def sample_single_paths(net: Supernet, gen: torch.Generator, *, uniform: bool) -> None:
-    """One path per MixedOp, drawn from p (or uniformly during warm-up)."""
-    for m in net.mixed:
-        n = len(m.names)
-        if uniform:
-            i = int(torch.randint(n, (1,), generator=gen))
-        else:
-            i = int(torch.multinomial(m.probs().detach(), 1, generator=gen))
-        m.set_active([i])
+__all__ = ["Objective", "Strategy", "STRATEGIES", "BinaryGates", "Reinforce", "GumbelSoftmax",
+           "Darts", "binary_gate_grad", "make_strategy", "sample_single_paths"]
 
 
 def binary_gate_grad(dg: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
     """dL/dalpha_i = sum_j dL/dg_j * p_j * (delta_ij - p_i) = p_i * (dL/dg_i - sum_j dL/dg_j p_j)."""
     return p * (dg - (dg * p).sum())
-
-
-class _FrozenWeights:
-    """Context: weights do not need grads in an alpha step (saves their backward)."""
-
-    def __init__(self, net: Supernet) -> None:
-        self.params = net.weight_parameters()
-
-    def __enter__(self) -> None:
-        for p in self.params:
-            p.requires_grad_(False)
-
-    def __exit__(self, *exc: object) -> None:
-        for p in self.params:
-            p.requires_grad_(True)
 
 
 class BinaryGates:
@@ -118,6 +88,9 @@ class BinaryGates:
 STRATEGIES: dict[str, Callable[[], Strategy]] = {
     "binary-two": lambda: BinaryGates(paths=2),
     "binary-full": lambda: BinaryGates(paths=None),
+    "reinforce": lambda: Reinforce(),
+    "gumbel": lambda: GumbelSoftmax(),
+    "darts": lambda: Darts(),
 }
 
 
