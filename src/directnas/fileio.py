@@ -45,19 +45,32 @@ def torch_save(path: str | Path, obj: Any) -> None:
     _atomic(Path(path), lambda tmp: torch.save(obj, tmp))
 
 
-def torch_load(path: str | Path) -> Any:
+def torch_load(path: str | Path, *, what: str = "checkpoint", weights_only: bool = True) -> Any:
+    """Load a file written by ``torch_save``; any failure is one UserError line.
+
+    ``weights_only`` (the default) refuses pickled code: a foreign file cannot run anything.
+    """
     import torch
 
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"checkpoint {path} does not exist: give the path of a .pt file written by directnas")
+        raise UserError(f"{what} {path} does not exist: give the path of a .pt file written by directnas")
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(path, map_location="cpu", weights_only=weights_only)
     except Exception as e:  # noqa: BLE001 - any unpickling failure means a corrupt file
         raise UserError(
-            f"checkpoint {path} is corrupt or not a directnas checkpoint ({type(e).__name__}): "
-            "delete it and re-run without --resume"
+            f"{what} {path} is corrupt, truncated or not written by directnas ({type(e).__name__}): "
+            "delete it (or move it away) and re-run without --resume"
         ) from None
+
+
+def remove_stale_temps(folder: str | Path) -> int:
+    """Delete temp files that a killed process left behind in ``folder``; returns how many."""
+    n = 0
+    for tmp in Path(folder).glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+        n += 1
+    return n
 
 
 def read_json(path: str | Path, *, what: str = "JSON file") -> Any:

@@ -55,8 +55,18 @@ def cache_dir() -> Path:
     return Path(os.environ.get("DIRECTNAS_CACHE", Path.home() / ".cache" / "directnas"))
 
 
+class _StoreExplicit(argparse.Action):
+    """Stores the value and records that the user gave it (``args.<dest>_given``)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, ns: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        setattr(ns, self.dest, values)
+        setattr(ns, f"{self.dest}_given", True)
+
+
 def add_protocol_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", default="torch-cpu", help="latency backend (default torch-cpu)")
+    p.add_argument("--backend", default="torch-cpu", action=_StoreExplicit,
+                   help="latency backend (default torch-cpu)")
     p.add_argument("--threads", type=int, default=2, help="threads for latency measurement")
     p.add_argument("--latency-batch", type=int, default=1, help="batch size for latency (default 1)")
     p.add_argument("--repeats", type=int, default=50, help="timed repeats per op (median is kept)")
@@ -93,6 +103,30 @@ def get_table(space: SearchSpace, *, table_path: str | None, backend: str, proto
     if out is not None:
         table.save(out / "latency.json")
     return table
+
+
+def check_table_backend(table: LatencyTable, args: argparse.Namespace, path: str | Path) -> None:
+    """A table measured on another backend than an explicit ``--backend`` is a mistake."""
+    was = table.meta.get("backend")
+    if getattr(args, "backend_given", False) and was and was != args.backend:
+        raise UserError(f"latency table {path} was measured on backend {was!r} "
+                        f"({table.meta.get('device', 'unknown device')}), not --backend {args.backend!r}: "
+                        f"pass a table profiled with --backend {args.backend} or drop --backend")
+
+
+def check_out_dir(out: Path, checkpoint: str, *, resume: bool, what: str) -> None:
+    """The run folder may hold a checkpoint only when resuming (nothing is overwritten)."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a folder: give a folder path")
+    if not resume and (out / checkpoint).exists():
+        raise UserError(f"run folder {out} already holds a {what} ({checkpoint}): pass --resume "
+                        "to continue it or choose a new --out")
+
+
+def quiet_unless_main(is_main: bool) -> None:
+    """Ranks other than 0 log warnings only (rank 0 speaks for the job)."""
+    if not is_main:
+        logging.getLogger("directnas").setLevel(logging.WARNING)
 
 
 def save_resolved(out: Path, name: str, cfg: Any, extra: dict[str, Any]) -> None:

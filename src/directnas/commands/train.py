@@ -10,16 +10,19 @@ from typing import Any, Callable
 
 import torch
 
-from directnas.commands.common import (add_protocol_args, bar, get_table, log, protocol_from,
+from directnas.commands.common import (add_protocol_args, bar, check_out_dir, check_table_backend,
+                                       get_table, log, protocol_from, quiet_unless_main,
                                        resolve_config)
 from directnas.data import load_dataset
+from directnas.distributed import init_from_env
 from directnas.errors import UserError
 from directnas.fileio import torch_save, write_json
 from directnas.hardware.predictor import predict_arch_ms
 from directnas.hardware.profile import measure_net
 from directnas.models import build_named, model_names
 from directnas.space.arch import Arch
-from directnas.train import TrainConfig, count_macs, count_params, train_net
+from directnas.train import (TRAIN_CHECKPOINT, TrainConfig, count_macs, count_params,
+                             load_train_checkpoint, train_net)
 
 QUICK = {"epochs": 1, "max_steps": 30}
 
@@ -30,6 +33,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-epochs", type=int, dest="epochs")
     p.add_argument("--train-batch-size", type=int, dest="batch_size")
     p.add_argument("--train-lr", type=float, dest="lr")
+    p.add_argument("--train-checkpoint-every", type=int, dest="train_checkpoint_every",
+                   help="also checkpoint every N steps inside an epoch (default: epoch ends only)")
     p.add_argument("--quick", action="store_true", help="a 1-minute smoke budget")
     p.add_argument("--latency-table", help="table for predicted_latency_ms")
     add_protocol_args(p)
@@ -43,19 +48,35 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_train_args(p)
     p.add_argument("--seed", type=int)
     p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
     p.set_defaults(func=run)
 
 
 def do_train(args: argparse.Namespace, out: Path, *, arch_path: str | None,
              model_name: str | None,
-             on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, Any]:
-    """``on_epoch(epoch, row)`` is also called after every epoch (e.g. TensorBoard logging)."""
+             on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+             resume: bool | None = None) -> dict[str, Any]:
+    """``on_epoch(epoch, row)`` is also called after every epoch (e.g. TensorBoard logging).
+
+    ``resume`` (default: ``args.resume``) continues from ``out/train_checkpoint.pt``.  Every
+    input is checked before anything is written; under torchrun rank 0 alone writes.
+    """
+    dist = init_from_env()
+    quiet_unless_main(dist.is_main)
+    resume = bool(getattr(args, "resume", False)) if resume is None else resume
     overrides = {k: getattr(args, k, None) for k in ("epochs", "batch_size", "lr", "seed")}
+    overrides["checkpoint_every"] = getattr(args, "train_checkpoint_every", None)
     if args.quick:
         overrides = {**QUICK, **{k: v for k, v in overrides.items() if v is not None}}
     cfg = resolve_config(TrainConfig, yaml_path=args.config, overrides=overrides)
     cfg.threads = args.threads
     proto = protocol_from(args)
+    for key in ("epochs", "batch_size", "checkpoint_every"):
+        low = 0 if key == "checkpoint_every" else 1
+        if getattr(cfg, key) < low:
+            raise UserError(f"training option {key} must be >= {low}, got {getattr(cfg, key)}")
+    dist.run_on_main(lambda: check_out_dir(out, TRAIN_CHECKPOINT, resume=resume,
+                                           what="training checkpoint"))
     arch = Arch.load(arch_path) if arch_path else None
     data = load_dataset(args.data)
     if arch is not None:
@@ -65,14 +86,33 @@ def do_train(args: argparse.Namespace, out: Path, *, arch_path: str | None,
         if (c, h) != (space.input_channels, space.input_size):
             raise UserError(f"dataset images are {c}x{h}x{h} but the architecture expects "
                             f"{space.input_channels}x{space.input_size}: use the dataset it was searched on")
+        if data.train.num_classes != space.num_classes:
+            raise UserError(f"dataset has {data.train.num_classes} classes but the architecture "
+                            f"{space.num_classes}: use the dataset it was searched on")
         name = f"searched:{Path(arch_path).parent.name}"  # type: ignore[arg-type]
     else:
         assert model_name is not None
         net = build_named(model_name, input_shape=data.input_shape, num_classes=data.train.num_classes)
         name = model_name
         arch = getattr(net, "arch", None)  # zoo nets built from a space are priced like searched ones
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "train_config.json", {**asdict(cfg), "model": name, "data": str(args.data)})
+    table = None
+    if arch is not None:
+        def load_table() -> Any:
+            t = get_table(arch.space, table_path=args.latency_table, backend=args.backend,
+                          proto=proto, out=None)
+            if args.latency_table:
+                check_table_backend(t, args, args.latency_table)
+            return t
+
+        table = dist.run_on_main(load_table)
+    ck_path = out / TRAIN_CHECKPOINT
+    if resume and ck_path.exists():
+        dist.run_on_main(lambda: load_train_checkpoint(ck_path, net) and None)
+    # everything is checked: from here on the run folder is written (by rank 0 only)
+    if dist.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "train_config.json", {**asdict(cfg), "model": name, "data": str(args.data),
+                                               "world": dist.world})
     t0 = time.perf_counter()
 
     def log_epoch(e: int, r: dict[str, float]) -> None:
@@ -80,8 +120,11 @@ def do_train(args: argparse.Namespace, out: Path, *, arch_path: str | None,
         if on_epoch is not None:
             on_epoch(e, r)
 
-    result = train_net(net, data, cfg, progress=bar, on_epoch=log_epoch)
+    result = train_net(net, data, cfg, progress=bar if dist.is_main else (lambda it, d, n: it),
+                       on_epoch=log_epoch, checkpoint=ck_path, resume=resume, dist=dist)
     train_s = time.perf_counter() - t0
+    if not dist.is_main:
+        return {"model": name, "test_accuracy": result["accuracy"], "test_loss": result["loss"]}
     net = net.to(memory_format=torch.contiguous_format)
     lat = measure_net(net, data.input_shape, backend=args.backend, proto=proto)
     metrics: dict[str, Any] = {
@@ -91,9 +134,7 @@ def do_train(args: argparse.Namespace, out: Path, *, arch_path: str | None,
         "latency_backend": args.backend, "latency_batch_size": proto.batch_size,
         "latency_threads": proto.threads, "train_wall_s": train_s, "epochs": cfg.epochs,
     }
-    if arch is not None:
-        table = get_table(arch.space, table_path=args.latency_table, backend=args.backend,
-                          proto=proto, out=None)
+    if arch is not None and table is not None:
         metrics["predicted_latency_ms"] = predict_arch_ms(arch, table)
         metrics["arch"] = arch.ops
     torch_save(out / "model.pt", {"kind": "directnas-model", "name": name,

@@ -4,6 +4,13 @@ Schedule (ProxylessNAS, scaled to the task): ``warmup_epochs`` of weight steps o
 sampled paths, then ``epochs`` in which every train batch is one weight step (paths sampled from
 p) and every ``arch_every``-th batch also one alpha step on a validation batch.  Weights: SGD
 nesterov + cosine LR; alpha: Adam(lr, betas=(0, 0.999), eps=1e-8, no weight decay).
+
+Checkpoints (``search_checkpoint.pt``, atomic) hold everything the next step depends on: weights,
+alpha, both optimizers, the loss's multiplier, step counters, the python/numpy/torch RNGs, the
+gate and validation generators, the batch generator's state at the epoch start and the index
+of the next batch.  ``resume()`` + ``run()`` therefore reach the same alpha, bit for bit, as an
+uninterrupted run.  Under torchrun (``dist``) every rank draws the same gates, gets its own
+shard of the batches, and averages weight and alpha gradients; only rank 0 writes.
 """
 
 from __future__ import annotations
@@ -20,15 +27,17 @@ import torch
 import torch.nn.functional as F
 
 from directnas.data import Batches, Dataset, split_train_valid
+from directnas.distributed import Dist
 from directnas.errors import UserError
-from directnas.fileio import torch_load, torch_save, write_json
+from directnas.fileio import remove_stale_temps, torch_load, torch_save, write_json
 from directnas.hardware.lut import LatencyTable
 from directnas.search.gates import make_strategy
 from directnas.search.loss import HardwareLoss
 from directnas.search.supernet import Supernet
 from directnas.space.arch import Arch
 from directnas.space.space import SearchSpace
-from directnas.train import cosine_lr, evaluate
+from directnas.train import (check_finite, cosine_lr, epoch_batches, evaluate, rng_state,
+                             set_rng_state)
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "search_checkpoint.pt"
@@ -57,6 +66,7 @@ class SearchConfig:
     max_steps: int | None = None  # cap on train batches per epoch (quick runs)
     history_every: int = 10  # record probabilities every N alpha steps
     channels_last: bool = True  # 1.5-2x faster training steps on CPU (benchmarks/search_cost.py)
+    checkpoint_every: int = 0  # also checkpoint every N steps inside an epoch (0: epoch ends only)
 
 
 @dataclass
@@ -64,28 +74,49 @@ class SearchState:
     epoch: int = 0  # epochs completed (warm-up included)
     step: int = 0
     alpha_steps: int = 0
+    epoch_step: int = 0  # batches of the current epoch already done (mid-epoch checkpoints)
+    epoch_sums: dict[str, float] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
     log: list[dict[str, float]] = field(default_factory=list)
 
 
-def _rng_state() -> dict[str, Any]:
-    return {"python": random.getstate(), "numpy": np.random.get_state(),
-            "torch": torch.get_rng_state()}
+_INT_OPTIONS = ("warmup_epochs", "epochs", "batch_size", "arch_every", "arch_start_epoch",
+                "threads", "history_every", "checkpoint_every", "max_steps")
 
 
-def _set_rng_state(s: dict[str, Any]) -> None:
-    random.setstate(s["python"])
-    np.random.set_state(s["numpy"])
-    torch.set_rng_state(s["torch"])
+def check_config(cfg: SearchConfig) -> None:
+    """One-line errors for option values no search can run with."""
+    for name in _INT_OPTIONS:
+        v = getattr(cfg, name)
+        low = 1 if name in ("batch_size", "arch_every", "threads", "history_every", "max_steps") else 0
+        if v is None and name == "max_steps":
+            continue
+        if not isinstance(v, int) or isinstance(v, bool) or v < low:
+            raise UserError(f"search option {name} must be an integer >= {low}, got {v!r}: fix it "
+                            "in --config or on the command line")
+    for name in ("lr", "arch_lr", "momentum", "weight_decay", "lam"):
+        v = getattr(cfg, name)
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not np.isfinite(v) or v < 0:
+            raise UserError(f"search option {name} must be a finite number >= 0, got {v!r}")
+    if cfg.warmup_epochs + cfg.epochs == 0:
+        raise UserError("warmup_epochs + epochs is 0: give --epochs 1 or more")
+
+
+def _strategy_state(strategy: object) -> dict[str, Any]:
+    """A strategy's scalar attributes (moving baselines, temperatures) for the checkpoint."""
+    return {k: v for k, v in vars(strategy).items()
+            if isinstance(v, (bool, int, float, str)) or v is None}
 
 
 class Searcher:
     """Owns the supernet, optimizers and state of one search run in ``out``."""
 
     def __init__(self, space: SearchSpace, data: Dataset, table: LatencyTable | None,
-                 cfg: SearchConfig, out: str | Path) -> None:
+                 cfg: SearchConfig, out: str | Path, *, dist: Dist | None = None) -> None:
+        check_config(cfg)
         self.space, self.data, self.table, self.cfg = space, data, table, cfg
         self.out = Path(out)
+        self.dist = dist = dist or Dist()
         c, h, w = data.input_shape
         if (c, h) != (space.input_channels, space.input_size) or h != w:
             raise UserError(f"dataset images are {c}x{h}x{w} but space {space.name!r} expects "
@@ -118,7 +149,10 @@ class Searcher:
         train, valid = split_train_valid(data.train, valid_size=valid_size, seed=cfg.seed)
         self.train = Batches(train, batch_size=cfg.batch_size, mean=data.mean, std=data.std,
                              augment=True, seed=cfg.seed, drop_last=True,
-                             channels_last=cfg.channels_last)
+                             channels_last=cfg.channels_last, rank=dist.rank, world=dist.world)
+        if len(self.train) == 0:
+            raise UserError(f"batch size {cfg.batch_size} is larger than the {len(train) // dist.world} "
+                            "training images per process: lower --batch-size")
         self.valid = Batches(valid, batch_size=cfg.batch_size, mean=data.mean, std=data.std,
                              shuffle=False, channels_last=cfg.channels_last)
         self.valid_data = valid
@@ -129,45 +163,84 @@ class Searcher:
                                      weight_decay=cfg.weight_decay)
         self.a_opt = torch.optim.Adam(self.net.arch_parameters(), lr=cfg.arch_lr,
                                       betas=(0.0, 0.999), eps=1e-8, weight_decay=0.0)
+        self.wparams = wparams
+        if dist.active:  # strategies call a_opt.step() themselves: average alpha grads first
+            self.a_opt.register_step_pre_hook(
+                lambda opt, a, kw: dist.all_reduce_grads(self.net.arch_parameters()))
         self.state = SearchState()
+        self.epoch_gen = self.train.generator.get_state()  # batch generator at the epoch start
 
     # ---- checkpoints -------------------------------------------------------------------------
     def checkpoint_dict(self) -> dict[str, Any]:
         return {
             "kind": "directnas-search", "space_fingerprint": self.space.fingerprint(),
             "table_digest": self.table.digest() if self.table else None,
+            "table_meta": dict(self.table.meta) if self.table else None,
             "config": asdict(self.cfg), "net": self.net.state_dict(),
             "w_opt": self.w_opt.state_dict(), "a_opt": self.a_opt.state_dict(),
             "objective": self.objective.state_dict(), "state": asdict(self.state),
+            "strategy": _strategy_state(self.strategy),
             "gen": self.gen.get_state(), "valid_gen": self.valid_gen.get_state(),
-            "train_gen": self.train.generator.get_state(), "rng": _rng_state(),
+            "epoch_gen": self.epoch_gen, "rng": rng_state(),
         }
 
     def save_checkpoint(self) -> Path:
+        """Every rank checks (finite values; same alpha and gates on all ranks); rank 0 writes."""
         path = self.out / CHECKPOINT
-        torch_save(path, self.checkpoint_dict())
+        check_finite(self.net.weight_parameters(), "a supernet weight", "lower --lr")
+        check_finite(self.net.arch_parameters(), "alpha", "lower --arch-lr")
+        self.dist.check_same(self.net.arch_parameters() + [self.gen.get_state()],
+                             "alpha or the gate generator")
+        self.dist.broadcast_tensors(self.net.buffers())  # BatchNorm statistics: rank 0's
+        if self.dist.is_main:
+            torch_save(path, self.checkpoint_dict())
         return path
 
-    def resume(self) -> bool:
+    def load_checkpoint(self) -> dict[str, Any] | None:
+        """The run folder's checkpoint, checked against this run (None if there is none)."""
         path = self.out / CHECKPOINT
         if not path.exists():
-            return False
-        ck = torch_load(path)
+            return None
+        ck = torch_load(path, what="search checkpoint")
         if not isinstance(ck, dict) or ck.get("kind") != "directnas-search":
-            raise UserError(f"{path} is not a directnas search checkpoint: remove it or use another --out")
-        if ck["space_fingerprint"] != self.space.fingerprint():
-            raise UserError(f"checkpoint {path} belongs to another search space: use a new --out")
-        if ck["table_digest"] != (self.table.digest() if self.table else None):
-            raise UserError(f"checkpoint {path} was made with another latency table: use a new --out")
-        self.net.load_state_dict(ck["net"])
-        self.w_opt.load_state_dict(ck["w_opt"])
-        self.a_opt.load_state_dict(ck["a_opt"])
-        self.objective.load_state_dict(ck["objective"])
-        self.state = SearchState(**ck["state"])
-        self.gen.set_state(ck["gen"])
-        self.valid_gen.set_state(ck["valid_gen"])
-        self.train.generator.set_state(ck["train_gen"])
-        _set_rng_state(ck["rng"])
+            raise UserError(f"{path} is not a directnas search checkpoint: move it away or use another --out")
+        if ck.get("space_fingerprint") != self.space.fingerprint():
+            raise UserError(f"checkpoint {path} belongs to another search space: pass the space "
+                            "it was made with or use a new --out")
+        if ck.get("table_digest") != (self.table.digest() if self.table else None):
+            was = (ck.get("table_meta") or {}).get("device", "another device")
+            raise UserError(f"checkpoint {path} was made with another latency table ({was}): pass "
+                            f"the run's own table ({self.out / 'latency.json'}) or use a new --out")
+        changed = sorted(k for k, v in ck.get("config", {}).items()
+                         if k != "threads" and getattr(self.cfg, k, v) != v)
+        if changed:
+            log.warning("resuming with changed option(s) %s: the result will differ from an "
+                        "uninterrupted run", ", ".join(changed))
+        return ck
+
+    def resume(self, ck: dict[str, Any] | None = None) -> bool:
+        """Load the run folder's checkpoint (or ``ck`` from ``load_checkpoint``)."""
+        ck = ck if ck is not None else self.load_checkpoint()
+        if ck is None:
+            return False
+        path = self.out / CHECKPOINT
+        try:
+            self.net.load_state_dict(ck["net"])
+            self.w_opt.load_state_dict(ck["w_opt"])
+            self.a_opt.load_state_dict(ck["a_opt"])
+            self.objective.load_state_dict(ck["objective"])
+            self.state = SearchState(**ck["state"])
+            for k, v in ck.get("strategy", {}).items():
+                setattr(self.strategy, k, v)
+            self.gen.set_state(ck["gen"])
+            self.valid_gen.set_state(ck["valid_gen"])
+            self.epoch_gen = ck["epoch_gen"]
+            set_rng_state(ck["rng"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise UserError(f"checkpoint {path} does not fit this search ({type(e).__name__}: "
+                            f"{str(e).splitlines()[0][:120]}): move it away or use a new --out") from None
+        if self.dist.is_main:
+            remove_stale_temps(self.out)
         return True
 
     # ---- the loop ----------------------------------------------------------------------------
@@ -177,7 +250,10 @@ class Searcher:
         return n if self.cfg.max_steps is None else min(n, self.cfg.max_steps)
 
     def _valid_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = torch.randint(len(self.valid_data), (self.cfg.batch_size,), generator=self.valid_gen)
+        """Every rank draws the same global batch of size batch_size * world and takes its part."""
+        bs, d = self.cfg.batch_size, self.dist
+        idx = torch.randint(len(self.valid_data), (bs * d.world,), generator=self.valid_gen)
+        idx = idx[d.rank * bs:(d.rank + 1) * bs]
         return self.valid.transform(self.valid_data.images[idx]), self.valid_data.labels[idx]
 
     def _record(self) -> None:
@@ -188,10 +264,13 @@ class Searcher:
         self.state.history.append(entry)
 
     def run(self, progress: Callable[[Iterable, str, int], Iterable] = lambda it, d, n: it,
-            on_epoch: Callable[[dict[str, float]], None] | None = None) -> Arch:
+            on_epoch: Callable[[dict[str, float]], None] | None = None,
+            on_step: Callable[[int], None] | None = None) -> Arch:
+        """Run (or continue) the schedule; ``on_step(step)`` after every batch."""
         cfg = self.cfg
         total_epochs = cfg.warmup_epochs + cfg.epochs
-        total_steps = total_epochs * self.steps_per_epoch
+        steps = self.steps_per_epoch
+        total_steps = total_epochs * steps
         if not self.state.history:
             self._record()
         self.net.train()
@@ -201,36 +280,46 @@ class Searcher:
             alpha_on = not warmup and epoch - cfg.warmup_epochs >= cfg.arch_start_epoch
             desc = f"warm-up {epoch + 1}/{cfg.warmup_epochs}" if warmup else \
                 f"search {epoch - cfg.warmup_epochs + 1}/{cfg.epochs}"
+            hook = getattr(self.strategy, "on_epoch", None)
+            if hook is not None:  # e.g. a temperature schedule (a pure function of the epoch)
+                hook(epoch, total_epochs)
             t0 = time.perf_counter()
-            sums = {"loss": 0.0, "n": 0, "alpha_loss": 0.0, "na": 0}
-            for i, (x, y) in enumerate(progress(self.train, desc, self.steps_per_epoch)):
-                if i >= self.steps_per_epoch:
-                    break
+            start = self.state.epoch_step
+            self.train.generator.set_state(self.epoch_gen)
+            sums = {"loss": 0.0, "n": 0, "alpha_loss": 0.0, "na": 0, **self.state.epoch_sums}
+            for i, x, y in progress(epoch_batches(self.train, steps, start=start), desc, steps - start):
                 self.w_opt.param_groups[0]["lr"] = cosine_lr(self.state.step, total_steps, cfg.lr)
                 self.strategy.prepare_weight_step(self.net, self.gen, warmup=warmup)
                 loss = F.cross_entropy(self.net(x), y, label_smoothing=cfg.label_smoothing)
-                if not torch.isfinite(loss):
-                    raise UserError(f"loss became {float(loss)} at step {self.state.step}: lower --lr; "
-                                    "the last good checkpoint is kept")
                 self.w_opt.zero_grad(set_to_none=True)
                 loss.backward()
+                loss = self.dist.all_reduce_grads(self.wparams, extra=loss.detach())
+                check_finite([loss], f"the loss at step {self.state.step}", "lower --lr")
                 self.w_opt.step()
-                sums["loss"] += float(loss.detach())
+                sums["loss"] += float(loss)
                 sums["n"] += 1
                 self.state.step += 1
                 if alpha_on and (i + 1) % cfg.arch_every == 0:
                     vx, vy = self._valid_batch()
                     info = self.strategy.alpha_step(self.net, vx, vy, objective=self.objective,
                                                     optimizer=self.a_opt, gen=self.gen)
-                    if not all(torch.isfinite(a).all() for a in self.net.arch_parameters()):
-                        raise UserError("alpha became NaN/inf: lower --arch-lr; the last good "
-                                        "checkpoint is kept")
+                    check_finite(self.net.arch_parameters(), "alpha", "lower --arch-lr")
                     sums["alpha_loss"] += info["loss"]
                     sums["na"] += 1
                     self.state.alpha_steps += 1
                     if self.state.alpha_steps % cfg.history_every == 0:
                         self._record()
+                self.state.epoch_step = i + 1
+                self.state.epoch_sums = dict(sums)
+                if cfg.checkpoint_every and self.state.step % cfg.checkpoint_every == 0 \
+                        and i + 1 < steps:
+                    self.save_checkpoint()
+                if on_step is not None:
+                    on_step(self.state.step)
             self.state.epoch += 1
+            self.state.epoch_step = 0
+            self.state.epoch_sums = {}
+            self.epoch_gen = self.train.generator.get_state()
             row = {"epoch": self.state.epoch, "warmup": float(warmup),
                    "train_loss": sums["loss"] / max(sums["n"], 1),
                    "alpha_loss": sums["alpha_loss"] / max(sums["na"], 1),
@@ -243,6 +332,7 @@ class Searcher:
             self.save_checkpoint()
             if on_epoch is not None:
                 on_epoch(row)
+        self.dist.broadcast_tensors(self.net.buffers())
         return self.derive()
 
     def derived_latency_ms(self) -> float:
