@@ -1,0 +1,60 @@
+"""directnas baselines: train named models (default: the MobileNetV2 family) with the same recipe.
+
+One folder per model (``OUT/mobilenetv2-0.5/``: metrics.json, model.pt, curves.json, tb/) and a
+report over the family in ``OUT``.  Re-running skips finished models.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from directnas.commands.run import enter_stage, train_key, train_with_log
+from directnas.commands.train import add_train_args
+from directnas.errors import UserError
+from directnas.fileio import read_json, write_json
+from directnas.models import model_names
+from directnas.report import write_report
+from directnas.zoo.mobilenetv2 import WIDTHS, model_name
+
+DEFAULT_MODELS = [model_name(float(w)) for w in WIDTHS]
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("baselines", help="train the MobileNetV2 family (or --models) with the same recipe")
+    p.add_argument("--models", type=lambda s: [m.strip() for m in s.split(",") if m.strip()],
+                   default=DEFAULT_MODELS, help=f"comma list of named models (default {','.join(DEFAULT_MODELS)})")
+    add_train_args(p)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--no-tensorboard", action="store_true", help="write no TensorBoard event files")
+    p.add_argument("--out", required=True, help="folder for one sub-folder per model")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    unknown = [m for m in args.models if m not in model_names()]
+    if unknown or not args.models:
+        raise UserError(f"unknown model(s) {', '.join(unknown) or '(none given)'}: use --models with "
+                        f"names from {', '.join(model_names())}")
+    out = Path(args.out)
+    rows = []
+    for name in args.models:
+        folder = out / name
+        if enter_stage(folder, train_key(args, model=name), done=(folder / "metrics.json").exists()):
+            print(f"{name}: done, reusing {folder / 'metrics.json'}")
+            m = read_json(folder / "metrics.json")
+        else:
+            print(f"== {name} -> {folder}")
+            m = train_with_log(args, folder, arch_path=None, model_name=name,
+                               tensorboard=not args.no_tensorboard)
+        rows.append({"model": name, "folder": str(folder.resolve()),
+                     **{k: m[k] for k in ("test_accuracy", "latency_ms", "predicted_latency_ms",
+                                          "params", "macs", "latency_backend") if k in m}})
+    write_json(out / "baselines.json", {"models": rows})
+    write_report([out], out, title=f"baselines {out.name}")
+    print()
+    for r in rows:
+        print(f"{r['model']:<18} test accuracy {100 * r['test_accuracy']:6.2f} %  "
+              f"latency {r['latency_ms']:.3f} ms  params {r['params']:,}")
+    print(f"summary: {(out / 'baselines.json').resolve()}\nreport: {(out / 'report.md').resolve()}")
+    return 0

@@ -1,0 +1,33 @@
+"""directnas report: report.md + report.json + pictures from finished run and baseline folders."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from directnas.report import write_report
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="build a report (markdown, JSON, plots) from finished run folders")
+    p.add_argument("folders", nargs="+", metavar="DIR",
+                   help="folders written by directnas run, train or baselines (searched recursively)")
+    p.add_argument("--out", required=True, help="report folder")
+    p.add_argument("--title", default="directnas report")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    summary = write_report(args.folders, out, title=args.title)
+    for r in summary["runs"]:
+        acc = f"{100 * r['test_accuracy']:.2f} %" if "test_accuracy" in r else "not trained"
+        lat = f"{r['latency_ms']:.3f} ms" if "latency_ms" in r else "-"
+        print(f"{r['name']:<24} {r['kind']:<9} {acc:>12}  {lat}")
+    for c in summary["comparisons"]:
+        if c.get("ratio"):
+            print(f"{c['searched']} vs {c['baseline_family']}: {c['ratio']:.2f}x lower latency at equal "
+                  f"accuracy ({c['method']})")
+    print(f"report: {(out / 'report.md').resolve()}  (+ report.json, "
+          f"{len(list(out.glob('*.png')))} PNGs)")
+    return 0
