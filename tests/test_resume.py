@@ -1,0 +1,182 @@
+"""Exact resumption: a search (or training) interrupted anywhere continues to the same result.
+
+The in-process tests crash a run by raising from the progress iterator at a chosen step; the
+SIGKILL test kills a real ``python -m directnas search`` process once a checkpoint exists.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from directnas.cli import main
+from directnas.data import load_dataset
+from directnas.fileio import torch_load
+from directnas.hardware.lut import LatencyTable
+from directnas.search.searcher import CHECKPOINT, SearchConfig, Searcher
+from directnas.space.arch import uniform_arch
+from directnas.space.space import SearchSpace
+from directnas.train import TRAIN_CHECKPOINT, TrainConfig, train_net
+
+torch.set_num_threads(1)
+
+
+def fake_table(space: SearchSpace) -> LatencyTable:
+    """Deterministic latencies (no profiling): bigger kernels and expansions cost more."""
+    entries = {}
+    for k in LatencyTable().required_keys(space):
+        ms = 0.05 + 0.01 * sum(int(c) for c in k if c.isdigit()) / 10
+        entries[k] = {"ms": round(ms, 4), "spread_ms": 0.001}
+    return LatencyTable({"backend": "torch-cpu", "device": "test"}, entries)
+
+
+class Crash(Exception):
+    pass
+
+
+def crash_after(n: int):
+    """A progress wrapper that raises once ``n`` batches have been handed out in total."""
+    seen = {"n": 0}
+
+    def progress(it, desc, total):
+        for item in it:
+            if seen["n"] == n:
+                raise Crash()
+            seen["n"] += 1
+            yield item
+
+    return progress
+
+
+def search_cfg(**kw) -> SearchConfig:
+    base = dict(warmup_epochs=1, epochs=2, batch_size=64, seed=3, threads=1, arch_every=1,
+                target_latency_ms=0.4, history_every=2, checkpoint_every=5)
+    return SearchConfig(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_idx_dir):
+    from tests.conftest import TINY_SPACE
+
+    space = SearchSpace.from_dict(TINY_SPACE)
+    return space, load_dataset(tiny_idx_dir), fake_table(space)
+
+
+@pytest.fixture(scope="module")
+def reference(tiny, tmp_path_factory):
+    space, data, table = tiny
+    ref = Searcher(space, data, table, search_cfg(), tmp_path_factory.mktemp("ref"))
+    return ref, ref.run()
+
+
+def alphas(s: Searcher) -> list[torch.Tensor]:
+    return [a.detach().clone() for a in s.net.arch_parameters()]
+
+
+@pytest.mark.parametrize("crash_at", [7, 16, 38])  # mid warm-up, an epoch boundary, mid search
+def test_search_resumes_bitwise(tmp_path, tiny, reference, crash_at):
+    space, data, table = tiny
+    ref, ref_arch = reference
+
+    out = tmp_path / "crashed"
+    s1 = Searcher(space, data, table, search_cfg(), out)
+    with pytest.raises(Crash):
+        s1.run(progress=crash_after(crash_at))
+    ck = torch_load(out / CHECKPOINT)
+    assert 0 < ck["state"]["step"] <= crash_at
+    s2 = Searcher(space, data, table, search_cfg(), out)
+    assert s2.resume()
+    arch = s2.run()
+    for a, b in zip(alphas(ref), alphas(s2)):
+        assert torch.equal(a, b)
+    assert arch.ops == ref_arch.ops
+    assert s2.state.history == ref.state.history
+    assert [r["train_loss"] for r in s2.state.log] == [r["train_loss"] for r in ref.state.log]
+    for k, v in ref.net.state_dict().items():
+        assert torch.equal(v, s2.net.state_dict()[k]), k
+
+
+def test_resume_without_checkpoint_restarts(tmp_path, tiny):
+    space, data, table = tiny
+    assert not Searcher(space, data, table, search_cfg(), tmp_path).resume()
+
+
+def test_train_resumes_bitwise(tmp_path, tiny):
+    space, data, _ = tiny
+    cfg = TrainConfig(epochs=2, batch_size=64, lr=0.05, seed=1, threads=1, checkpoint_every=4,
+                      max_steps=10)
+    arch = uniform_arch(space, "k3_e3")
+    torch.manual_seed(0)
+    ref_net = arch.build()
+    ref = train_net(ref_net, data, cfg, checkpoint=tmp_path / "ref" / TRAIN_CHECKPOINT)
+    torch.manual_seed(0)
+    net = arch.build()
+    ck = tmp_path / "run" / TRAIN_CHECKPOINT
+    with pytest.raises(Crash):
+        train_net(net, data, cfg, checkpoint=ck, progress=crash_after(13))
+    assert torch_load(ck)["state"]["step"] == 12
+    torch.manual_seed(5)  # a fresh process: different init, all of it replaced by the checkpoint
+    net2 = arch.build()
+    got = train_net(net2, data, cfg, checkpoint=ck, resume=True)
+    assert got == ref
+    for k, v in ref_net.state_dict().items():
+        assert torch.equal(v, net2.state_dict()[k]), k
+
+
+def _search_argv(space_yaml: Path, data: Path, table: Path, out: Path) -> list[str]:
+    return ["search", "--space", str(space_yaml), "--data", str(data), "--out", str(out),
+            "--latency-table", str(table), "--warmup-epochs", "1", "--epochs", "2",
+            "--batch-size", "64", "--target-latency", "0.4", "--seed", "5", "--threads", "1",
+            "--checkpoint-every", "4"]
+
+
+def test_sigkill_then_resume_equals_uninterrupted(tmp_path, tiny, tiny_idx_dir, tiny_space_yaml,
+                                                  monkeypatch):
+    space, _, table = tiny
+    table_path = tmp_path / "table.json"
+    table.save(table_path)
+    monkeypatch.setenv("DIRECTNAS_CACHE", str(tmp_path / "cache"))
+    ref = tmp_path / "ref"
+    assert main(_search_argv(tiny_space_yaml, tiny_idx_dir, table_path, ref)) == 0
+
+    out = tmp_path / "killed"
+    env = {**os.environ, "DIRECTNAS_DEBUG_STEP_DELAY": "0.1", "DIRECTNAS_NO_PROGRESS": "1",
+           "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "directnas",
+                             *_search_argv(tiny_space_yaml, tiny_idx_dir, table_path, out)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 40
+    while not (out / CHECKPOINT).exists():
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=10) == -signal.SIGKILL
+    assert not (out / "arch.json").exists()  # killed mid-run
+    killed_at = torch_load(out / CHECKPOINT)["state"]["step"]
+    assert 0 < killed_at < 48
+
+    # without --resume the folder is refused (nothing overwritten)
+    assert main(_search_argv(tiny_space_yaml, tiny_idx_dir, table_path, out)) == 2
+    # resume without re-passing the table: the run folder's own table is used
+    argv = _search_argv(tiny_space_yaml, tiny_idx_dir, table_path, out)
+    i = argv.index("--latency-table")
+    assert main(argv[:i] + argv[i + 2:] + ["--resume"]) == 0
+    assert not list(out.glob(".*.tmp"))
+
+    a, b = torch_load(ref / CHECKPOINT), torch_load(out / CHECKPOINT)
+    assert b["state"]["step"] == a["state"]["step"] == 48
+    for k, v in a["net"].items():
+        assert torch.equal(v, b["net"][k]), k
+    ra, rb = json.loads((ref / "arch.json").read_text()), json.loads((out / "arch.json").read_text())
+    assert [l["op"] for l in ra["layers"]] == [l["op"] for l in rb["layers"]]
+    sa, sb = json.loads((ref / "search.json").read_text()), json.loads((out / "search.json").read_text())
+    assert sa["history"] == sb["history"]
