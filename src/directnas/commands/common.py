@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from directnas.errors import UserError
 from directnas.fileio import write_json
+from directnas.hardware.backends import DTYPES, STATS
 from directnas.hardware.lut import LatencyTable
 from directnas.hardware.profile import Protocol, device_meta, profile_space
 from directnas.space.space import SearchSpace
@@ -71,6 +72,9 @@ def add_protocol_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--latency-batch", type=int, default=1, help="batch size for latency (default 1)")
     p.add_argument("--repeats", type=int, default=50, help="timed repeats per op (median is kept)")
     p.add_argument("--warmup", type=int, default=10, help="untimed warm-up runs per op")
+    p.add_argument("--dtype", default="float32", choices=DTYPES, help="dtype for latency (default float32)")
+    p.add_argument("--stat", default="median", choices=STATS,
+                   help="statistic of the repeats kept (default median; p10 resists a loaded machine)")
 
 
 def protocol_from(args: argparse.Namespace) -> Protocol:
@@ -78,7 +82,8 @@ def protocol_from(args: argparse.Namespace) -> Protocol:
         if getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be >= 1")
     return Protocol(batch_size=args.latency_batch, threads=args.threads, warmup=args.warmup,
-                    repeats=args.repeats)
+                    repeats=args.repeats, dtype=getattr(args, "dtype", "float32"),
+                    stat=getattr(args, "stat", "median"))
 
 
 def get_table(space: SearchSpace, *, table_path: str | None, backend: str, proto: Protocol,

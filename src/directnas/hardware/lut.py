@@ -4,31 +4,37 @@ JSON layout (``schema_version: 1``)::
 
     {"schema_version": 1,
      "meta": {"backend": "torch-cpu", "device": "...", "threads": 2, "batch_size": 1, ...},
-     "entries": {"mbconv:k5:e6:in32:out32:s1:hw14": {"ms": 0.41, "spread_ms": 0.02}, ...}}
+     "entries": {"mbconv:k5:e6:in32:out32:s1:hw14": {"ms": 0.41, "spread_ms": 0.02}, ...},
+     "correction": {...}}      # optional: a learned correction (hardware/correction.py)
 
-``zero`` always costs 0 ms and is never stored.
+``zero`` always costs 0 ms and is never stored.  ``space_latencies`` (what the search and the
+predictor use) applies the correction when the table has one.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from directnas.errors import UserError
 from directnas.fileio import read_json, write_json
+from directnas.hardware.correction import Correction
 from directnas.space.ops import ZERO
 from directnas.space.space import SearchSpace
 
 LUT_SCHEMA_VERSION = 1
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class LatencyTable:
     meta: dict[str, Any] = field(default_factory=dict)
     entries: dict[str, dict[str, float]] = field(default_factory=dict)
+    correction: Correction | None = None
 
     def ms(self, key: str) -> float:
         if key == ZERO:
@@ -57,20 +63,34 @@ class LatencyTable:
                 f"latency table{where} lacks {len(miss)} op(s) of space {space.name!r} ({shown}): "
                 f"run 'directnas profile --space {space.name} --out TABLE.json' to measure them")
 
-    def space_latencies(self, space: SearchSpace) -> tuple[float, list[list[float]]]:
-        """(fixed ms, per layer: ms of every candidate) for a space."""
+    def space_latencies(self, space: SearchSpace, *,
+                        corrected: bool = True) -> tuple[float, list[list[float]]]:
+        """(fixed ms, per layer: ms of every candidate) for a space, corrected if the table has
+        a correction (and ``corrected``)."""
         self.check_covers(space)
         fixed = sum(self.ms(k) for k in space.fixed_keys())
-        return fixed, [[self.ms(k) for k in space.layer_keys(l)] for l in space.layers]
+        per_layer = [[self.ms(k) for k in space.layer_keys(l)] for l in space.layers]
+        c = self.correction if corrected else None
+        if c is None:
+            return fixed, per_layer
+        return c.fixed_ms(fixed), [
+            [c.op_ms(l.stage, ms, zero=k == ZERO) for k, ms in zip(space.layer_keys(l), row)]
+            for l, row in zip(space.layers, per_layer)]
 
     def merge(self, other: "LatencyTable") -> "LatencyTable":
+        """Entries of both (``other`` wins); a correction is dropped (it fits the old entries)."""
+        if self.correction is not None or other.correction is not None:
+            log.warning("merged table drops the learned correction: refit it on the merged table")
         return LatencyTable(dict(self.meta), {**self.entries, **other.entries})
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.entries, sort_keys=True).encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"schema_version": LUT_SCHEMA_VERSION, "meta": self.meta, "entries": self.entries}
+        d = {"schema_version": LUT_SCHEMA_VERSION, "meta": self.meta, "entries": self.entries}
+        if self.correction is not None:
+            d["correction"] = self.correction.to_dict()
+        return d
 
     def save(self, path: str | Path) -> None:
         write_json(path, self.to_dict())
@@ -88,4 +108,5 @@ class LatencyTable:
         for k, v in entries.items():
             if not isinstance(v, dict) or not isinstance(v.get("ms"), (int, float)) or v["ms"] < 0:
                 raise UserError(f"latency table {path}: entry {k!r} needs a non-negative 'ms'")
-        return cls(dict(d.get("meta", {})), entries)
+        corr = Correction.from_dict(d["correction"]) if d.get("correction") is not None else None
+        return cls(dict(d.get("meta", {})), entries, corr)

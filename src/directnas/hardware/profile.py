@@ -1,7 +1,8 @@
 """Measure latency as the field does: fixed threads, warm-up, many repeats, median.
 
-Backends are a registry (``BACKENDS``); each turns an ``nn.Module`` and an input shape into a
-callable that runs one inference.  ``torch-cpu`` is eager PyTorch on the CPU.
+Backends are a registry (``BACKENDS``, in ``hardware.backends``, re-exported here); each turns an
+``nn.Module`` and an input shape into a callable that runs one inference: ``torch-cpu``,
+``onnxruntime-cpu`` and ``cuda``.
 """
 
 from __future__ import annotations
@@ -9,15 +10,16 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import random
 import statistics
 import time
-from dataclasses import dataclass
 from typing import Callable, Iterable
 
-import torch
 from torch import nn
 
 from directnas.errors import UserError
+from directnas.hardware.backends import (BACKENDS, STATS, Protocol, Runner, RunnerFactory,
+                                         backend_versions, get_backend)
 from directnas.hardware.lut import LatencyTable
 from directnas.space.arch import build_fixed
 from directnas.space.ops import ZERO, build_op, conv_bn
@@ -26,48 +28,13 @@ from directnas.space.space import SearchSpace, conv_out
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Protocol:
-    batch_size: int = 1
-    threads: int = 2
-    warmup: int = 10
-    repeats: int = 50
-    dtype: str = "float32"
-    channels_last: bool = False
-
-
-Runner = Callable[[], object]
-RunnerFactory = Callable[[nn.Module, tuple[int, ...], Protocol], Runner]
-
-
-def _torch_cpu(module: nn.Module, shape: tuple[int, ...], proto: Protocol) -> Runner:
-    torch.set_num_threads(proto.threads)
-    module = module.eval()
-    x = torch.randn(*shape)
-    if proto.channels_last:
-        module = module.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
-
-    def run() -> object:
-        with torch.inference_mode():
-            return module(x)
-
-    return run
-
-
-BACKENDS: dict[str, RunnerFactory] = {"torch-cpu": _torch_cpu}
-
-
-def get_backend(name: str) -> RunnerFactory:
-    if name not in BACKENDS:
-        raise UserError(f"unknown backend {name!r}: use one of {', '.join(sorted(BACKENDS))}")
-    return BACKENDS[name]
-
-
 def time_runner(run: Runner, proto: Protocol) -> list[float]:
-    """Per-call wall times in ms after ``warmup`` calls."""
+    """Per-call times in ms after ``warmup`` calls (wall clock, or the runner's own clock)."""
     for _ in range(proto.warmup):
         run()
+    own_clock = getattr(run, "time_ms", None)
+    if own_clock is not None:
+        return [float(own_clock()) for _ in range(proto.repeats)]
     out = []
     for _ in range(proto.repeats):
         t0 = time.perf_counter()
@@ -76,14 +43,26 @@ def time_runner(run: Runner, proto: Protocol) -> list[float]:
     return out
 
 
-def summarize(times: list[float]) -> dict[str, float]:
+def summarize(times: list[float], stat: str = "median") -> dict[str, float]:
+    """``ms``: the statistic ``stat`` of the times (see ``backends.STATS``); ``spread_ms``: IQR."""
     q = statistics.quantiles(times, n=4) if len(times) >= 4 else [min(times), 0, max(times)]
-    return {"ms": statistics.median(times), "spread_ms": q[2] - q[0]}
+    if stat == "median":
+        ms = statistics.median(times)
+    elif stat == "min":
+        ms = min(times)
+    elif stat == "mean":
+        ms = statistics.fmean(times)
+    elif stat in ("p10", "p25"):
+        ms = statistics.quantiles(times, n=100, method="inclusive")[int(stat[1:]) - 1] \
+            if len(times) >= 2 else times[0]
+    else:
+        raise UserError(f"unknown statistic {stat!r}: use one of {', '.join(STATS)}")
+    return {"ms": ms, "spread_ms": q[2] - q[0]}
 
 
 def measure_module(module: nn.Module, shape: tuple[int, ...], *, backend: str = "torch-cpu",
                    proto: Protocol = Protocol()) -> dict[str, float]:
-    return summarize(time_runner(get_backend(backend)(module, shape, proto), proto))
+    return summarize(time_runner(get_backend(backend)(module, shape, proto), proto), proto.stat)
 
 
 def device_meta(backend: str, proto: Protocol) -> dict[str, object]:
@@ -97,8 +76,8 @@ def device_meta(backend: str, proto: Protocol) -> dict[str, object]:
         pass
     return {"backend": backend, "device": cpu, "cpu_count": os.cpu_count(),
             "threads": proto.threads, "batch_size": proto.batch_size, "dtype": proto.dtype,
-            "channels_last": proto.channels_last, "warmup": proto.warmup,
-            "repeats": proto.repeats, "torch": torch.__version__,
+            "channels_last": proto.channels_last, "warmup": proto.warmup, "stat": proto.stat,
+            "repeats": proto.repeats, **backend_versions(backend),
             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
 
@@ -122,16 +101,55 @@ def space_modules(space: SearchSpace) -> Iterable[tuple[str, nn.Module, tuple[in
                 (1, layer.c_in, layer.hw_in, layer.hw_in)
 
 
+def measure_interleaved(runners: dict[str, Runner], proto: Protocol, *, rounds: int = 1,
+                        seed: int = 0,
+                        progress: Callable[[Iterable], Iterable] = lambda it: it) -> dict[str, dict[str, float]]:
+    """Time every runner in ``rounds`` rounds, each round over all runners in a fresh shuffled
+    order (warm-up + ``repeats`` each time), so that a machine's drift hits all alike.
+
+    Per runner: ``ms`` = median of the per-round medians, ``spread_ms`` = their range (with one
+    round: the inter-quartile range of the repeats)."""
+    if rounds < 1:
+        raise UserError(f"rounds must be >= 1, got {rounds}")
+    rng = random.Random(seed)
+    keys = list(runners)
+    per_round: dict[str, list[float]] = {k: [] for k in keys}
+    last: dict[str, dict[str, float]] = {}
+    steps = [(r, k) for r in range(rounds) for k in rng.sample(keys, len(keys))]
+    for _, key in progress(steps):
+        last[key] = summarize(time_runner(runners[key], proto), proto.stat)
+        per_round[key].append(last[key]["ms"])
+    if rounds == 1:
+        return last
+    return {k: {"ms": statistics.median(v), "spread_ms": max(v) - min(v)} for k, v in per_round.items()}
+
+
+def op_runners(space: SearchSpace, *, backend: str, proto: Protocol,
+               skip: Iterable[str] = ()) -> dict[str, Runner]:
+    """A runner (at ``proto.batch_size``) for every fixed part and candidate op not in ``skip``."""
+    factory = get_backend(backend)
+    skip = set(skip)
+    return {key: factory(module, (proto.batch_size,) + tuple(shape[1:]), proto)
+            for key, module, shape in space_modules(space) if key not in skip}
+
+
 def profile_space(space: SearchSpace, *, backend: str = "torch-cpu", proto: Protocol = Protocol(),
                   existing: LatencyTable | None = None,
-                  progress: Callable[[Iterable], Iterable] = lambda it: it) -> LatencyTable:
-    """Measure every op of ``space`` not already in ``existing`` (a cache)."""
+                  progress: Callable[[Iterable], Iterable] = lambda it: it,
+                  rounds: int = 1) -> LatencyTable:
+    """Measure every op of ``space`` not already in ``existing`` (a cache); with ``rounds`` > 1
+    the ops are measured interleaved (``measure_interleaved``)."""
     table = LatencyTable(device_meta(backend, proto), dict(existing.entries) if existing else {})
-    factory = get_backend(backend)
-    todo = [(k, m, s) for k, m, s in space_modules(space) if k not in table.entries]
-    for key, module, shape in progress(todo):
-        shape = (proto.batch_size,) + tuple(shape[1:])
-        table.entries[key] = summarize(time_runner(factory(module, shape, proto), proto))
+    if rounds == 1:  # one op at a time: only one op's runner (and ONNX session) alive
+        factory = get_backend(backend)
+        todo = [(k, m, s) for k, m, s in space_modules(space) if k not in table.entries]
+        for key, module, shape in progress(todo):
+            shape = (proto.batch_size,) + tuple(shape[1:])
+            table.entries[key] = summarize(time_runner(factory(module, shape, proto), proto), proto.stat)
+        return table
+    runners = op_runners(space, backend=backend, proto=proto, skip=table.entries)
+    table.entries.update(measure_interleaved(runners, proto, rounds=rounds, progress=progress))
+    table.meta["rounds"] = rounds
     return table
 
 
@@ -141,4 +159,5 @@ def measure_net(net: nn.Module, input_shape: tuple[int, int, int], *, backend: s
     return measure_module(net, (proto.batch_size,) + tuple(input_shape), backend=backend, proto=proto)
 
 
-__all__ = ["Protocol", "BACKENDS", "measure_module", "measure_net", "profile_space", "conv_bn"]
+__all__ = ["Protocol", "BACKENDS", "Runner", "RunnerFactory", "get_backend", "measure_interleaved",
+           "measure_module", "measure_net", "op_runners", "profile_space", "conv_bn"]

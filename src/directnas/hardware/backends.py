@@ -1,0 +1,179 @@
+"""Latency backends: each turns an ``nn.Module`` and an input shape into a runner of one inference.
+
+``BACKENDS`` is the registry (``--backend NAME``):
+
+  * ``torch-cpu``: eager PyTorch on the CPU with ``threads`` intra-op threads;
+  * ``onnxruntime-cpu``: the module exported to ONNX (in memory) and run by an onnxruntime
+    ``InferenceSession`` with ``intra_op_num_threads = threads`` (graph optimisations on);
+  * ``cuda``: eager PyTorch on the GPU, timed with CUDA events after a synchronise; a clear
+    ``UserError`` when no GPU is present.
+
+A runner is a callable; a runner that has its own clock (CUDA events) also has ``time_ms()``,
+which runs once and returns the elapsed milliseconds.  ``profile.time_runner`` uses it when there.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import warnings
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from directnas.errors import UserError
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+ONNX_OPSET = 17
+
+
+@dataclass(frozen=True)
+class Protocol:
+    batch_size: int = 1
+    threads: int = 2
+    warmup: int = 10
+    repeats: int = 50
+    dtype: str = "float32"
+    channels_last: bool = False
+    stat: str = "median"  # statistic of the repeats kept as "ms" (see STATS)
+
+
+# "median" is the field's protocol.  On a shared, loaded machine a call is preempted with a
+# probability that grows with its length, so the median of a whole network rises more than the
+# sum of its ops' medians; a low quantile ("p10", "min") is then closer to additive.
+STATS = ("median", "p25", "p10", "min", "mean")
+
+
+Runner = Callable[[], object]
+RunnerFactory = Callable[[nn.Module, tuple[int, ...], Protocol], Runner]
+
+
+def _dtype(proto: Protocol) -> torch.dtype:
+    if proto.dtype not in DTYPES:
+        raise UserError(f"unknown dtype {proto.dtype!r}: use one of {', '.join(DTYPES)}")
+    return DTYPES[proto.dtype]
+
+
+def _torch_cpu(module: nn.Module, shape: tuple[int, ...], proto: Protocol) -> Runner:
+    torch.set_num_threads(proto.threads)
+    dtype = _dtype(proto)
+    module = module.eval().to(dtype)
+    x = torch.randn(*shape, dtype=dtype)
+    if proto.channels_last:
+        module = module.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+
+    def run() -> object:
+        with torch.inference_mode():
+            return module(x)
+
+    return run
+
+
+def export_onnx(module: nn.Module, shape: tuple[int, ...]) -> bytes:
+    """The module (eval mode, float32, on the CPU) as an ONNX model with input ``x``."""
+    module = module.eval().float().cpu()
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (torch.randn(*shape),), buf, input_names=["x"],
+                          output_names=["y"], opset_version=ONNX_OPSET, dynamo=False)
+    return buf.getvalue()
+
+
+def ort_session(model: bytes, threads: int) -> "object":
+    """An onnxruntime CPU session with fixed threads and full graph optimisation."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise UserError("backend onnxruntime-cpu needs onnxruntime: pip install onnxruntime") from None
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3
+    return ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+
+
+def _onnxruntime_cpu(module: nn.Module, shape: tuple[int, ...], proto: Protocol) -> Runner:
+    if proto.dtype != "float32":
+        raise UserError(f"backend onnxruntime-cpu measures float32 only, not {proto.dtype}: "
+                        "drop --dtype or use torch-cpu")
+    import numpy as np
+
+    sess = ort_session(export_onnx(module, shape), proto.threads)
+    feed = {"x": np.random.default_rng(0).standard_normal(shape, dtype=np.float32)}
+
+    def run() -> object:
+        return sess.run(None, feed)  # type: ignore[attr-defined]
+
+    return run
+
+
+class _CudaRunner:
+    """Runs on the GPU; ``time_ms`` brackets one call with CUDA events."""
+
+    def __init__(self, module: nn.Module, x: torch.Tensor) -> None:
+        self.module, self.x = module, x
+        self.start = torch.cuda.Event(enable_timing=True)
+        self.end = torch.cuda.Event(enable_timing=True)
+
+    def __call__(self) -> object:
+        with torch.inference_mode():
+            y = self.module(self.x)
+        torch.cuda.synchronize()
+        return y
+
+    def time_ms(self) -> float:
+        torch.cuda.synchronize()
+        self.start.record()
+        with torch.inference_mode():
+            self.module(self.x)
+        self.end.record()
+        self.end.synchronize()
+        return float(self.start.elapsed_time(self.end))
+
+
+def _cuda(module: nn.Module, shape: tuple[int, ...], proto: Protocol) -> Runner:
+    if not torch.cuda.is_available():
+        raise UserError("backend cuda needs a CUDA GPU and a CUDA build of torch, and none is "
+                        "present here: use --backend torch-cpu or onnxruntime-cpu")
+    dtype = _dtype(proto)
+    module = module.eval().to("cuda", dtype)
+    x = torch.randn(*shape, dtype=dtype, device="cuda")
+    if proto.channels_last:
+        module = module.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    return _CudaRunner(module, x)
+
+
+BACKENDS: dict[str, RunnerFactory] = {
+    "torch-cpu": _torch_cpu,
+    "onnxruntime-cpu": _onnxruntime_cpu,
+    "cuda": _cuda,
+}
+
+
+def get_backend(name: str) -> RunnerFactory:
+    if name not in BACKENDS:
+        raise UserError(f"unknown backend {name!r}: use one of {', '.join(sorted(BACKENDS))}")
+    return BACKENDS[name]
+
+
+def backend_versions(name: str) -> dict[str, str]:
+    """Library versions (and the GPU's name) that a table measured on ``name`` depends on."""
+    out = {"torch": torch.__version__}
+    if name.startswith("onnxruntime"):
+        try:
+            import onnxruntime as ort
+            out["onnxruntime"] = ort.__version__
+        except ImportError:
+            pass
+    if name == "cuda" and torch.cuda.is_available():
+        out["gpu"] = torch.cuda.get_device_name(0)
+    return out

@@ -1,0 +1,134 @@
+"""Latency backends (torch-cpu, onnxruntime-cpu, cuda), statistics and interleaved measuring."""
+
+import numpy as np
+import pytest
+import torch
+
+from directnas.cli import main
+from directnas.errors import UserError
+from directnas.hardware.backends import BACKENDS, export_onnx, ort_session
+from directnas.hardware.profile import (Protocol, measure_interleaved, measure_module,
+                                        profile_space, summarize, time_runner)
+from directnas.space.ops import build_op
+from directnas.space.space import SearchSpace
+
+FAST = Protocol(threads=1, warmup=1, repeats=3)
+
+
+def test_registry_has_the_three_backends():
+    assert {"torch-cpu", "onnxruntime-cpu", "cuda"} <= set(BACKENDS)
+
+
+def test_onnx_export_computes_what_torch_computes():
+    m = build_op("k5_e3", 8, 8, 1, residual=True).eval()
+    for p in m.parameters():  # non-trivial weights and BN statistics
+        torch.nn.init.normal_(p, std=0.3)
+    x = np.random.default_rng(0).standard_normal((2, 8, 6, 6), dtype=np.float32)
+    sess = ort_session(export_onnx(m, (2, 8, 6, 6)), threads=1)
+    (y,) = sess.run(None, {"x": x})
+    with torch.no_grad():
+        ref = m(torch.from_numpy(x)).numpy()
+    assert y.shape == ref.shape and np.allclose(y, ref, atol=1e-4)
+
+
+def test_onnxruntime_profile_covers_space_and_records_protocol(tiny_space_dict):
+    space = SearchSpace.from_dict(tiny_space_dict)
+    proto = Protocol(batch_size=2, threads=1, warmup=1, repeats=3)
+    table = profile_space(space, backend="onnxruntime-cpu", proto=proto)
+    table.check_covers(space)
+    assert all(v["ms"] > 0 for v in table.entries.values())
+    m = table.meta
+    assert (m["backend"], m["batch_size"], m["threads"], m["dtype"]) == ("onnxruntime-cpu", 2, 1, "float32")
+    assert m["onnxruntime"] and m["stat"] == "median"
+
+
+def test_onnxruntime_refuses_other_dtypes():
+    with pytest.raises(UserError, match="float32 only"):
+        measure_module(build_op("k3_e3", 8, 8, 1, residual=True), (1, 8, 4, 4),
+                       backend="onnxruntime-cpu", proto=Protocol(threads=1, dtype="float16"))
+
+
+def test_torch_cpu_bfloat16_runs():
+    r = measure_module(build_op("k3_e3", 8, 8, 1, residual=True), (1, 8, 4, 4),
+                       proto=Protocol(threads=1, warmup=1, repeats=2, dtype="bfloat16"))
+    assert r["ms"] > 0
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")
+def test_cuda_without_gpu_is_a_clear_user_error(capsys, tmp_path, tiny_space_yaml):
+    with pytest.raises(UserError, match="cuda needs a CUDA GPU.*torch-cpu"):
+        measure_module(build_op("k3_e3", 8, 8, 1, residual=True), (1, 8, 4, 4), backend="cuda")
+    rc = main(["profile", "--space", str(tiny_space_yaml), "--backend", "cuda",
+               "--out", str(tmp_path / "t.json")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "GPU" in err
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU here")
+def test_cuda_measures_with_events():
+    r = measure_module(build_op("k3_e3", 8, 8, 1, residual=True), (1, 8, 8, 8), backend="cuda",
+                       proto=FAST)
+    assert r["ms"] > 0
+
+
+class FakeRunner:
+    """A runner with its own clock returning scripted times."""
+
+    def __init__(self, times):
+        self.times, self.calls = list(times), 0
+
+    def __call__(self):
+        self.calls += 1
+
+    def time_ms(self):
+        self.calls += 1
+        return self.times.pop(0)
+
+
+def test_time_runner_uses_the_runners_own_clock():
+    r = FakeRunner([5.0, 6.0, 7.0])
+    assert time_runner(r, Protocol(warmup=2, repeats=3)) == [5.0, 6.0, 7.0]
+    assert r.calls == 5
+
+
+def test_summarize_statistics():
+    times = [float(t) for t in range(1, 101)]  # 1..100
+    assert summarize(times)["ms"] == pytest.approx(50.5)
+    assert summarize(times, "min")["ms"] == 1.0
+    assert summarize(times, "p10")["ms"] == pytest.approx(10.9)
+    assert summarize(times, "mean")["ms"] == pytest.approx(50.5)
+    assert summarize(times)["spread_ms"] == pytest.approx(50.5, rel=0.02)
+    with pytest.raises(UserError, match="unknown statistic"):
+        summarize(times, "p99")
+
+
+def test_measure_interleaved_takes_the_median_over_rounds_in_shuffled_order():
+    order = []
+
+    class Logged(FakeRunner):
+        def __init__(self, name, times):
+            super().__init__(times)
+            self.name = name
+
+        def time_ms(self):
+            order.append(self.name)
+            return super().time_ms()
+
+    # per round 2 repeats; round medians of a: 1, 3, 10 -> median 3, range 9
+    a = Logged("a", [1, 1, 3, 3, 10, 10])
+    b = Logged("b", [2, 2, 2, 2, 2, 2])
+    c = Logged("c", [4] * 6)
+    out = measure_interleaved({"a": a, "b": b, "c": c}, Protocol(warmup=0, repeats=2), rounds=3, seed=1)
+    assert out["a"] == {"ms": 3, "spread_ms": 9} and out["b"]["ms"] == 2 and out["c"]["ms"] == 4
+    rounds = [order[i:i + 6:2] for i in range(0, 18, 6)]  # runner order in each round
+    assert all(sorted(r) == ["a", "b", "c"] for r in rounds)
+    assert len({tuple(r) for r in rounds}) > 1  # the order changes between rounds
+    with pytest.raises(UserError):
+        measure_interleaved({"a": a}, Protocol(), rounds=0)
+
+
+def test_profile_space_in_rounds_covers_space(tiny_space_dict):
+    space = SearchSpace.from_dict(tiny_space_dict)
+    table = profile_space(space, proto=FAST, rounds=2)
+    table.check_covers(space)
+    assert table.meta["rounds"] == 2
