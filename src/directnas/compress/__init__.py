@@ -1,0 +1,1 @@
+"""Model compression for deployment: prune, share, huffman, fixed-point, lowrank, ternary, int8."""

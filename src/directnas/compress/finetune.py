@@ -1,0 +1,88 @@
+"""Fine-tuning loop shared by the methods that retrain (SGD nesterov, cosine LR from ``lr``),
+plus the layer list and the evaluation helpers every method uses."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from directnas.data import Batches, Dataset, ImageData
+from directnas.train import cosine_lr, evaluate
+
+log = logging.getLogger(__name__)
+Progress = Callable[[Iterable, str, int], Iterable]
+
+
+@dataclass
+class FinetuneConfig:
+    epochs: int = 2
+    lr: float = 0.01
+    batch_size: int = 128
+    momentum: float = 0.9
+    weight_decay: float = 5e-5
+    label_smoothing: float = 0.1
+    max_steps: int | None = None  # cap on steps per epoch (quick runs)
+    seed: int = 0
+
+
+def weight_layers(net: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The conv and linear layers, in registration (= forward, for our nets) order."""
+    return [(n, m) for n, m in net.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+
+def layer_kind(m: nn.Module) -> str:
+    return "fc" if isinstance(m, nn.Linear) else "conv"
+
+
+def test_batches(data: Dataset, images: ImageData | None = None, *, limit: int | None = None,
+                 ) -> Batches:
+    d = images if images is not None else data.test
+    if limit is not None and limit < len(d):
+        d = d.subset(torch.arange(limit))
+    return Batches(d, batch_size=500, mean=data.mean, std=data.std, shuffle=False)
+
+
+def accuracy(net: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> float:
+    return evaluate(net, batches)["accuracy"]
+
+
+def finetune(net: nn.Module, data: Dataset, cfg: FinetuneConfig, *,
+             after_step: Callable[[], None] | None = None,
+             progress: Progress = lambda it, desc, n: it, desc: str = "finetune") -> None:
+    """Retrain every parameter of ``net`` (after pruning, sharing, ...) on ``data.train``."""
+    if cfg.epochs <= 0:
+        return
+    torch.manual_seed(cfg.seed)
+    train = Batches(data.train, batch_size=cfg.batch_size, mean=data.mean, std=data.std,
+                    augment=True, seed=cfg.seed, drop_last=True)
+    decay = [p for p in net.parameters() if p.requires_grad and p.ndim > 1]
+    no_decay = [p for p in net.parameters() if p.requires_grad and p.ndim <= 1]
+    opt = torch.optim.SGD([{"params": decay, "weight_decay": cfg.weight_decay},
+                           {"params": no_decay, "weight_decay": 0.0}],
+                          lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
+    per_epoch = len(train) if cfg.max_steps is None else min(len(train), cfg.max_steps)
+    total, step = cfg.epochs * per_epoch, 0
+    net.train()
+    for epoch in range(cfg.epochs):
+        running, seen = 0.0, 0
+        for i, (x, y) in enumerate(progress(train, f"{desc} {epoch + 1}/{cfg.epochs}", per_epoch)):
+            if i >= per_epoch:
+                break
+            for g in opt.param_groups:
+                g["lr"] = cosine_lr(step, total, cfg.lr)
+            loss = F.cross_entropy(net(x), y, label_smoothing=cfg.label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if after_step is not None:
+                after_step()
+            running += float(loss.detach()) * y.numel()
+            seen += y.numel()
+            step += 1
+        log.info("%s epoch %d: train loss %.4f", desc, epoch + 1, running / max(seen, 1))
+    net.eval()

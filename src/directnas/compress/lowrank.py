@@ -1,0 +1,84 @@
+"""Low-rank convs: a k x k conv c -> d becomes a k x k conv c -> d' and a 1 x 1 conv d' -> d,
+initialised from the SVD of the weight reshaped to (d, c*k*k), then fine-tuned.
+
+``d'`` per layer gives the asked MAC speed-up: ``k*k*c*d / (d' * (k*k*c + d)) = speedup``.
+Grouped (e.g. depthwise) convs are not eligible."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import torch
+from torch import nn
+
+from directnas.compress.finetune import finetune, weight_layers
+from directnas.compress.state import State
+from directnas.hardware.profile import Protocol, measure_net
+
+log = logging.getLogger(__name__)
+
+
+def eligible(m: nn.Module) -> bool:
+    return isinstance(m, nn.Conv2d) and m.groups == 1 and min(
+        m.out_channels, m.in_channels * m.kernel_size[0] * m.kernel_size[1]) > 1
+
+
+def rank_for(conv: nn.Conv2d, speedup: float) -> int:
+    k2c = conv.in_channels * conv.kernel_size[0] * conv.kernel_size[1]
+    d = conv.out_channels
+    return max(1, min(d, k2c, math.floor(k2c * d / (speedup * (k2c + d)))))
+
+
+def decompose(conv: nn.Conv2d, rank: int) -> nn.Sequential:
+    """(k x k, c -> rank) then (1 x 1, rank -> d), the best rank-``rank`` fit of the weight."""
+    d = conv.out_channels
+    first = nn.Conv2d(conv.in_channels, rank, conv.kernel_size, conv.stride, conv.padding,
+                      conv.dilation, bias=False, padding_mode=conv.padding_mode)
+    second = nn.Conv2d(rank, d, 1, bias=conv.bias is not None)
+    with torch.no_grad():
+        w = conv.weight.detach().reshape(d, -1)                    # (d, c*k*k)
+        u, s, vh = torch.linalg.svd(w, full_matrices=False)
+        root = s[:rank].sqrt()
+        first.weight.copy_((root[:, None] * vh[:rank]).reshape(first.weight.shape))
+        second.weight.copy_((u[:, :rank] * root[None, :]).reshape(d, rank, 1, 1))
+        if conv.bias is not None:
+            second.bias.copy_(conv.bias)
+    return nn.Sequential(first, second)
+
+
+def replace(net: nn.Module, name: str, module: nn.Module) -> None:
+    parent, _, child = name.rpartition(".")
+    setattr(net.get_submodule(parent) if parent else net, child, module)
+
+
+def apply_structure(net: nn.Module, ranks: dict[str, int]) -> None:
+    """Rebuild the decomposed layers of a saved net (weights come from its state dict)."""
+    for name, r in ranks.items():
+        replace(net, name, decompose(net.get_submodule(name), r))
+
+
+def run(state: State) -> None:
+    cfg = state.cfg
+    proto = Protocol(threads=cfg.threads, warmup=cfg.latency_warmup, repeats=cfg.latency_repeats)
+    before = measure_net(state.net, state.input_shape, proto=proto)["ms"]
+    ranks: dict[str, int] = {}
+    for name, m in weight_layers(state.net):
+        if not eligible(m):
+            continue
+        r = rank_for(m, cfg.speedup)
+        k2c = m.in_channels * m.kernel_size[0] * m.kernel_size[1]
+        if r * (k2c + m.out_channels) >= k2c * m.out_channels:
+            continue  # no fewer MACs at this rank
+        replace(state.net, name, decompose(m, r))
+        ranks[name] = r
+        state.note(name, rank=r, full_rank=min(m.out_channels, k2c),
+                   mac_speedup=k2c * m.out_channels / (r * (k2c + m.out_channels)))
+    if not ranks:
+        log.warning("lowrank: no eligible conv (grouped/depthwise convs are not) to decompose")
+    finetune(state.net, state.data, cfg.finetune, progress=state.progress, desc="lowrank")
+    after = measure_net(state.net, state.input_shape, proto=proto)["ms"]
+    state.structure.setdefault("lowrank", {}).update(ranks)
+    state.report["lowrank"] = {"target_speedup": cfg.speedup, "ranks": ranks,
+                               "latency_ms_before": before, "latency_ms_after": after,
+                               "measured_speedup": before / after}

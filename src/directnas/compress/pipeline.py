@@ -1,0 +1,121 @@
+"""Run a chain of compression methods on a trained net and measure before / after.
+
+Outputs in the run folder: ``model.pt`` (decoded net, loadable like a trained one), ``model.dnz``
+(the encoded file whose size is reported), ``metrics.json``, ``layers.json`` and whatever the
+methods write (``sensitivity.png``, ONNX files)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable
+
+import torch
+
+from directnas.compress import fixed_point, int8, lowrank, prune, share, ternary
+from directnas.compress.codec import Encoded, decode_state, encode_state
+from directnas.compress.finetune import accuracy, layer_kind, test_batches, weight_layers
+from directnas.compress.state import State
+from directnas.errors import UserError
+from directnas.fileio import torch_save, write_bytes, write_json
+from directnas.hardware.profile import Protocol, measure_net
+
+log = logging.getLogger(__name__)
+
+
+def _huffman(state: State) -> None:
+    state.huffman = True
+
+
+METHODS: dict[str, Callable[[State], None]] = {
+    "prune": prune.run, "share": share.run, "huffman": _huffman, "fixed-point": fixed_point.run,
+    "lowrank": lowrank.run, "ternary": ternary.run, "int8": int8.run,
+}
+
+
+def parse_methods(spec: str) -> list[str]:
+    methods = [m.strip() for m in spec.split(",") if m.strip()]
+    bad = [m for m in methods if m not in METHODS]
+    if not methods or bad:
+        raise UserError(f"unknown method(s) {bad or spec!r}: use a comma list of {', '.join(METHODS)}")
+    if len(set(methods)) != len(methods):
+        raise UserError(f"method list {spec!r} repeats a method: give each once")
+    if "int8" in methods[:-1]:
+        raise UserError("int8 exports the final ONNX model: put it last in --method")
+    return methods
+
+
+def _encode(state: State) -> Encoded:
+    return encode_state(state.net.state_dict(), huffman=state.huffman, gap_bits=state.cfg.gap_bits,
+                        fixed=state.fixed)
+
+
+def layer_table(state: State, enc: Encoded) -> list[dict[str, Any]]:
+    rows = []
+    for name, m in weight_layers(state.net):
+        w = m.weight.detach()
+        params = [f"{name}.weight"] + ([f"{name}.bias"] if m.bias is not None else [])
+        nbytes = sum(enc.tensor_bytes.get(p, 0) for p in params)
+        dense = 4 * sum(int(getattr(m, p.rsplit(".", 1)[1]).numel()) for p in params)
+        rows.append({"layer": name, "type": layer_kind(m), "shape": list(w.shape),
+                     "params": int(w.numel()), "nonzero": int((w != 0).sum()),
+                     "density": float((w != 0).float().mean()),
+                     "unique_values": int(torch.unique(w).numel()),
+                     "encoding": enc.layouts.get(f"{name}.weight", ""),
+                     "bytes_float32": dense, "bytes_encoded": nbytes,
+                     "compression_ratio": dense / max(nbytes, 1),
+                     **{k: v for k, v in state.layers.get(name, {}).items()}})
+    return rows
+
+
+def compress(state: State, methods: list[str]) -> dict[str, Any]:
+    """Apply ``methods`` in order to ``state.net``; write outputs; return the metrics."""
+    cfg, out = state.cfg, state.out
+    out.mkdir(parents=True, exist_ok=True)
+    proto = Protocol(threads=cfg.threads, warmup=cfg.latency_warmup, repeats=cfg.latency_repeats)
+    test = list(test_batches(state.data))
+    acc_before = accuracy(state.net, test)
+    size_before = len(encode_state(state.net.state_dict(), dense_only=True).data)
+    lat_before = measure_net(state.net, state.input_shape, proto=proto)["ms"]
+    log.info("before: accuracy %.4f, %d bytes, %.3f ms", acc_before, size_before, lat_before)
+    timings = {}
+    for name in methods:
+        t0 = time.perf_counter()
+        log.info("method %s", name)
+        METHODS[name](state)
+        timings[name] = time.perf_counter() - t0
+    state.net.eval()
+    enc = _encode(state)
+    write_bytes(out / "model.dnz", enc.data)
+    decoded = decode_state((out / "model.dnz").read_bytes())
+    sd = state.net.state_dict()
+    if set(decoded) != set(sd) or not all(torch.equal(decoded[k], sd[k]) for k in sd):
+        raise RuntimeError("model.dnz does not decode to the compressed weights")
+    torch_save(out / "model.pt", {**state.meta, "state_dict": sd, "compression": {
+        "methods": methods, "structure": state.structure, "source": state.meta.get("name")}})
+    metrics: dict[str, Any] = {
+        "model": state.meta.get("name"), "methods": methods,
+        "accuracy_before": acc_before, "accuracy_after": accuracy(state.net, test),
+        "size_bytes_before": size_before, "size_bytes_after": (out / "model.dnz").stat().st_size,
+        "latency_ms_before": lat_before,
+        "latency_ms_after": measure_net(state.net, state.input_shape, proto=proto)["ms"],
+        "latency_backend": "torch-cpu", "latency_threads": cfg.threads, "latency_batch_size": 1,
+        "compressed_file": "model.dnz", "huffman": state.huffman,
+    }
+    if state.deployed is not None:  # int8: the deployed model is the int8 ONNX one
+        d = state.deployed
+        metrics.update({"torch_accuracy_after": metrics["accuracy_after"],
+                        "torch_latency_ms_before": lat_before,
+                        "torch_latency_ms_after": metrics["latency_ms_after"],
+                        "accuracy_after": d["int8_accuracy"], "size_bytes_after": d["int8_onnx_bytes"],
+                        "latency_ms_before": d["float_onnx_latency_ms"],
+                        "latency_ms_after": d["int8_latency_ms"], "latency_backend": "onnxruntime-cpu",
+                        "compressed_file": d["int8_onnx"]})
+    metrics["compression_ratio"] = metrics["size_bytes_before"] / metrics["size_bytes_after"]
+    metrics["accuracy_drop"] = metrics["accuracy_before"] - metrics["accuracy_after"]
+    metrics["speedup"] = metrics["latency_ms_before"] / metrics["latency_ms_after"]
+    metrics["method_seconds"] = timings
+    metrics["methods_report"] = state.report
+    write_json(out / "metrics.json", metrics)
+    write_json(out / "layers.json", layer_table(state, enc))
+    return metrics

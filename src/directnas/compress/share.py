@@ -1,0 +1,79 @@
+"""Trained weight sharing (Deep Compression): per-layer k-means of the non-zero weights to
+2**b centroids (linear init), then fine-tuning of the centroids.
+
+During fine-tuning a layer's weight is computed from its centroids, ``weight = table[idx]``
+(``table`` = centroids plus a fixed 0 for pruned entries), in a forward pre-hook; the backward of
+that gather sums the weight gradients of each cluster, i.e. the grouped gradient of the paper.
+The hooks are removed at the end and the weights written back as plain tensors.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+from sklearn.cluster import KMeans
+from torch import nn
+
+from directnas.compress.finetune import finetune, layer_kind, weight_layers
+from directnas.compress.state import State
+
+log = logging.getLogger(__name__)
+
+
+def kmeans_1d(values: np.ndarray, k: int, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(centroids (k',), label per value) with linear initialisation over [min, max]."""
+    k = min(k, len(np.unique(values)))
+    init = np.linspace(values.min(), values.max(), k).reshape(-1, 1)
+    km = KMeans(n_clusters=k, init=init, n_init=1, max_iter=100, random_state=seed)
+    labels = km.fit_predict(values.reshape(-1, 1).astype(np.float64))
+    return km.cluster_centers_.ravel().astype(np.float32), labels
+
+
+class _Shared:
+    """Forward pre-hook: ``module.weight = cat(centroids, 0)[idx]``."""
+
+    def __init__(self, idx: torch.Tensor) -> None:
+        self.idx = idx
+
+    def __call__(self, module: nn.Module, _inp: object) -> None:
+        table = torch.cat([module.centroids, module.centroids.new_zeros(1)])
+        module.weight = table[self.idx]
+
+
+def quantize_layer(m: nn.Module, bits: int, *, seed: int = 0) -> tuple[nn.Parameter, torch.Tensor]:
+    """Cluster a layer's non-zero weights; returns (centroids, idx) with idx = k for zeros."""
+    w = m.weight.detach()
+    nz = w != 0
+    idx = torch.full(w.shape, 0, dtype=torch.long)
+    if not nz.any():
+        return nn.Parameter(torch.zeros(0)), idx
+    cents, labels = kmeans_1d(w[nz].numpy(), 1 << bits, seed=seed)
+    idx[nz] = torch.from_numpy(labels).long()
+    idx[~nz] = len(cents)
+    return nn.Parameter(torch.from_numpy(cents)), idx
+
+
+def run(state: State) -> None:
+    cfg, net = state.cfg, state.net
+    handles = []
+    for name, m in weight_layers(net):
+        bits = cfg.bits_conv if layer_kind(m) == "conv" else cfg.bits_fc
+        cents, idx = quantize_layer(m, bits, seed=cfg.finetune.seed)
+        del m.weight
+        m.register_parameter("centroids", cents)
+        hook = _Shared(idx)
+        handles.append((m, hook, m.register_forward_pre_hook(hook)))
+        state.note(name, bits=bits, clusters=int(cents.numel()))
+    finetune(net, state.data, cfg.finetune, progress=state.progress, desc="share")
+    for m, hook, h in handles:
+        h.remove()
+        with torch.no_grad():
+            table = torch.cat([m.centroids, m.centroids.new_zeros(1)])
+            w = table[hook.idx].clone()
+        if hasattr(m, "weight"):
+            del m.weight
+        del m.centroids
+        m.weight = nn.Parameter(w)
+    state.report["share"] = {"bits_conv": cfg.bits_conv, "bits_fc": cfg.bits_fc}

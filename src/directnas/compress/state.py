@@ -1,0 +1,66 @@
+"""What flows through a chain of compression methods: the net, its options and its notes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from directnas.compress.finetune import FinetuneConfig, Progress, test_batches
+from directnas.data import Dataset
+
+
+@dataclass
+class CompressConfig:
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    sparsity: float | None = None   # overall target of prune; None: from `tolerance` alone
+    tolerance: float = 0.01         # accuracy drop one layer may cost in the sensitivity analysis
+    uniform: bool = False           # prune: the same sparsity in every layer, no sensitivity
+    prune_steps: int = 3            # iterative prune + retrain rounds
+    bits_conv: int = 8              # share: 2**b centroids per conv layer
+    bits_fc: int = 5                # share: 2**b centroids per linear layer
+    gap_bits: int = 5               # sparse positions: relative gaps of up to 2**gap_bits
+    fixed_bits: int = 8             # fixed-point: bit width kept for weights and feature maps
+    report_bits: tuple[int, ...] = (16, 8, 6, 4)
+    speedup: float = 2.0            # lowrank: target MAC speed-up per layer
+    ternary_threshold: float = 0.05
+    valid_images: int = 2000        # training images scored by sensitivity / greedy choices
+    calib_images: int = 256         # int8 calibration images
+    threads: int = 2
+    latency_repeats: int = 50
+    latency_warmup: int = 10
+
+
+@dataclass
+class State:
+    net: nn.Module
+    meta: dict[str, Any]            # the model.pt dict the net came from
+    data: Dataset
+    cfg: CompressConfig
+    out: Path
+    progress: Progress = lambda it, desc, n: it
+    huffman: bool = False
+    fixed: dict[str, tuple[int, int]] = field(default_factory=dict)  # weight name -> (bw, fl)
+    structure: dict[str, Any] = field(default_factory=dict)  # rebuild info (lowrank, act_fl)
+    layers: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-layer notes
+    report: dict[str, Any] = field(default_factory=dict)     # per-method results
+    deployed: dict[str, Any] | None = None                   # int8: ONNX results
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.meta["input_shape"])  # type: ignore[return-value]
+
+    def valid(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Training images (not augmented, held in memory) used to choose per-layer settings."""
+        return list(test_batches(self.data, self.data.train, limit=self.cfg.valid_images))
+
+    def calib_batch(self, n: int) -> torch.Tensor:
+        b = test_batches(self.data, self.data.train, limit=n)
+        return torch.cat([x for x, _ in b])
+
+    def note(self, layer: str, **kv: Any) -> None:
+        self.layers.setdefault(layer, {}).update(kv)
+
