@@ -180,3 +180,61 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path, tiny, tiny_idx_dir, 
     assert [l["op"] for l in ra["layers"]] == [l["op"] for l in rb["layers"]]
     sa, sb = json.loads((ref / "search.json").read_text()), json.loads((out / "search.json").read_text())
     assert sa["history"] == sb["history"]
+
+
+def _finite(ck: dict) -> bool:
+    tensors = [v for v in ck["net"].values() if v.is_floating_point()]
+    return all(bool(torch.isfinite(t).all()) for t in tensors)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny, tiny_idx_dir,
+                                                       tiny_space_yaml, monkeypatch, capsys):
+    import torch.nn.functional as F
+
+    import directnas.search.searcher as searcher_mod
+
+    _, _, table = tiny
+    table_path = tmp_path / "table.json"
+    table.save(table_path)
+    calls = {"n": 0}
+
+    def poisoned(logits, labels, **kw):  # the 11th weight step's loss is NaN
+        calls["n"] += 1
+        loss = F.cross_entropy(logits, labels, **kw)
+        return loss * float("nan") if calls["n"] == 11 else loss
+
+    monkeypatch.setattr(searcher_mod, "F", type("F", (), {"cross_entropy": staticmethod(poisoned)}))
+    out = tmp_path / "run"
+    rc = main(_search_argv(tiny_space_yaml, tiny_idx_dir, table_path, out))
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1
+    assert "loss at step 10 became NaN/inf" in err and "lower --lr" in err and "--resume" in err
+    ck = torch_load(out / CHECKPOINT)
+    assert ck["state"]["step"] == 8 and _finite(ck)  # checkpoint-every 4: the last good one
+    assert not (out / "arch.json").exists()
+
+
+def test_alpha_nan_stops_without_writing_bad_checkpoint(tmp_path, tiny, tiny_idx_dir,
+                                                        tiny_space_yaml, monkeypatch, capsys):
+    from directnas.search.loss import HardwareLoss
+
+    _, _, table = tiny
+    table_path = tmp_path / "table.json"
+    table.save(table_path)
+    real = HardwareLoss.__call__
+    calls = {"n": 0}
+
+    def poisoned(self, logits, labels, lat):  # the 3rd alpha step's objective is NaN
+        calls["n"] += 1
+        loss, info = real(self, logits, labels, lat)
+        return (loss * float("nan") if calls["n"] == 3 else loss), info
+
+    monkeypatch.setattr(HardwareLoss, "__call__", poisoned)
+    out = tmp_path / "run"
+    rc = main(_search_argv(tiny_space_yaml, tiny_idx_dir, table_path, out))
+    err = capsys.readouterr().err
+    assert rc == 2 and "alpha became NaN/inf: lower --arch-lr" in err
+    ck = torch_load(out / CHECKPOINT)
+    assert ck["state"]["step"] == 20 and ck["state"]["alpha_steps"] == 2  # the last good one
+    assert _finite(ck)
+    assert not (out / "arch.json").exists()

@@ -57,7 +57,7 @@ class SearchConfig:
     arch_every: int = 2
     arch_start_epoch: int = 0  # main epoch from which alpha steps run (official: 1)
     strategy: str = "binary-two"
-    loss: str = "lagrange"
+    loss: str = "hinge"
     target_latency_ms: float | None = None
     lam: float = 0.1
     beta: float = 0.3
@@ -65,6 +65,8 @@ class SearchConfig:
     threads: int = 2
     max_steps: int | None = None  # cap on train batches per epoch (quick runs)
     history_every: int = 10  # record probabilities every N alpha steps
+    derive: str = "constrained"  # or "argmax" (search/derive.py)
+    derive_window: float = 0.9  # constrained derive: predicted latency in [window*T, T]
     channels_last: bool = True  # 1.5-2x faster training steps on CPU (benchmarks/search_cost.py)
     checkpoint_every: int = 0  # also checkpoint every N steps inside an epoch (0: epoch ends only)
 
@@ -96,8 +98,8 @@ def check_config(cfg: SearchConfig) -> None:
                             "in --config or on the command line")
     for name in ("lr", "arch_lr", "momentum", "weight_decay", "lam"):
         v = getattr(cfg, name)
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or not np.isfinite(v) or v < 0:
-            raise UserError(f"search option {name} must be a finite number >= 0, got {v!r}")
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v < 1e30:
+            raise UserError(f"search option {name} must be a number in [0, 1e30), got {v!r}")
     if cfg.warmup_epochs + cfg.epochs == 0:
         raise UserError("warmup_epochs + epochs is 0: give --epochs 1 or more")
 
@@ -345,9 +347,22 @@ class Searcher:
         arch = self.net.derive()
         meta: dict[str, Any] = {"strategy": self.cfg.strategy, "seed": self.cfg.seed,
                                 "target_latency_ms": self.cfg.target_latency_ms,
-                                "probs": self.net.probs()}
+                                "derive": "argmax", "probs": self.net.probs()}
         if self.table is not None:
-            meta["predicted_latency_ms"] = self.derived_latency_ms()
+            meta["argmax_arch"] = arch.ops
+            meta["argmax_predicted_latency_ms"] = self.derived_latency_ms()
+            t = self.cfg.target_latency_ms
+            if self.cfg.derive == "constrained" and t is not None:
+                from directnas.search.derive import derive_constrained
+
+                fixed, per_layer = self.table.space_latencies(self.space)
+                idx = derive_constrained(self.net.probs(), per_layer, fixed, t,
+                                         window=self.cfg.derive_window)
+                arch = Arch(self.space, [m.names[i] for m, i in zip(self.net.mixed, idx)])
+                meta["derive"] = "constrained"
+            from directnas.hardware.predictor import predict_arch_ms
+
+            meta["predicted_latency_ms"] = predict_arch_ms(arch, self.table)
             meta["latency_backend"] = self.table.meta.get("backend")
         arch.meta = meta
         return arch
