@@ -3,9 +3,10 @@
 Forms (T = target latency in ms):
   * ``add``      CE + lambda * (E[LAT] - T) / T                 (official lambda 0.1)
   * ``mul``      scale * CE * (log E[LAT] / log T) ** beta       (official scale 0.2, beta 0.3)
+  * ``hinge``    CE + lambda * max(0, E[LAT] - T) / T: latency only pushes while over budget,
+                 so the search settles near T instead of being pushed ever lower (the default).
   * ``lagrange`` CE + lambda * (E[LAT] - T) / T with lambda raised while E[LAT] > T and lowered
-                 (to >= 0) while below: a constraint, so the search lands near T instead of
-                 being pushed ever lower (the default).
+                 (to >= 0) while below (dual ascent on the constraint).
   * ``none``     CE only (no target given).
 """
 
@@ -20,12 +21,12 @@ import torch.nn.functional as F
 
 from directnas.errors import UserError
 
-LOSS_FORMS = ("add", "mul", "lagrange", "none")
+LOSS_FORMS = ("hinge", "add", "mul", "lagrange", "none")
 
 
 @dataclass
 class HardwareLoss:
-    form: str = "lagrange"
+    form: str = "hinge"
     target_ms: float | None = None
     lam: float = 0.1
     beta: float = 0.3
@@ -54,6 +55,8 @@ class HardwareLoss:
         info["expected_latency_ms"] = float(lat.detach())
         if self.form == "mul":
             loss = self.mul_scale * ce * (torch.log(lat) / math.log(t)) ** self.beta
+        elif self.form == "hinge":
+            loss = ce + self.lam * torch.relu(lat - t) / t
         else:
             loss = ce + self.lam * (lat - t) / t
             if self.form == "lagrange":  # dual ascent on the constraint E[LAT] <= T
