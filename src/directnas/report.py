@@ -132,7 +132,7 @@ def plot_pareto(points: list[dict[str, Any]], path: str | Path, *, title: str | 
     ax.set_xlabel(f"measured latency (ms, batch 1{', ' + ', '.join(sorted(backend)) if backend else ''})")
     ax.set_ylabel("test accuracy (%)")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="best")
     ax.set_title(title or "accuracy vs measured latency", fontsize=10)
     return _save(fig, Path(path))
 

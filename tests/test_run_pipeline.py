@@ -1,0 +1,83 @@
+"""`directnas run` end to end on the tiny space and generated data: stages, resume/skip, report,
+TensorBoard, several targets."""
+
+import json
+import shutil
+
+import pytest
+
+from directnas.cli import main
+
+COMMON = ["--threads", "1", "--repeats", "5", "--warmup", "1"]
+
+
+def _argv(space, data, out, target, *extra):
+    return ["run", "--space", str(space), "--data", str(data), "--out", str(out),
+            "--target-latency", target, "--warmup-epochs", "1", "--epochs", "1", "--batch-size", "64",
+            "--train-batch-size", "64", "--seed", "0", *COMMON, *extra]
+
+
+def test_run_pipeline_resumes_and_skips(tmp_path, tiny_idx_dir, tiny_space_yaml, monkeypatch, capsys):
+    monkeypatch.setenv("DIRECTNAS_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    argv = _argv(tiny_space_yaml, tiny_idx_dir, out, "5", "--train-epochs", "2")
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    for path in ("latency.json", "search/arch.json", "search/search.json", "train/metrics.json",
+                 "train/model.pt", "report.md", "report.json", "pareto.png"):
+        assert (out / path).exists(), path
+    assert f"architecture: {(out / 'search' / 'arch.json').resolve()}" in printed
+    assert "report.md" in printed and "pareto.png" in printed
+    m = json.loads((out / "train" / "metrics.json").read_text())
+    assert m["test_accuracy"] > 0.5 and m["latency_ms"] > 0 and m["predicted_latency_ms"] > 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["runs"][0]["name"] == "searched@5ms" and report["runs"][0]["target_latency_ms"] == 5
+    md = (out / "report.md").read_text()
+    pngs = list(out.glob("*.png"))
+    assert len(pngs) == 4  # architecture, probabilities, curves, accuracy-latency plane
+    for p in pngs:
+        assert p.stat().st_size > 2000 and f"]({p.name})" in md
+    # curves: JSON for the plots and TensorBoard event files for both loops
+    assert [r["epoch"] for r in json.loads((out / "search" / "curves.json").read_text())] == [1, 2]
+    assert [r["epoch"] for r in json.loads((out / "train" / "curves.json").read_text())] == [1, 2]
+    assert list((out / "search" / "tb").glob("events.out.tfevents.*"))
+    assert list((out / "train" / "tb").glob("events.out.tfevents.*"))
+
+    # the same command again: every stage is skipped, nothing is retrained
+    stamps = {p: (out / p).stat().st_mtime_ns for p in ("search/arch.json", "train/model.pt")}
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "latency table: reusing" in printed and printed.count("done, reusing") == 2
+    assert all((out / p).stat().st_mtime_ns == t for p, t in stamps.items())
+
+    # an interrupted training (its folder gone) is redone; search is kept
+    shutil.rmtree(out / "train")
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "search: done, reusing" in printed and "train: done" not in printed
+    assert (out / "train" / "metrics.json").exists()
+    assert (out / "search" / "arch.json").stat().st_mtime_ns == stamps["search/arch.json"]
+
+    # other options in the same folder are refused instead of mixing two configurations
+    assert main(_argv(tiny_space_yaml, tiny_idx_dir, out, "5", "--train-epochs", "3")) == 2
+    assert "other options" in capsys.readouterr().err
+
+
+def test_run_several_targets(tmp_path, tiny_idx_dir, tiny_space_yaml, monkeypatch, capsys):
+    monkeypatch.setenv("DIRECTNAS_CACHE", str(tmp_path / "cache"))
+    cfg = tmp_path / "fast.yaml"
+    cfg.write_text("max_steps: 4\n")
+    out = tmp_path / "multi"
+    argv = _argv(tiny_space_yaml, tiny_idx_dir, out, "1,5", "--train-epochs", "1",
+                 "--config", str(cfg), "--train-config", str(cfg), "--no-tensorboard")
+    assert main(argv) == 0
+    for t in ("t1", "t5"):
+        assert (out / t / "search" / "arch.json").exists() and (out / t / "report.md").exists()
+        assert json.loads((out / t / "train" / "metrics.json").read_text())["latency_ms"] > 0
+        assert not (out / t / "search" / "tb").exists()
+    report = json.loads((out / "report.json").read_text())
+    assert sorted(r["name"] for r in report["runs"]) == ["searched@1ms", "searched@5ms"]
+    assert len(list(out.glob("*.png"))) == 1 + 2 * 3
+    with pytest.raises(SystemExit) as e:
+        main(["run", "--target-latency", "1,-2", "--out", str(out)])
+    assert e.value.code == 2
