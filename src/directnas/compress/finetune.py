@@ -39,7 +39,7 @@ def layer_kind(m: nn.Module) -> str:
     return "fc" if isinstance(m, nn.Linear) else "conv"
 
 
-def test_batches(data: Dataset, images: ImageData | None = None, *, limit: int | None = None,
+def eval_batches(data: Dataset, images: ImageData | None = None, *, limit: int | None = None,
                  ) -> Batches:
     d = images if images is not None else data.test
     if limit is not None and limit < len(d):

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from directnas.compress.finetune import accuracy, test_batches, weight_layers
+from directnas.compress.finetune import accuracy, eval_batches, weight_layers
 from directnas.compress.state import State
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ def quantize_fixed(net: nn.Module, x: torch.Tensor, bw: int,
 def run(state: State) -> None:
     cfg = state.cfg
     x = state.calib_batch(cfg.calib_images)
-    test = list(test_batches(state.data))
+    test = list(eval_batches(state.data))
     table = {"float": accuracy(state.net, test)}
     chosen = None
     for bw in sorted(set(cfg.report_bits) | {cfg.fixed_bits}, reverse=True):

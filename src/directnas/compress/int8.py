@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from directnas.compress.finetune import test_batches
+from directnas.compress.finetune import eval_batches
 from directnas.compress.state import State
 from directnas.hardware.profile import Protocol, summarize, time_runner
 
@@ -91,7 +91,7 @@ def run(state: State) -> None:
     qsess = session(qpath, cfg.threads)
     agree = float((ort_logits(qsess, calib.numpy()).argmax(1)
                    == ort_logits(fsess, calib.numpy()).argmax(1)).mean())
-    test = list(test_batches(state.data))
+    test = list(eval_batches(state.data))
     proto = Protocol(threads=cfg.threads, warmup=cfg.latency_warmup, repeats=cfg.latency_repeats)
     state.deployed = {
         "float_onnx": fpath.name, "int8_onnx": qpath.name,

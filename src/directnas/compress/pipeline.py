@@ -14,7 +14,7 @@ import torch
 
 from directnas.compress import fixed_point, int8, lowrank, prune, share, ternary
 from directnas.compress.codec import Encoded, decode_state, encode_state
-from directnas.compress.finetune import accuracy, layer_kind, test_batches, weight_layers
+from directnas.compress.finetune import accuracy, layer_kind, eval_batches, weight_layers
 from directnas.compress.state import State
 from directnas.errors import UserError
 from directnas.fileio import torch_save, write_bytes, write_json
@@ -73,7 +73,7 @@ def compress(state: State, methods: list[str]) -> dict[str, Any]:
     cfg, out = state.cfg, state.out
     out.mkdir(parents=True, exist_ok=True)
     proto = Protocol(threads=cfg.threads, warmup=cfg.latency_warmup, repeats=cfg.latency_repeats)
-    test = list(test_batches(state.data))
+    test = list(eval_batches(state.data))
     acc_before = accuracy(state.net, test)
     size_before = len(encode_state(state.net.state_dict(), dense_only=True).data)
     lat_before = measure_net(state.net, state.input_shape, proto=proto)["ms"]

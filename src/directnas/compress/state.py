@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from directnas.compress.finetune import FinetuneConfig, Progress, test_batches
+from directnas.compress.finetune import FinetuneConfig, Progress, eval_batches
 from directnas.data import Dataset
 
 
@@ -55,10 +55,10 @@ class State:
 
     def valid(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Training images (not augmented, held in memory) used to choose per-layer settings."""
-        return list(test_batches(self.data, self.data.train, limit=self.cfg.valid_images))
+        return list(eval_batches(self.data, self.data.train, limit=self.cfg.valid_images))
 
     def calib_batch(self, n: int) -> torch.Tensor:
-        b = test_batches(self.data, self.data.train, limit=n)
+        b = eval_batches(self.data, self.data.train, limit=n)
         return torch.cat([x for x, _ in b])
 
     def note(self, layer: str, **kv: Any) -> None:
