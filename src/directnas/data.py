@@ -145,12 +145,13 @@ def read_image_folder(root: Path) -> Dataset:
                 xs.append(a if a.ndim == 3 else a[:, :, None])
                 ys.append(ci)
         if not xs:
-            raise UserError(f"ImageFolder split {split} holds no images")
+            raise UserError(f"ImageFolder split {split} holds no images: put .png/.jpg files in {split}/<class>/")
         x = torch.from_numpy(np.stack(xs)).permute(0, 3, 1, 2).contiguous()
         return ImageData(x, torch.tensor(ys, dtype=torch.int64), len(classes))
 
     if not test_dir.is_dir():
-        raise UserError(f"ImageFolder {root} needs train/ and test/ (or val/) folders")
+        raise UserError(f"ImageFolder {root} needs train/ and test/ (or val/) folders: add a test/ "
+                        "folder with the same class folders")
     return _with_stats(root.name, read(root / "train"), read(test_dir))
 
 
@@ -178,7 +179,8 @@ def load_dataset(spec: str | Path) -> Dataset:
         return read_cifar10_bin(root)
     if (root / "train").is_dir():
         return read_image_folder(root)
-    raise UserError(f"dataset folder {root} has no IDX files, CIFAR-10 batches or train/ folder")
+    raise UserError(f"dataset folder {root} has no IDX files, CIFAR-10 batches or train/ folder: "
+                    "point --data at a folder holding one of them")
 
 
 def split_train_valid(data: ImageData, *, valid_size: int, seed: int) -> tuple[ImageData, ImageData]:

@@ -17,7 +17,7 @@ from directnas.fileio import torch_save
 from directnas.hardware.lut import LatencyTable
 from directnas.search.gates import STRATEGIES
 from directnas.search.loss import LOSS_FORMS
-from directnas.search.searcher import CHECKPOINT, SearchConfig, Searcher
+from directnas.search.searcher import CHECKPOINT, SearchConfig, Searcher, check_data_fits
 from directnas.space.space import SearchSpace, load_space
 
 QUICK = {"warmup_epochs": 1, "epochs": 1, "max_steps": 30, "valid_size": 1000, "arch_every": 1}
@@ -85,17 +85,18 @@ def do_search(args: argparse.Namespace, out: Path, *, resume: bool,
     protocol_from(args)
     dist.run_on_main(lambda: check_out_dir(out, CHECKPOINT, resume=resume, what="search checkpoint"))
     data = load_dataset(args.data)
+    check_data_fits(space, data)
     table = dist.run_on_main(lambda: _table(args, space, out, resume=resume))
     searcher = Searcher(space, data, table, cfg, out, dist=dist)
     ck = dist.run_on_main(searcher.load_checkpoint) if resume else None
+    if ck is not None and searcher.resume(ck):
+        log.info("resumed at epoch %d, step %d", searcher.state.epoch, searcher.state.step)
     # everything is checked: from here on the run folder is written (by rank 0 only)
     if dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
         table.save(out / "latency.json")
         save_resolved(out, "search_config.json", cfg, {"space": space.name, "data": str(args.data),
                                                        "backend": args.backend, "world": dist.world})
-    if ck is not None and searcher.resume(ck):
-        log.info("resumed at epoch %d, step %d", searcher.state.epoch, searcher.state.step)
     t0 = time.perf_counter()
 
     def log_epoch(row: dict[str, float]) -> None:

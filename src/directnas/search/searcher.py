@@ -104,6 +104,17 @@ def check_config(cfg: SearchConfig) -> None:
         raise UserError("warmup_epochs + epochs is 0: give --epochs 1 or more")
 
 
+def check_data_fits(space: SearchSpace, data: Dataset) -> None:
+    c, h, w = data.input_shape
+    if (c, h) != (space.input_channels, space.input_size) or h != w:
+        raise UserError(f"dataset images are {c}x{h}x{w} but space {space.name!r} expects "
+                        f"{space.input_channels}x{space.input_size}x{space.input_size}: "
+                        "pick a matching --space")
+    if data.train.num_classes != space.num_classes:
+        raise UserError(f"dataset has {data.train.num_classes} classes, space {space.name!r} "
+                        f"{space.num_classes}: set num_classes in the space YAML")
+
+
 def _strategy_state(strategy: object) -> dict[str, Any]:
     """A strategy's scalar attributes (moving baselines, temperatures) for the checkpoint."""
     return {k: v for k, v in vars(strategy).items()
@@ -119,14 +130,7 @@ class Searcher:
         self.space, self.data, self.table, self.cfg = space, data, table, cfg
         self.out = Path(out)
         self.dist = dist = dist or Dist()
-        c, h, w = data.input_shape
-        if (c, h) != (space.input_channels, space.input_size) or h != w:
-            raise UserError(f"dataset images are {c}x{h}x{w} but space {space.name!r} expects "
-                            f"{space.input_channels}x{space.input_size}x{space.input_size}: "
-                            "pick a matching --space")
-        if data.train.num_classes != space.num_classes:
-            raise UserError(f"dataset has {data.train.num_classes} classes, space {space.name!r} "
-                            f"{space.num_classes}: set num_classes in the space YAML")
+        check_data_fits(space, data)
         random.seed(cfg.seed)
         np.random.seed(cfg.seed)
         torch.manual_seed(cfg.seed)

@@ -193,6 +193,11 @@ class SearchSpace:
                 spec_c = base
                 if zero_ok and s == 1 and c == width and j > 0:
                     spec_c = base + (ZERO,)
+                if not spec_c:
+                    raise UserError(
+                        f"search space {self.name!r}: stage {si} layer {j} changes the shape "
+                        f"({c}->{width} channels, stride {s}) so it cannot be zero, and zero is its "
+                        "only candidate: add a real op (e.g. k3_e3) to the stage's candidates")
                 layers.append(LayerSpec(len(layers), si, c, width, s, hw, spec_c))
                 hw = conv_out(hw, s)
                 c = width
