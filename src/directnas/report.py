@@ -101,7 +101,7 @@ def draw_arch(arch: Arch, path: str | Path, *, title: str | None = None) -> Path
     if any(b[4] for b in boxes):
         handles.append(Rectangle((0, 0), 1, 1, facecolor=SKIP_COLOUR, edgecolor="#888", linestyle="--"))
         labels.append("skipped layer")
-    ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=len(labels),
+    ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(labels),
               fontsize=7, frameon=False)
     ax.set_xlim(-0.2, x)
     ax.set_ylim(-0.9, 0.6)
