@@ -91,6 +91,17 @@ def test_time_runner_uses_the_runners_own_clock():
     assert r.calls == 5
 
 
+def test_cpu_clock_is_single_threaded_only():
+    calls = []
+    run = lambda: calls.append(sum(range(2000)))  # noqa: E731
+    times = time_runner(run, Protocol(threads=1, warmup=0, repeats=4, clock="cpu"))
+    assert len(times) == 4 and all(t >= 0 for t in times) and len(calls) == 4
+    with pytest.raises(UserError, match="--threads 1"):
+        time_runner(run, Protocol(threads=2, clock="cpu"))
+    with pytest.raises(UserError, match="unknown clock"):
+        time_runner(run, Protocol(clock="sundial"))
+
+
 def test_summarize_statistics():
     times = [float(t) for t in range(1, 101)]  # 1..100
     assert summarize(times)["ms"] == pytest.approx(50.5)

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from directnas.errors import UserError
 from directnas.fileio import write_json
-from directnas.hardware.backends import DTYPES, STATS
+from directnas.hardware.backends import CLOCKS, DTYPES, STATS
 from directnas.hardware.lut import LatencyTable
 from directnas.hardware.profile import Protocol, device_meta, profile_space
 from directnas.space.space import SearchSpace
@@ -75,6 +75,8 @@ def add_protocol_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default="float32", choices=DTYPES, help="dtype for latency (default float32)")
     p.add_argument("--stat", default="median", choices=STATS,
                    help="statistic of the repeats kept (default median; p10 resists a loaded machine)")
+    p.add_argument("--clock", default="wall", choices=CLOCKS,
+                   help="wall (default) or cpu: one thread's CPU time (with --threads 1)")
 
 
 def protocol_from(args: argparse.Namespace) -> Protocol:
@@ -83,7 +85,7 @@ def protocol_from(args: argparse.Namespace) -> Protocol:
             raise UserError(f"--{name.replace('_', '-')} must be >= 1")
     return Protocol(batch_size=args.latency_batch, threads=args.threads, warmup=args.warmup,
                     repeats=args.repeats, dtype=getattr(args, "dtype", "float32"),
-                    stat=getattr(args, "stat", "median"))
+                    stat=getattr(args, "stat", "median"), clock=getattr(args, "clock", "wall"))
 
 
 def get_table(space: SearchSpace, *, table_path: str | None, backend: str, proto: Protocol,

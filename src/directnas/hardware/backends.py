@@ -40,12 +40,16 @@ class Protocol:
     dtype: str = "float32"
     channels_last: bool = False
     stat: str = "median"  # statistic of the repeats kept as "ms" (see STATS)
+    clock: str = "wall"  # "wall" (perf_counter) or "cpu" (this thread's CPU time; threads=1 only)
 
 
 # "median" is the field's protocol.  On a shared, loaded machine a call is preempted with a
 # probability that grows with its length, so the median of a whole network rises more than the
 # sum of its ops' medians; a low quantile ("p10", "min") is then closer to additive.
+# The "cpu" clock (single-threaded CPU backends only) leaves out the time the process waits for a
+# core, which on a loaded machine is most of a long call's spread.
 STATS = ("median", "p25", "p10", "min", "mean")
+CLOCKS = ("wall", "cpu")
 
 
 Runner = Callable[[], object]

@@ -18,8 +18,8 @@ from typing import Callable, Iterable
 from torch import nn
 
 from directnas.errors import UserError
-from directnas.hardware.backends import (BACKENDS, STATS, Protocol, Runner, RunnerFactory,
-                                         backend_versions, get_backend)
+from directnas.hardware.backends import (BACKENDS, CLOCKS, STATS, Protocol, Runner,
+                                         RunnerFactory, backend_versions, get_backend)
 from directnas.hardware.lut import LatencyTable
 from directnas.space.arch import build_fixed
 from directnas.space.ops import ZERO, build_op, conv_bn
@@ -35,11 +35,16 @@ def time_runner(run: Runner, proto: Protocol) -> list[float]:
     own_clock = getattr(run, "time_ms", None)
     if own_clock is not None:
         return [float(own_clock()) for _ in range(proto.repeats)]
+    if proto.clock not in CLOCKS:
+        raise UserError(f"unknown clock {proto.clock!r}: use one of {', '.join(CLOCKS)}")
+    if proto.clock == "cpu" and proto.threads != 1:
+        raise UserError("--clock cpu measures one thread's CPU time: use it with --threads 1")
+    clock = time.thread_time if proto.clock == "cpu" else time.perf_counter
     out = []
     for _ in range(proto.repeats):
-        t0 = time.perf_counter()
+        t0 = clock()
         run()
-        out.append((time.perf_counter() - t0) * 1e3)
+        out.append((clock() - t0) * 1e3)
     return out
 
 
@@ -77,6 +82,7 @@ def device_meta(backend: str, proto: Protocol) -> dict[str, object]:
     return {"backend": backend, "device": cpu, "cpu_count": os.cpu_count(),
             "threads": proto.threads, "batch_size": proto.batch_size, "dtype": proto.dtype,
             "channels_last": proto.channels_last, "warmup": proto.warmup, "stat": proto.stat,
+            "clock": proto.clock,
             "repeats": proto.repeats, **backend_versions(backend),
             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
 

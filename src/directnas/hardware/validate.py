@@ -21,6 +21,7 @@ import numpy as np
 from directnas.errors import UserError
 from directnas.fileio import write_bytes
 from directnas.hardware.backends import Protocol, get_backend
+from directnas.hardware.correction import feature_names
 from directnas.hardware.lut import LatencyTable
 from directnas.hardware.predictor import fit_correction, predict_arch_ms
 from directnas.hardware.profile import device_meta, measure_interleaved, op_runners
@@ -73,6 +74,10 @@ def validate(space: SearchSpace, *, backend: str, proto: Protocol, samples: int,
     on the second; the returned table carries a correction refitted on all of them."""
     if samples < 2:
         raise UserError(f"--samples must be >= 2 to compute correlations, got {samples}")
+    if fit is not None:
+        need = 2 * (len(feature_names(fit, len(space.stages))) + 2)
+        if samples < need:
+            raise UserError(f"--fit-correction {fit} fits on half the archs: use --samples >= {need}")
     archs = sample_archs(space, samples, seed=seed)
     factory = get_backend(backend)
     shape = (proto.batch_size, space.input_channels, space.input_size, space.input_size)
