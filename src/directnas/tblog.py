@@ -2,12 +2,14 @@
 
 ``EpochLog(folder, tag)`` writes ``folder/tb/`` (TensorBoard) and ``folder/curves.json`` (the same
 rows, for the report's plots); rows replace earlier rows of the same epoch, so a resumed run
-continues the file.  Without the ``tensorboard`` package only the JSON is written.
+continues the file.  Without the ``tensorboard`` package only the JSON is written; under torchrun
+only rank 0 writes.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +33,8 @@ class EpochLog:
 
     def __init__(self, folder: str | Path, tag: str, *, tensorboard: bool = True) -> None:
         self.folder, self.tag = Path(folder), tag
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.enabled = int(os.environ.get("RANK", "0")) == 0
+        tensorboard = tensorboard and self.enabled
         path = self.folder / CURVES
         self.rows: list[dict[str, float]] = read_json(path, what="curves file") if path.exists() else []
         self.writer = _writer(self.folder / "tb") if tensorboard else None
@@ -40,6 +43,8 @@ class EpochLog:
         """Record ``row`` for 1-based ``epoch``."""
         entry = {"epoch": epoch, **{k: float(v) for k, v in row.items() if k != "epoch"}}
         self.rows = [r for r in self.rows if r["epoch"] < epoch] + [entry]
+        if not self.enabled:
+            return
         write_json(self.folder / CURVES, self.rows)
         if self.writer is not None:
             for k, v in entry.items():
