@@ -108,10 +108,11 @@ def test_reinforce_reward_is_official_form():
 
 def test_live_latency_measures_the_built_arch_once_per_arch(tiny_space_dict, monkeypatch):
     space = SearchSpace.from_dict(tiny_space_dict)
-    fn = rl.live_latency(proto=Protocol(threads=1, warmup=1, repeats=2))
+    fn = rl.live_latency(proto=Protocol(threads=2, warmup=1, repeats=2))
     a = Arch(space, ["k3_e3"] * len(space.layers))
+    threads = torch.get_num_threads()
     ms = fn(a)
-    assert ms > 0
+    assert ms > 0 and torch.get_num_threads() == threads  # the search keeps its own threads
     calls = []
     monkeypatch.setattr(rl, "measure_net", lambda *a, **k: calls.append(1) or {"ms": 9.0})
     assert fn(a) == ms and not calls  # memoised

@@ -8,7 +8,8 @@ the name.  ``STRATEGIES`` is the registry (``--strategy NAME``).
     estimate on the renormalised pair, then shifts the pair so unsampled paths keep p.
   * ``binary-full``: the same estimate over all paths (memory of N paths; for comparison).
   * ``reinforce``: sampled whole architectures, reward acc * (T / LAT)^w, moving-average
-    baseline (strategies_reinforce.py; LAT from the table or a live-measuring callable).
+    baseline (strategies_reinforce.py; LAT from the table, or measured live for every sampled
+    arch with ``reinforce-live``, or any ``latency_fn(arch) -> ms`` given to ``Reinforce``).
   * ``gumbel`` (FBNet): Gumbel-softmax weights over all paths, annealed temperature.
   * ``darts``: softmax-weighted sum of all paths in both steps (the memory baseline).
   (The last two are in strategies_soft.py; the shared contract is in strategies_base.py.)
@@ -23,7 +24,7 @@ import torch
 from directnas.errors import UserError
 from directnas.search.strategies_base import FrozenWeights as _FrozenWeights
 from directnas.search.strategies_base import Objective, Strategy, sample_single_paths
-from directnas.search.strategies_reinforce import Reinforce
+from directnas.search.strategies_reinforce import Reinforce, live_latency
 from directnas.search.strategies_soft import Darts, GumbelSoftmax
 from directnas.search.supernet import MixedOp, Supernet
 
@@ -89,6 +90,8 @@ STRATEGIES: dict[str, Callable[[], Strategy]] = {
     "binary-two": lambda: BinaryGates(paths=2),
     "binary-full": lambda: BinaryGates(paths=None),
     "reinforce": lambda: Reinforce(),
+    # LAT of every sampled arch measured end to end on torch-cpu (batch 1, 2 threads), not the table
+    "reinforce-live": lambda: Reinforce(latency_fn=live_latency(), name="reinforce-live"),
     "gumbel": lambda: GumbelSoftmax(),
     "darts": lambda: Darts(),
 }

@@ -38,17 +38,20 @@ def live_latency(*, backend: str = "torch-cpu", proto: Protocol = Protocol(warmu
         if not cache or key not in seen:
             space = arch.space
             shape = (space.input_channels, space.input_size, space.input_size)
-            seen[key] = float(measure_net(arch.build(), shape, backend=backend, proto=proto)["ms"])
+            threads = torch.get_num_threads()  # the backend sets its own; training keeps ours
+            try:
+                seen[key] = float(measure_net(arch.build(), shape, backend=backend, proto=proto)["ms"])
+            finally:
+                torch.set_num_threads(threads)
         return seen[key]
 
     return measure
 
 
 class Reinforce:
-    name = "reinforce"
-
     def __init__(self, *, samples: int = 4, reward_w: float = 0.1, baseline_decay: float = 0.9,
-                 latency_fn: LatencyFn | None = None) -> None:
+                 latency_fn: LatencyFn | None = None, name: str = "reinforce") -> None:
+        self.name = name
         if samples < 1 or not 0.0 <= baseline_decay < 1.0:
             raise ValueError("samples must be >= 1 and baseline_decay in [0, 1)")
         self.samples, self.reward_w, self.baseline_decay = samples, reward_w, baseline_decay
