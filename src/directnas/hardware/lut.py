@@ -8,7 +8,8 @@ JSON layout (``schema_version: 1``)::
      "correction": {...}}      # optional: a learned correction (hardware/correction.py)
 
 ``zero`` always costs 0 ms and is never stored.  ``space_latencies`` (what the search and the
-predictor use) applies the correction when the table has one.
+predictor use) applies the correction when the table has one.  An entry ``L{i}:<key>`` (written
+by ``latency fit``) prices ``<key>`` at searchable layer ``i`` only and wins over ``<key>`` there.
 """
 
 from __future__ import annotations
@@ -41,6 +42,12 @@ class LatencyTable:
             return 0.0
         return float(self.entries[key]["ms"])
 
+    def layer_ms(self, index: int, key: str) -> float:
+        """``key`` at searchable layer ``index``: a layer-specific entry ``L{index}:<key>`` (fitted
+        tables, where layers of equal shape differ) wins over the plain ``key``."""
+        lk = f"L{index}:{key}"
+        return float(self.entries[lk]["ms"]) if key != ZERO and lk in self.entries else self.ms(key)
+
     def __contains__(self, key: str) -> bool:
         return key == ZERO or key in self.entries
 
@@ -69,7 +76,7 @@ class LatencyTable:
         a correction (and ``corrected``)."""
         self.check_covers(space)
         fixed = sum(self.ms(k) for k in space.fixed_keys())
-        per_layer = [[self.ms(k) for k in space.layer_keys(l)] for l in space.layers]
+        per_layer = [[self.layer_ms(l.index, k) for k in space.layer_keys(l)] for l in space.layers]
         c = self.correction if corrected else None
         if c is None:
             return fixed, per_layer

@@ -4,6 +4,8 @@ Op names are short data strings:  ``k{kernel}_e{expand}[_g{groups}]`` is an inve
 (MBConv) block with a depthwise ``kernel x kernel`` conv, expansion ratio ``expand`` and
 ``groups`` groups in its 1x1 convs; ``zero`` skips the layer (only where the layer keeps its
 shape, so the residual shortcut carries the input through).
+``skip`` (only in spaces with ``skip_everywhere: true``, e.g. FBNet) is allowed on every layer:
+the identity where the layer keeps its shape, a strided 1x1 conv + BN projection otherwise.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from torch import nn
 from directnas.errors import UserError
 
 ZERO = "zero"
+SKIP = "skip"
 _OP_RE = re.compile(r"^k(\d+)_e(\d+)(?:_g(\d+))?$")
 
 
@@ -79,8 +82,25 @@ class MBConv(nn.Module):
         return x + y if self.residual else y
 
 
+class ZeroPath(nn.Module):
+    """The residual branch of ``skip`` on a shape-keeping layer: 0, so ``x + branch = x``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> zeros like x
+        return torch.zeros_like(x)
+
+
+def build_skip(c_in: int, c_out: int, stride: int, *, residual: bool) -> nn.Module:
+    """FBNet's ``skip``: identity if the shape is kept (its residual branch is 0: callers that
+    add the shortcut themselves pass ``residual=False``), else a 1x1 conv + BN projection."""
+    if c_in == c_out and stride == 1:
+        return nn.Identity() if residual else ZeroPath()
+    return conv_bn(c_in, c_out, 1, stride, act=False)
+
+
 def build_op(name: str, c_in: int, c_out: int, stride: int, *, residual: bool) -> nn.Module:
     """The module for op ``name`` on a layer; ``zero`` gives None (the caller skips it)."""
+    if name == SKIP:
+        return build_skip(c_in, c_out, stride, residual=residual)
     spec = parse_op(name)
     if spec is None:
         raise ValueError("zero has no module; callers skip the layer")

@@ -12,6 +12,8 @@ A space is data (YAML, ``schema_version: 1``)::
     head: {channels: 512, dropout: 0.1}
     candidates: [k3_e3, k3_e6, k5_e3, k5_e6, k7_e3, k7_e6]
     allow_zero: true        # add `zero` where a layer keeps its shape (not a stage's first layer)
+    skip_everywhere: false  # optional: `skip` is a candidate of every layer (identity where the
+                            # shape is kept, a 1x1 projection otherwise; FBNet's op set)
 
 A stage row may override ``candidates`` for its layers.  Presets live in ``directnas/presets``.
 """
@@ -28,11 +30,11 @@ from typing import Any
 import yaml
 
 from directnas.errors import UserError
-from directnas.space.ops import ZERO, parse_op
+from directnas.space.ops import SKIP, ZERO, parse_op
 
 SCHEMA_VERSION = 1
 _TOP_KEYS = {"schema_version", "name", "input", "num_classes", "stem", "first_block", "stages",
-             "head", "candidates", "allow_zero"}
+             "head", "candidates", "allow_zero", "skip_everywhere"}
 _KEYS = {
     "input": {"size", "channels"},
     "stem": {"channels", "kernel", "stride"},
@@ -69,6 +71,8 @@ def conv_out(hw: int, stride: int) -> int:
 
 def op_key(op: str, c_in: int, c_out: int, stride: int, hw: int) -> str:
     """Latency-table key of an op at a shape, e.g. ``mbconv:k5:e6:in32:out32:s1:hw14``."""
+    if op == SKIP:  # only in skip_everywhere spaces (elsewhere `skip` is read as `zero`)
+        return f"skip:in{c_in}:out{c_out}:s{stride}:hw{hw}"
     spec = parse_op(op)
     if spec is None:
         return ZERO
@@ -112,6 +116,7 @@ class SearchSpace:
     head_dropout: float
     candidates: tuple[str, ...]
     allow_zero: bool
+    skip_everywhere: bool = False
     layers: tuple[LayerSpec, ...] = field(default=(), compare=False)
 
     # ---- construction -------------------------------------------------------------------
@@ -136,6 +141,9 @@ class SearchSpace:
         if not isinstance(d["stages"], list) or not d["stages"]:
             raise UserError("search space: stages must be a non-empty list")
         stages = tuple(_check_keys(s, _KEYS["stage"], f"stages[{i}]") for i, s in enumerate(d["stages"]))
+        skip_all = d.get("skip_everywhere", False)
+        if not isinstance(skip_all, bool):
+            raise UserError(f"search space: skip_everywhere must be true or false, got {skip_all!r}")
         space = cls(
             name=str(d["name"]),
             input_size=_pos_int(inp, "size", "input"),
@@ -151,8 +159,11 @@ class SearchSpace:
             stages=stages,
             head_channels=int(head.get("channels", 0)),
             head_dropout=float(head.get("dropout", 0.0)),
-            candidates=tuple(str(c) for c in cands if str(c) not in (ZERO, "skip")),
-            allow_zero=bool(d.get("allow_zero", True)) or any(str(c) in (ZERO, "skip") for c in cands),
+            candidates=tuple(str(c) for c in cands
+                             if str(c) != ZERO and (skip_all or str(c) != SKIP)),
+            allow_zero=bool(d.get("allow_zero", True)) or any(
+                str(c) == ZERO or (str(c) == SKIP and not skip_all) for c in cands),
+            skip_everywhere=skip_all,
         )
         object.__setattr__(space, "layers", space._enumerate_layers())
         return space
@@ -183,6 +194,9 @@ class SearchSpace:
             for op in cands:
                 parse_op(str(op))
             base = tuple(str(o) for o in cands if str(o) not in (ZERO, "skip"))
+            if self.skip_everywhere:  # `skip` is a real op here, kept where it is listed
+                base = tuple(str(o) for o in cands if str(o) != ZERO)
+                base += () if SKIP in base else (SKIP,)
             zero_ok = bool(st.get("allow_zero", self.allow_zero))
             for j in range(depth):
                 s = stride if j == 0 else 1
@@ -216,6 +230,8 @@ class SearchSpace:
             "candidates": list(self.candidates),
             "allow_zero": self.allow_zero,
         }
+        if self.skip_everywhere:
+            d["skip_everywhere"] = True
         if self.first_channels:
             d["first_block"] = {"channels": self.first_channels, "kernel": self.first_kernel,
                                 "expand": self.first_expand, "stride": self.first_stride}
