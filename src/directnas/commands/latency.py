@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-SUBMODULES: list[str] = ["latency_tools"]
+SUBMODULES: list[str] = ["latency_tools", "latency_fit"]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
