@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 KERNEL_COLOURS = {1: "#9e9e9e", 3: "#4c8bd6", 5: "#f0a030", 7: "#d64c4c", 9: "#8e5bc4"}
 FIXED_COLOUR, SKIP_COLOUR = "#cfd8dc", "#eeeeee"
 SKIP_DIRS = {"tb", "search", "train"}
+FAMILY_LABELS = {"searched": "DirectNAS (searched)", "mobilenetv2": "MobileNetV2", "lenet": "LeNet"}
 
 
 def _kernel_colour(kernel: int) -> str:
@@ -124,7 +125,7 @@ def plot_pareto(points: list[dict[str, Any]], path: str | Path, *, title: str | 
         styles.setdefault(fam, (colour, marker, size))
         ax.plot([p["latency_ms"] for p in pts], [100 * p["test_accuracy"] for p in pts],
                 marker=marker, markersize=size, color=colour, linewidth=1,
-                label="DirectNAS (searched)" if fam == "searched" else fam)
+                label=FAMILY_LABELS.get(fam, fam))
         for p in pts:
             ax.annotate(p["label"], (p["latency_ms"], 100 * p["test_accuracy"]), fontsize=7,
                         xytext=(4, -10 if fam == "searched" else 4), textcoords="offset points")
@@ -258,7 +259,7 @@ class Run:
 
     @property
     def family(self) -> str:
-        return "searched" if self.kind == "searched" else self.name.rsplit("-", 1)[0]
+        return "searched" if self.kind == "searched" else self.name.split("-")[0]
 
     @property
     def target_ms(self) -> float | None:
