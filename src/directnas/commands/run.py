@@ -69,6 +69,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="finished baseline/run folders to add to the report's accuracy-latency plane")
     p.add_argument("--no-tensorboard", action="store_true", help="write no TensorBoard event files")
     p.add_argument("--out", required=True, help="run folder (re-run the command to resume)")
+    p.add_argument("--resume", action="store_true", help="accepted for symmetry: run always resumes")
     p.set_defaults(func=run)
 
 
