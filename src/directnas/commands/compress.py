@@ -8,6 +8,8 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from directnas.commands.common import bar
 from directnas.compress.finetune import FinetuneConfig
 from directnas.compress.model_io import load_model
@@ -47,7 +49,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--speedup", type=float, help="lowrank: target speed-up per conv (default 2)")
     g.add_argument("--threshold", type=float, dest="ternary_threshold",
                    help="ternary: threshold t as a fraction of max|w| (default 0.05)")
-    p.add_argument("--threads", type=int, default=2, help="threads for latency measurement")
+    p.add_argument("--threads", type=int, default=2, help="threads for fine-tuning and latency")
     p.add_argument("--repeats", type=int, help="timed latency repeats (default 50)")
     p.add_argument("--quick", action="store_true", help="a 1-minute smoke budget")
     p.set_defaults(func=run)
@@ -102,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
     if tuple(meta["input_shape"]) != data.input_shape:
         raise UserError(f"the model takes {tuple(meta['input_shape'])} images but {args.data} has "
                         f"{data.input_shape}: use the dataset it was trained on")
+    torch.set_num_threads(args.threads)  # fine-tuning and latency alike
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "compress_config.json", {**asdict(cfg), "methods": methods,

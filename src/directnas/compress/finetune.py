@@ -28,6 +28,7 @@ class FinetuneConfig:
     label_smoothing: float = 0.1
     max_steps: int | None = None  # cap on steps per epoch (quick runs)
     seed: int = 0
+    augment: bool = True  # random crop + flip as in directnas.train
 
 
 def weight_layers(net: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -59,7 +60,7 @@ def finetune(net: nn.Module, data: Dataset, cfg: FinetuneConfig, *,
         return
     torch.manual_seed(cfg.seed)
     train = Batches(data.train, batch_size=cfg.batch_size, mean=data.mean, std=data.std,
-                    augment=True, seed=cfg.seed, drop_last=True)
+                    augment=cfg.augment, seed=cfg.seed, drop_last=True)
     decay = [p for p in net.parameters() if p.requires_grad and p.ndim > 1]
     no_decay = [p for p in net.parameters() if p.requires_grad and p.ndim <= 1]
     opt = torch.optim.SGD([{"params": decay, "weight_decay": cfg.weight_decay},

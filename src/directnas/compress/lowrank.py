@@ -14,7 +14,6 @@ from torch import nn
 
 from directnas.compress.finetune import finetune, weight_layers
 from directnas.compress.state import State
-from directnas.hardware.profile import Protocol, measure_net
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +59,7 @@ def apply_structure(net: nn.Module, ranks: dict[str, int]) -> None:
 
 def run(state: State) -> None:
     cfg = state.cfg
-    proto = Protocol(threads=cfg.threads, warmup=cfg.latency_warmup, repeats=cfg.latency_repeats)
-    before = measure_net(state.net, state.input_shape, proto=proto)["ms"]
+    before = state.latency_ms()
     ranks: dict[str, int] = {}
     for name, m in weight_layers(state.net):
         if not eligible(m):
@@ -77,7 +75,7 @@ def run(state: State) -> None:
     if not ranks:
         log.warning("lowrank: no eligible conv (grouped/depthwise convs are not) to decompose")
     finetune(state.net, state.data, cfg.finetune, progress=state.progress, desc="lowrank")
-    after = measure_net(state.net, state.input_shape, proto=proto)["ms"]
+    after = state.latency_ms()
     state.structure.setdefault("lowrank", {}).update(ranks)
     state.report["lowrank"] = {"target_speedup": cfg.speedup, "ranks": ranks,
                                "latency_ms_before": before, "latency_ms_after": after,

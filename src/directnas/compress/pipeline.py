@@ -18,7 +18,6 @@ from directnas.compress.finetune import accuracy, layer_kind, eval_batches, weig
 from directnas.compress.state import State
 from directnas.errors import UserError
 from directnas.fileio import torch_save, write_bytes, write_json
-from directnas.hardware.profile import Protocol, measure_net
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +71,10 @@ def compress(state: State, methods: list[str]) -> dict[str, Any]:
     """Apply ``methods`` in order to ``state.net``; write outputs; return the metrics."""
     cfg, out = state.cfg, state.out
     out.mkdir(parents=True, exist_ok=True)
-    proto = Protocol(threads=cfg.threads, warmup=cfg.latency_warmup, repeats=cfg.latency_repeats)
     test = list(eval_batches(state.data))
     acc_before = accuracy(state.net, test)
     size_before = len(encode_state(state.net.state_dict(), dense_only=True).data)
-    lat_before = measure_net(state.net, state.input_shape, proto=proto)["ms"]
+    lat_before = state.latency_ms()
     log.info("before: accuracy %.4f, %d bytes, %.3f ms", acc_before, size_before, lat_before)
     timings = {}
     for name in methods:
@@ -98,7 +96,7 @@ def compress(state: State, methods: list[str]) -> dict[str, Any]:
         "accuracy_before": acc_before, "accuracy_after": accuracy(state.net, test),
         "size_bytes_before": size_before, "size_bytes_after": (out / "model.dnz").stat().st_size,
         "latency_ms_before": lat_before,
-        "latency_ms_after": measure_net(state.net, state.input_shape, proto=proto)["ms"],
+        "latency_ms_after": state.latency_ms(),
         "latency_backend": "torch-cpu", "latency_threads": cfg.threads, "latency_batch_size": 1,
         "compressed_file": "model.dnz", "huffman": state.huffman,
     }

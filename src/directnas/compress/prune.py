@@ -140,8 +140,9 @@ def run(state: State) -> None:
                                        "plot": "sensitivity.png"}
     log.info("prune targets: %s", {n: round(s, 3) for n, s in targets.items()})
     for step in range(1, cfg.prune_steps + 1):
+        # geometric schedule of the density: each round removes the same share of what is left
         frac = step / cfg.prune_steps
-        apply_masks(net, {n: s * frac for n, s in targets.items()})
+        apply_masks(net, {n: 1 - (1 - s) ** frac for n, s in targets.items()})
         finetune(net, state.data, cfg.finetune, progress=state.progress,
                  desc=f"prune {step}/{cfg.prune_steps}")
     remove_masks(net)

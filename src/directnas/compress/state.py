@@ -11,6 +11,7 @@ from torch import nn
 
 from directnas.compress.finetune import FinetuneConfig, Progress, eval_batches
 from directnas.data import Dataset
+from directnas.hardware.profile import Protocol, measure_net
 
 
 @dataclass
@@ -60,6 +61,16 @@ class State:
     def calib_batch(self, n: int) -> torch.Tensor:
         b = eval_batches(self.data, self.data.train, limit=n)
         return torch.cat([x for x, _ in b])
+
+    def latency_ms(self) -> float:
+        """Median torch-cpu latency of the net at batch 1 (restores the thread count after)."""
+        threads = torch.get_num_threads()
+        proto = Protocol(threads=self.cfg.threads, warmup=self.cfg.latency_warmup,
+                         repeats=self.cfg.latency_repeats)
+        try:
+            return measure_net(self.net, self.input_shape, proto=proto)["ms"]
+        finally:
+            torch.set_num_threads(threads)
 
     def note(self, layer: str, **kv: Any) -> None:
         self.layers.setdefault(layer, {}).update(kv)
