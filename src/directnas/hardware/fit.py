@@ -255,10 +255,12 @@ def _to_additive(feat: Featurizer, coef: np.ndarray, intercept: float,
         m = float(row.min())
         terms.append([float(v - m) for v in row])
         const += m
-    if const < 0:
-        log.warning("fitted constant is negative (%.3f ms): the measurements may not fit the space",
-                    const)
-    return Additive(max(const, 0.0), terms, info)
+    if const < 0:  # an extrapolation artefact of small fits: take it out of the layers' terms
+        log.info("fitted constant %.3f ms < 0: spread over the layers' terms", const)
+        share = -const / len(terms)
+        terms = [[max(v - share, 0.0) for v in row] for row in terms]
+        const = 0.0
+    return Additive(const, terms, info)
 
 
 def fit_ls(feat: Featurizer, idx: np.ndarray, y: np.ndarray) -> Additive:
@@ -275,7 +277,7 @@ def fit_ls(feat: Featurizer, idx: np.ndarray, y: np.ndarray) -> Additive:
 
 
 def fit_additive(feat: Featurizer, idx: np.ndarray, y: np.ndarray, *,
-                 robust: bool = False, iters: int = 30) -> Additive:
+                 robust: bool = False, iters: int = 15) -> Additive:
     x = feat(idx)
     coef, b, alpha = _ridge_gcv(x, y)
     if not robust:
@@ -292,7 +294,7 @@ def fit_additive(feat: Featurizer, idx: np.ndarray, y: np.ndarray, *,
 
 # ---- non-additive: boosted trees on the relative residual, stored as plain lists ------------
 def fit_trees(feat: Featurizer, idx: np.ndarray, y: np.ndarray, base: np.ndarray, *,
-              n_trees: int = 150, depth: int = 3, lr: float = 0.05, seed: int = 0) -> dict[str, Any]:
+              n_trees: int = 100, depth: int = 3, lr: float = 0.05, seed: int = 0) -> dict[str, Any]:
     from sklearn.ensemble import GradientBoostingRegressor
 
     x = feat.onehot(idx)
