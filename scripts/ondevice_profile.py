@@ -7,7 +7,8 @@ Copy ``ops_bundle/`` and this script to the device (phone with Python, Raspberry
     pip install numpy onnxruntime
     python3 ondevice_profile.py ops_bundle --threads 1 --out device.json
 Back on the directnas machine:
-    directnas latency import --format ondevice device.json --space fashion-mnist --out device_table.json
+    directnas latency import --format ondevice device.json --space fashion-mnist \
+        --out device_table.json
 
 Protocol, the same as ``directnas profile``: fixed intra-op threads, ``--warmup`` untimed runs,
 ``--repeats`` timed runs, the median (and the inter-quartile spread) per op.
@@ -60,12 +61,14 @@ def time_op(sess, feed: dict, warmup: int, repeats: int) -> list[float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("bundle", help="folder written by 'directnas latency export-ops'")
     p.add_argument("--out", required=True, help="JSON results to write")
     p.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1)")
     p.add_argument("--warmup", type=int, default=10, help="untimed runs per op (default 10)")
-    p.add_argument("--repeats", type=int, default=50, help="timed runs per op; median kept (default 50)")
+    p.add_argument("--repeats", type=int, default=50,
+                   help="timed runs per op; the median is kept (default 50)")
     args = p.parse_args(argv)
     if args.threads < 1 or args.repeats < 1 or args.warmup < 0:
         print("error: --threads and --repeats must be >= 1, --warmup >= 0", file=sys.stderr)

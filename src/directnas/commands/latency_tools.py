@@ -31,14 +31,15 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_merge)
 
     p = sub.add_parser("import", help="convert a table measured elsewhere into a directnas table")
-    p.add_argument("file", help="the foreign table (ProxylessNAS yaml, or ondevice_profile.py JSON)")
+    p.add_argument("file", help="foreign table (ProxylessNAS yaml or ondevice_profile.py JSON)")
     p.add_argument("--format", required=True, choices=sorted(IMPORTERS), help="format of FILE")
     p.add_argument("--space", help="space the table is for (required for proxyless-yaml); "
                                    "its coverage is checked")
     p.add_argument("--out", required=True, help="latency table JSON to write")
     p.set_defaults(func=run_import)
 
-    p = sub.add_parser("export-ops", help="export a space's ops as ONNX for scripts/ondevice_profile.py")
+    p = sub.add_parser("export-ops",
+                       help="export a space's ops as ONNX for scripts/ondevice_profile.py")
     p.add_argument("--space", default="fashion-mnist", help="preset name or YAML path")
     p.add_argument("--out", required=True, help="bundle folder to write")
     p.add_argument("--latency-batch", type=int, default=1, help="batch size of the exported ops")
@@ -49,7 +50,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--samples", type=int, default=30, help="random architectures (default 30)")
     p.add_argument("--rounds", type=int, default=5, help="interleaved measuring rounds (default 5)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--table", help="table to validate (default: measure the ops in the same rounds)")
+    p.add_argument("--table",
+                   help="table to validate (default: measure the ops in the same rounds)")
     p.add_argument("--out", required=True, help="report JSON to write")
     p.add_argument("--plot", help="scatter plot PNG to write")
     p.add_argument("--fit-correction", nargs="?", const="basic", choices=FEATURE_SETS,
@@ -119,10 +121,10 @@ def run_export_ops(args: argparse.Namespace) -> int:
         raise UserError("--latency-batch must be >= 1")
     space = load_space(args.space)
     manifest = export_ops(space, args.out, batch_size=args.latency_batch,
-                          progress=lambda it: bar(it, "export ops", len(it)))  # type: ignore[arg-type]
+                          progress=lambda it: bar(it, "export ops", len(it)))  # type: ignore
     n = len(json.loads(manifest.read_text())["ops"])
-    print(f"op bundle: {Path(args.out).resolve()} ({n} ONNX ops of {space.name}); on the device run: "
-          f"python3 ondevice_profile.py {args.out} --out device.json")
+    print(f"op bundle: {Path(args.out).resolve()} ({n} ONNX ops of {space.name}); on the "
+          f"device run: python3 ondevice_profile.py {args.out} --out device.json")
     return 0
 
 
@@ -150,14 +152,20 @@ def run_validate(args: argparse.Namespace) -> int:
     print(f"{report['samples']} archs of {space.name} on {args.backend} (batch {proto.batch_size}, "
           f"{proto.threads} threads, {args.rounds} rounds):")
     for p in report["pairs"]:
-        print(f"  predicted {p['predicted_ms']:8.3f} ms  measured {p['measured_ms']:8.3f} ms  {p['arch']}")
+        print(f"  predicted {p['predicted_ms']:8.3f} ms  measured {p['measured_ms']:8.3f} ms  "
+              f"{p['arch']}")
     print(f"RMSE {report['rmse_ms']:.3f} ms  MAPE {_fmt(report['mape'], True)}  "
           f"Pearson r {_fmt(report['pearson_r'])}  Kendall tau {_fmt(report['kendall_tau'])}")
     if "holdout" in report:
         h = report["holdout"]
-        print(f"held-out half ({h['test_samples']} archs): table sum MAPE {_fmt(h['raw']['mape'], True)}, "
-              f"tau {_fmt(h['raw']['kendall_tau'])} -> corrected MAPE "
-              f"{_fmt(h['corrected']['mape'], True)}, tau {_fmt(h['corrected']['kendall_tau'])}")
-    print(f"report: {Path(args.out).resolve()}" + (f", plot: {Path(args.plot).resolve()}" if args.plot else "")
-          + (f", table: {Path(args.save_table).resolve()}" if args.save_table else ""))
+        print(f"held-out half ({h['test_samples']} archs): table sum MAPE "
+              f"{_fmt(h['raw']['mape'], True)}, tau {_fmt(h['raw']['kendall_tau'])} -> "
+              f"corrected MAPE {_fmt(h['corrected']['mape'], True)}, "
+              f"tau {_fmt(h['corrected']['kendall_tau'])}")
+    where = [f"report: {Path(args.out).resolve()}"]
+    if args.plot:
+        where.append(f"plot: {Path(args.plot).resolve()}")
+    if args.save_table:
+        where.append(f"table: {Path(args.save_table).resolve()}")
+    print(", ".join(where))
     return 0

@@ -94,7 +94,8 @@ def ort_session(model: bytes, threads: int) -> "object":
     try:
         import onnxruntime as ort
     except ImportError:
-        raise UserError("backend onnxruntime-cpu needs onnxruntime: pip install onnxruntime") from None
+        raise UserError("backend onnxruntime-cpu needs onnxruntime: pip install onnxruntime") \
+            from None
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1

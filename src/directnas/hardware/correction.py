@@ -31,15 +31,17 @@ _STAGE_RE = re.compile(r"^stage(\d+)_ms$")
 
 def feature_names(kind: str, n_stages: int) -> list[str]:
     if kind not in FEATURE_SETS:
-        raise UserError(f"unknown correction features {kind!r}: use one of {', '.join(FEATURE_SETS)}")
+        raise UserError(f"unknown correction features {kind!r}: "
+                        f"use one of {', '.join(FEATURE_SETS)}")
     names = ["sum_ms", "layers"]
     if kind == "stages":
         names += [f"stage{s}_ms" for s in range(n_stages)]
     return names
 
 
-def features(fixed_ms: float, layers: list[tuple[int, float, bool]], names: list[str]) -> list[float]:
-    """Feature vector of one network; ``layers``: (stage, table ms, not zero) per searchable layer."""
+def features(fixed_ms: float, layers: list[tuple[int, float, bool]],
+             names: list[str]) -> list[float]:
+    """Feature vector of one network; ``layers``: (stage, table ms, not zero) per layer."""
     out = []
     for name in names:
         if name == "sum_ms":

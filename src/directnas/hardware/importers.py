@@ -71,7 +71,8 @@ def import_proxyless_yaml(path: str | Path, space: SearchSpace) -> LatencyTable:
         if m := _MB_RE.match(key):
             h, _, cin, ho, _, cout, exp, k, s, _ = (int(g) for g in m.groups())
             if ho != -(-h // s):
-                raise UserError(f"{path}: entry {key!r} has output {ho} for input {h} at stride {s}")
+                raise UserError(f"{path}: entry {key!r} has output {ho} for input {h} "
+                                f"at stride {s}")
             entries[op_key(f"k{k}_e{exp}", cin, cout, s, h)] = e
         elif m := _CONV_RE.match(key):
             h, _, cin, ho, _, cout = (int(g) for g in m.groups())
@@ -94,7 +95,8 @@ def import_proxyless_yaml(path: str | Path, space: SearchSpace) -> LatencyTable:
         entries[head_key] = {"ms": cv["ms"] + lg["ms"],
                              "spread_ms": cv.get("spread_ms", 0.0) + lg.get("spread_ms", 0.0)}
     if skipped:
-        log.warning("%s: %d entries of unknown kind skipped (e.g. %s)", path, len(skipped), skipped[0])
+        log.warning("%s: %d entries of unknown kind skipped (e.g. %s)", path, len(skipped),
+                    skipped[0])
     meta = {"backend": "imported:proxyless-yaml", "device": f"unknown (imported from {path.name})",
             "source": str(path), "batch_size": 1, "imported_entries": len(raw),
             "skipped_entries": len(skipped)}
@@ -104,7 +106,8 @@ def import_proxyless_yaml(path: str | Path, space: SearchSpace) -> LatencyTable:
 def import_ondevice(path: str | Path, space: SearchSpace | None = None) -> LatencyTable:
     path = Path(path)
     d = read_json(path, what="on-device results")
-    if not isinstance(d, dict) or d.get("format") != ONDEVICE_FORMAT or not isinstance(d.get("results"), dict):
+    if not isinstance(d, dict) or d.get("format") != ONDEVICE_FORMAT \
+            or not isinstance(d.get("results"), dict):
         raise UserError(f"{path} is not output of scripts/ondevice_profile.py (format "
                         f"{ONDEVICE_FORMAT!r}): run that script on the device first")
     entries = {}
@@ -127,7 +130,8 @@ def import_table(fmt: str, path: str | Path, space: SearchSpace | None) -> Laten
     if fmt not in IMPORTERS:
         raise UserError(f"unknown table format {fmt!r}: use one of {', '.join(IMPORTERS)}")
     if fmt == "proxyless-yaml" and space is None:
-        raise UserError("--format proxyless-yaml needs --space (it sets the stem kernel and the head)")
+        raise UserError("--format proxyless-yaml needs --space "
+                        "(it sets the stem kernel and the head)")
     table = IMPORTERS[fmt](path, space)
     if space is not None:
         table.meta["space"] = space.name

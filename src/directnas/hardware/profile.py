@@ -109,7 +109,8 @@ def space_modules(space: SearchSpace) -> Iterable[tuple[str, nn.Module, tuple[in
 
 def measure_interleaved(runners: dict[str, Runner], proto: Protocol, *, rounds: int = 1,
                         seed: int = 0,
-                        progress: Callable[[Iterable], Iterable] = lambda it: it) -> dict[str, dict[str, float]]:
+                        progress: Callable[[Iterable], Iterable] = lambda it: it,
+                        ) -> dict[str, dict[str, float]]:
     """Time every runner in ``rounds`` rounds, each round over all runners in a fresh shuffled
     order (warm-up + ``repeats`` each time), so that a machine's drift hits all alike.
 
@@ -127,7 +128,8 @@ def measure_interleaved(runners: dict[str, Runner], proto: Protocol, *, rounds: 
         per_round[key].append(last[key]["ms"])
     if rounds == 1:
         return last
-    return {k: {"ms": statistics.median(v), "spread_ms": max(v) - min(v)} for k, v in per_round.items()}
+    return {k: {"ms": statistics.median(v), "spread_ms": max(v) - min(v)}
+            for k, v in per_round.items()}
 
 
 def op_runners(space: SearchSpace, *, backend: str, proto: Protocol,
@@ -151,7 +153,8 @@ def profile_space(space: SearchSpace, *, backend: str = "torch-cpu", proto: Prot
         todo = [(k, m, s) for k, m, s in space_modules(space) if k not in table.entries]
         for key, module, shape in progress(todo):
             shape = (proto.batch_size,) + tuple(shape[1:])
-            table.entries[key] = summarize(time_runner(factory(module, shape, proto), proto), proto.stat)
+            runner = factory(module, shape, proto)
+            table.entries[key] = summarize(time_runner(runner, proto), proto.stat)
         return table
     runners = op_runners(space, backend=backend, proto=proto, skip=table.entries)
     table.entries.update(measure_interleaved(runners, proto, rounds=rounds, progress=progress))

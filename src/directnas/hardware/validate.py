@@ -67,7 +67,8 @@ def metrics(predicted: list[float], measured: list[float]) -> dict[str, float]:
 def validate(space: SearchSpace, *, backend: str, proto: Protocol, samples: int,
              table: LatencyTable | None = None, rounds: int = 5, seed: int = 0,
              fit: str | None = None,
-             progress: Callable[[Iterable], Iterable] = lambda it: it) -> tuple[dict[str, Any], LatencyTable]:
+             progress: Callable[[Iterable], Iterable] = lambda it: it,
+             ) -> tuple[dict[str, Any], LatencyTable]:
     """Measure ``samples`` random archs end to end; returns (report, table).  Without ``table``
     the space's ops are measured in the same interleaved rounds.  With ``fit`` (a feature set of
     ``hardware.correction``) a correction is fitted on the first half of the archs and reported
@@ -77,7 +78,8 @@ def validate(space: SearchSpace, *, backend: str, proto: Protocol, samples: int,
     if fit is not None:
         need = 2 * (len(feature_names(fit, len(space.stages))) + 2)
         if samples < need:
-            raise UserError(f"--fit-correction {fit} fits on half the archs: use --samples >= {need}")
+            raise UserError(f"--fit-correction {fit} fits on half the archs: "
+                            f"use --samples >= {need}")
     archs = sample_archs(space, samples, seed=seed)
     factory = get_backend(backend)
     shape = (proto.batch_size, space.input_channels, space.input_size, space.input_size)
@@ -102,8 +104,8 @@ def validate(space: SearchSpace, *, backend: str, proto: Protocol, samples: int,
         **metrics(pred, meas),
         "mean_measured_ms": float(np.mean(meas)), "mean_predicted_ms": float(np.mean(pred)),
         "load_avg_1min": [load_before[0], load_after[0]],
-        "pairs": [{"arch": a.summary(), "predicted_ms": p, "table_sum_ms": r, "measured_ms": n["ms"],
-                   "measured_spread_ms": n["spread_ms"]}
+        "pairs": [{"arch": a.summary(), "predicted_ms": p, "table_sum_ms": r,
+                   "measured_ms": n["ms"], "measured_spread_ms": n["spread_ms"]}
                   for a, p, r, n in zip(archs, pred, raw, nets)],
     }
     if fit is not None:
