@@ -34,14 +34,15 @@ def main() -> None:
     p.add_argument("--model", default="lenet-300-100")
     p.add_argument("--epochs", type=int, default=15, help="training epochs")
     p.add_argument("--sparsity", type=float, default=0.92)
-    p.add_argument("--prune-steps", type=int, default=3)
-    p.add_argument("--finetune-epochs", type=int, default=3)
-    p.add_argument("--finetune-lr", type=float, default=0.01)
-    p.add_argument("--bits-fc", type=int, default=5)
+    p.add_argument("--prune-steps", type=int, default=5)
+    p.add_argument("--finetune-epochs", type=int, default=5)
+    p.add_argument("--finetune-lr", type=float, default=0.05)
+    p.add_argument("--bits-fc", type=int, default=4)
     p.add_argument("--bits-conv", type=int, default=8)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--methods", default="prune,share,huffman")
-    p.add_argument("--no-augment", action="store_true", help="fine-tune without crop/flip")
+    p.add_argument("--augment", action="store_true",
+                   help="train (directnas.train) and fine-tune with random crop + flip")
     p.add_argument("--control", action="store_true",
                    help="also fine-tune the dense net as long, unpruned (is the gain pruning's?)")
     args = p.parse_args()
@@ -54,10 +55,13 @@ def main() -> None:
     if not ckpt.exists():
         net = build_named(args.model, input_shape=data.input_shape, num_classes=10)
         t0 = time.perf_counter()
-        res = train_net(net, data, TrainConfig(epochs=args.epochs, threads=args.threads,
-                                               channels_last=False),
-                        on_epoch=lambda e, r: logging.info("epoch %d: loss %.4f", e + 1, r["train_loss"]))
-        logging.info("trained in %.0f s: test accuracy %.4f", time.perf_counter() - t0, res["accuracy"])
+        if not args.augment:  # directnas.train's recipe without crop/flip (an MLP gains little)
+            finetune(net, data, FinetuneConfig(epochs=args.epochs, lr=0.1, augment=False))
+            acc = accuracy(net, eval_batches(data))
+        else:
+            acc = train_net(net, data, TrainConfig(epochs=args.epochs, threads=args.threads,
+                                                   channels_last=False))["accuracy"]
+        logging.info("trained in %.0f s: test accuracy %.4f", time.perf_counter() - t0, acc)
         torch_save(ckpt, {"kind": "directnas-model", "name": args.model, "arch": None,
                           "model": args.model, "state_dict": net.state_dict(),
                           "input_shape": data.input_shape, "num_classes": 10,
@@ -65,7 +69,7 @@ def main() -> None:
     net, meta = load_model(ckpt)
     cfg = CompressConfig(
         finetune=FinetuneConfig(epochs=args.finetune_epochs, lr=args.finetune_lr,
-                                augment=not args.no_augment),
+                                augment=args.augment),
         sparsity=args.sparsity, prune_steps=args.prune_steps, bits_fc=args.bits_fc,
         bits_conv=args.bits_conv, threads=args.threads)
     t0 = time.perf_counter()

@@ -3,7 +3,8 @@
 
 During fine-tuning a layer's weight is computed from its centroids, ``weight = table[idx]``
 (``table`` = centroids plus a fixed 0 for pruned entries), in a forward pre-hook; the backward of
-that gather sums the weight gradients of each cluster, i.e. the grouped gradient of the paper.
+that gather sums the weight gradients of each cluster, i.e. the grouped gradient of the paper
+(divided by the cluster size, see ``_Shared``).
 The hooks are removed at the end and the weights written back as plain tensors.
 """
 
@@ -34,12 +35,16 @@ def kmeans_1d(values: np.ndarray, k: int, *, seed: int = 0) -> tuple[np.ndarray,
 class _Shared:
     """Forward pre-hook: ``module.weight = cat(centroids, 0)[idx]``."""
 
-    def __init__(self, idx: torch.Tensor) -> None:
+    def __init__(self, idx: torch.Tensor, k: int) -> None:
         self.idx = idx
+        self.size = torch.bincount(idx.flatten(), minlength=k + 1)[:k].clamp_min(1).float()
 
     def __call__(self, module: nn.Module, _inp: object) -> None:
-        table = torch.cat([module.centroids, module.centroids.new_zeros(1)])
-        module.weight = table[self.idx]
+        c = module.centroids
+        # value c; gradient: the cluster's summed gradient / its size, so that one LR suits
+        # centroids and plain weights (the raw sum over ~1000 weights diverges at LR 0.05)
+        c = c.detach() + (c - c.detach()) / self.size
+        module.weight = torch.cat([c, c.new_zeros(1)])[self.idx]
 
 
 def quantize_layer(m: nn.Module, bits: int, *, seed: int = 0) -> tuple[nn.Parameter, torch.Tensor]:
@@ -63,7 +68,7 @@ def run(state: State) -> None:
         cents, idx = quantize_layer(m, bits, seed=cfg.finetune.seed)
         del m.weight
         m.register_parameter("centroids", cents)
-        hook = _Shared(idx)
+        hook = _Shared(idx, cents.numel())
         handles.append((m, hook, m.register_forward_pre_hook(hook)))
         state.note(name, bits=bits, clusters=int(cents.numel()))
     finetune(net, state.data, cfg.finetune, progress=state.progress, desc="share")
