@@ -1,6 +1,7 @@
 """`directnas run` end to end on the tiny space and generated data: stages, resume/skip, report,
 TensorBoard, several targets."""
 
+import argparse
 import json
 import shutil
 
@@ -8,6 +9,9 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from directnas.cli import main
+from directnas.commands.common import parse_target
+from directnas.hardware.lut import LatencyTable
+from directnas.space.space import load_space
 
 COMMON = ["--threads", "1", "--repeats", "5", "--warmup", "1"]
 
@@ -74,16 +78,28 @@ def test_run_several_targets(tmp_path, tiny_idx_dir, tiny_space_yaml, monkeypatc
     cfg = tmp_path / "fast.yaml"
     cfg.write_text("max_steps: 4\n")
     out = tmp_path / "multi"
-    argv = _argv(tiny_space_yaml, tiny_idx_dir, out, "5,20", "--train-epochs", "1",
+    argv = _argv(tiny_space_yaml, tiny_idx_dir, out, "1.5x,20", "--train-epochs", "1",
                  "--config", str(cfg), "--train-config", str(cfg), "--no-tensorboard")
     assert main(argv) == 0
-    for t in ("t5", "t20"):
+    # a relative target is 1.5 times the fastest net on this machine's table
+    table = LatencyTable.load(out / "latency.json")
+    fixed, per_layer = table.space_latencies(load_space(str(tiny_space_yaml)))
+    rel = json.loads((out / "t1.5x" / "search" / "arch.json").read_text())["target_latency_ms"]
+    assert rel == pytest.approx(1.5 * (fixed + sum(min(v) for v in per_layer)), rel=1e-3)
+    for t in ("t1.5x", "t20"):
         assert (out / t / "search" / "arch.json").exists() and (out / t / "report.md").exists()
         assert json.loads((out / t / "train" / "metrics.json").read_text())["latency_ms"] > 0
         assert not (out / t / "search" / "tb").exists()
     report = json.loads((out / "report.json").read_text())
-    assert sorted(r["name"] for r in report["runs"]) == ["searched@20ms", "searched@5ms"]
+    assert sorted(r["name"] for r in report["runs"]) == sorted([f"searched@{rel:g}ms", "searched@20ms"])
     assert len(list(out.glob("*.png"))) == 1 + 2 * 3
     with pytest.raises(SystemExit) as e:
         main(["run", "--target-latency", "1,-2", "--out", str(out)])
     assert e.value.code == 2
+
+
+def test_parse_target():
+    assert parse_target("1.5") == 1.5 and parse_target("1.60X") == "1.6x" and parse_target(" 2x") == "2x"
+    for bad in ("fast", "0", "-1", "0.5x", "x"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse_target(bad)

@@ -30,6 +30,32 @@ def bar(it: Iterable[T], desc: str, total: int | None = None) -> Iterable[T]:
     return tqdm(it, desc=desc, total=total, leave=False, dynamic_ncols=True, disable=disable)
 
 
+def parse_target(text: str) -> float | str:
+    """``--target-latency``: ms (``1.5``) or a multiple of the space's fastest net on the latency
+    table (``1.6x``), which keeps one command meaningful on any device."""
+    t = str(text).strip().lower()
+    try:
+        value = float(t[:-1] if t.endswith("x") else t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a target latency: give ms (1.5) or a multiple of the fastest net (1.6x)") from None
+    if value <= 0 or (t.endswith("x") and value < 1):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: a target must be positive ms, or a multiple >= 1x of the fastest net")
+    return f"{value:g}x" if t.endswith("x") else value
+
+
+def resolve_target(spec: float | str | None, space: SearchSpace, table: LatencyTable) -> float | None:
+    """A target in ms: ``spec`` itself, or its multiple of the fastest net on ``table``."""
+    if not isinstance(spec, str):
+        return spec
+    fixed, per_layer = table.space_latencies(space)
+    fastest = fixed + sum(min(v) for v in per_layer)
+    target = round(float(spec[:-1]) * fastest, 4)
+    log.info("target latency %s of the fastest net (%.3f ms) = %.3f ms", spec, fastest, target)
+    return target
+
+
 def resolve_config(cls: type[T], *, yaml_path: str | None, overrides: dict[str, Any]) -> T:
     """Dataclass defaults <- one YAML file <- CLI flags (flags left as None do not override)."""
     values: dict[str, Any] = {}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from directnas.commands.common import (add_protocol_args, get_table, log, protocol_from,
-                                       resolve_config, save_resolved)
+from directnas.commands.common import (add_protocol_args, get_table, log, parse_target,
+                                       protocol_from, resolve_config, resolve_target, save_resolved)
 from directnas.data import load_dataset
 from directnas.search.random_search import RandomSearchConfig, random_search, write_outputs
 from directnas.space.space import load_space
@@ -19,8 +19,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        "target, train each briefly, keep the best (same budget as a search)")
     p.add_argument("--space", default="fashion-mnist", help="preset name or YAML path")
     p.add_argument("--data", default="fashion-mnist", help="'fashion-mnist' or a dataset folder")
-    p.add_argument("--target-latency", type=float, dest="target_latency_ms",
-                   help="target latency in ms on the latency backend")
+    p.add_argument("--target-latency", type=parse_target, dest="target_latency_ms",
+                   help="target latency in ms on the latency backend (1.5), or a multiple of the "
+                        "space's fastest net on the table (1.6x)")
     p.add_argument("--tolerance", type=float,
                    help="accept archs within this fraction of the target (default 0.1)")
     p.add_argument("--at-most", action="store_true", help="accept any arch <= target instead")
@@ -43,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = {k: getattr(args, k, None) for k in
                  ("target_latency_ms", "tolerance", "budget_s", "steps_per_arch", "max_archs",
                   "batch_size", "lr", "seed")}
+    target_spec = overrides.pop("target_latency_ms")
     if args.quick:
         overrides = {**QUICK, **{k: v for k, v in overrides.items() if v is not None}}
     cfg = resolve_config(RandomSearchConfig, yaml_path=args.config, overrides=overrides)
@@ -55,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     table = get_table(space, table_path=args.latency_table, backend=args.backend,
                       proto=protocol_from(args), out=out)
+    if target_spec is not None:
+        cfg.target_latency_ms = resolve_target(target_spec, space, table)
     save_resolved(out, "random_search_config.json", cfg, {"space": space.name, "data": str(args.data),
                                                           "backend": args.backend})
     result = random_search(space, data, table, cfg, on_candidate=lambda i, c: log.info(

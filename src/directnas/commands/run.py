@@ -7,6 +7,7 @@ One resumable run folder (re-run the same command to continue; finished stages a
     DIR/train/                directnas train's outputs, curves.json, tb/
     DIR/report.md, report.json, *.png
 
+A target is ms (``1.5``) or a multiple of the space's fastest net on the table (``1.5x``).
 Several targets (``--target-latency 1.2,1.5,2.0``) give one search + train each in ``DIR/t1.2/``
 ... and a report over all of them in ``DIR``.  Every stage folder keeps the options it was made
 with (``stage.json``); re-running with other options is refused rather than mixing two configs.
@@ -21,7 +22,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from directnas.commands.common import add_protocol_args, get_table, protocol_from
+from directnas.commands.common import add_protocol_args, get_table, parse_target, protocol_from
 from directnas.commands.search import add_search_args, do_search
 from directnas.commands.train import add_train_args, do_train
 from directnas.errors import UserError
@@ -45,14 +46,16 @@ def _dests(adder: Callable[[argparse.ArgumentParser], None]) -> list[str]:
     return [a.dest for a in tmp._actions if a.dest not in NOT_IN_KEY]
 
 
-def parse_targets(text: str) -> list[float]:
-    try:
-        values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number or a comma list like 1.2,1.5") from None
-    if not values or any(v <= 0 for v in values):
-        raise argparse.ArgumentTypeError("target latencies must be positive ms, e.g. 1.5 or 1.2,1.5,2.0")
+def parse_targets(text: str) -> list[float | str]:
+    """``1.5``, ``1.2,1.5,2.0`` (ms) or multiples of the fastest net (``1.6x``, ``1.3x,2x``)."""
+    values = [parse_target(v) for v in text.split(",") if v.strip()]
+    if not values:
+        raise argparse.ArgumentTypeError("give a target latency, e.g. 1.5 (ms), 1.6x or 1.2,1.5,2.0")
     return list(dict.fromkeys(values))
+
+
+def _label(target: float | str) -> str:
+    return target if isinstance(target, str) else f"{target:g}"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -60,7 +63,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        conflict_handler="resolve")
     add_search_args(p)
     p.add_argument("--target-latency", type=parse_targets, dest="targets",
-                   help="target latency in ms, or several (1.2,1.5,2.0): one search + train each")
+                   help="target latency in ms (1.5) or as a multiple of the space's fastest net on "
+                        "this device's table (1.6x); several (1.2,1.5,2.0): one search + train each")
     p.add_argument("--train-config", help="YAML file of training options")
     p.add_argument("--train-epochs", type=int, help="training epochs of the searched net")
     p.add_argument("--train-batch-size", type=int)
@@ -139,7 +143,7 @@ def profile_stage(args: argparse.Namespace, out: Path) -> Path:
     return path
 
 
-def search_stage(args: argparse.Namespace, folder: Path, target: float | None, table: Path, *,
+def search_stage(args: argparse.Namespace, folder: Path, target: float | str | None, table: Path, *,
                  tensorboard: bool) -> Path:
     sdir = folder / "search"
     key = {d: getattr(args, d, None) for d in _dests(add_search_args)}
@@ -176,14 +180,14 @@ def train_stage(args: argparse.Namespace, folder: Path, arch_path: Path, table: 
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    targets: list[float | None] = list(args.targets or [None])
+    targets: list[float | str | None] = list(args.targets or [None])
     tb = not args.no_tensorboard
     table = profile_stage(args, out)
     folders = []
     for t in targets:
-        folder = out if len(targets) == 1 else out / f"t{t:g}"
+        folder = out if len(targets) == 1 else out / f"t{_label(t)}"
         if len(targets) > 1:
-            print(f"== target {t:g} ms -> {folder}")
+            print(f"== target {_label(t)}{'' if isinstance(t, str) else ' ms'} -> {folder}")
         arch_path = search_stage(args, folder, t, table, tensorboard=tb)
         train_stage(args, folder, arch_path, table, tensorboard=tb)
         write_report([folder, *args.compare], folder, title=f"directnas run {folder.name}")

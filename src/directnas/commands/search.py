@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Callable
 
 from directnas.commands.common import (add_protocol_args, bar, check_out_dir, check_table_backend,
-                                       get_table, log, protocol_from, quiet_unless_main,
-                                       resolve_config, save_resolved)
+                                       get_table, log, parse_target, protocol_from,
+                                       quiet_unless_main, resolve_config, resolve_target,
+                                       save_resolved)
 from directnas.data import load_dataset
 from directnas.distributed import init_from_env
 from directnas.fileio import torch_save
@@ -26,8 +27,9 @@ QUICK = {"warmup_epochs": 1, "epochs": 1, "max_steps": 30, "valid_size": 1000, "
 def add_search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--space", default="fashion-mnist", help="preset name or YAML path")
     p.add_argument("--data", default="fashion-mnist", help="'fashion-mnist' or a dataset folder")
-    p.add_argument("--target-latency", type=float, dest="target_latency_ms",
-                   help="target latency in ms on the latency backend")
+    p.add_argument("--target-latency", type=parse_target, dest="target_latency_ms",
+                   help="target latency in ms on the latency backend (1.5), or a multiple of the "
+                        "space's fastest net on the table (1.6x)")
     p.add_argument("--latency-table", help="use this table instead of profiling the device")
     p.add_argument("--config", help="YAML file of search options (flags override it)")
     p.add_argument("--strategy", choices=sorted(STRATEGIES), help="gate strategy (default binary-two)")
@@ -77,6 +79,7 @@ def do_search(args: argparse.Namespace, out: Path, *, resume: bool,
     overrides = {k: getattr(args, k, None) for k in
                  ("strategy", "loss", "epochs", "warmup_epochs", "batch_size", "lr", "arch_lr",
                   "lam", "seed", "target_latency_ms", "checkpoint_every")}
+    target_spec = overrides.pop("target_latency_ms")
     if args.quick:
         overrides = {**QUICK, **{k: v for k, v in overrides.items() if v is not None}}
     cfg = resolve_config(SearchConfig, yaml_path=args.config, overrides=overrides)
@@ -87,6 +90,8 @@ def do_search(args: argparse.Namespace, out: Path, *, resume: bool,
     data = load_dataset(args.data)
     check_data_fits(space, data)
     table = dist.run_on_main(lambda: _table(args, space, out, resume=resume))
+    if target_spec is not None:
+        cfg.target_latency_ms = resolve_target(target_spec, space, table)
     searcher = Searcher(space, data, table, cfg, out, dist=dist)
     ck = dist.run_on_main(searcher.load_checkpoint) if resume else None
     if ck is not None and searcher.resume(ck):
