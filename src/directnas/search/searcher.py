@@ -45,15 +45,17 @@ CHECKPOINT = "search_checkpoint.pt"
 
 @dataclass
 class SearchConfig:
-    warmup_epochs: int = 2
-    epochs: int = 5
+    # default budget: <= 15 min on 2 cores (1 + 2 epochs of 330 batches; benchmarks/search_cost.py
+    # gives ~0.66 s per weight step and ~0.38 s per alpha step at batch 128 on this CPU)
+    warmup_epochs: int = 1
+    epochs: int = 2
     batch_size: int = 128
     valid_size: int | None = None  # default: 10 % of the training set, at most 5000
     lr: float = 0.05
     momentum: float = 0.9
     weight_decay: float = 4e-5
     label_smoothing: float = 0.1
-    arch_lr: float = 0.01
+    arch_lr: float = 0.02
     arch_every: int = 2
     arch_start_epoch: int = 0  # main epoch from which alpha steps run (official: 1)
     strategy: str = "binary-two"
@@ -63,7 +65,7 @@ class SearchConfig:
     beta: float = 0.3
     seed: int = 0
     threads: int = 2
-    max_steps: int | None = None  # cap on train batches per epoch (quick runs)
+    max_steps: int | None = 330  # train batches per epoch (None: the whole training split)
     history_every: int = 10  # record probabilities every N alpha steps
     derive: str = "constrained"  # or "argmax" (search/derive.py)
     derive_window: float = 0.9  # constrained derive: predicted latency in [window*T, T]
