@@ -38,3 +38,14 @@ def test_same_seed_same_history_and_arch(tmp_path, tiny):
         assert torch.equal(x, y)
     c, _ = search(tiny, tmp_path / "c", seed=12)
     assert c.state.history != a.state.history
+
+
+def test_supernet_accuracy_recalibrates_bn_and_restores_it(tmp_path, tiny):
+    s, ops = search(tiny, tmp_path / "bn", seed=3)
+    arch = s.derive()
+    before = {k: v.clone() for k, v in s.net.state_dict().items()}
+    acc = s.supernet_accuracy(arch)
+    assert 0.0 <= acc <= 1.0
+    after = s.net.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # running stats put back
+    assert s.supernet_accuracy(arch) == acc  # deterministic: same calibration, same batches

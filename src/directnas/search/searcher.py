@@ -373,12 +373,34 @@ class Searcher:
         arch.meta = meta
         return arch
 
-    def supernet_accuracy(self, max_batches: int = 20) -> float:
-        """Validation accuracy of the derived path inside the supernet (weights inherited)."""
-        for m in self.net.mixed:
-            m.set_active([int(torch.argmax(m.alpha.detach()))])
-        batches = (b for i, b in enumerate(self.valid) if i < max_batches)
-        return evaluate(self.net, batches)["accuracy"]
+    def supernet_accuracy(self, arch: Arch | None = None, max_batches: int = 20,
+                          calib_batches: int = 20) -> float:
+        """Validation accuracy of ``arch`` (default: the argmax path) inside the supernet, weights
+        inherited.  The BatchNorm running statistics of a supernet average over every sampled
+        path, so they are first re-estimated on ``calib_batches`` training batches of this path
+        (the usual one-shot NAS recalibration) and restored afterwards."""
+        for i, m in enumerate(self.net.mixed):
+            idx = (m.names.index(arch.ops[i]) if arch is not None
+                   else int(torch.argmax(m.alpha.detach())))
+            m.set_active([idx])
+        bns = [b for b in self.net.modules() if isinstance(b, torch.nn.modules.batchnorm._BatchNorm)]
+        saved = [(b.momentum, {k: v.clone() for k, v in b.state_dict().items()}) for b in bns]
+        try:
+            for b in bns:
+                b.reset_running_stats()
+                b.momentum = None  # cumulative average over the calibration batches
+            self.net.train()
+            with torch.no_grad():
+                for i, (x, _) in enumerate(self.train):
+                    if i >= calib_batches:
+                        break
+                    self.net(x)
+            batches = (b for i, b in enumerate(self.valid) if i < max_batches)
+            return evaluate(self.net, batches)["accuracy"]
+        finally:
+            for b, (momentum, state) in zip(bns, saved):
+                b.momentum = momentum
+                b.load_state_dict(state)
 
     def write_outputs(self, arch: Arch, *, wall_s: float) -> dict[str, Any]:
         arch.save(self.out / "arch.json")
@@ -387,7 +409,7 @@ class Searcher:
                    "alpha_steps": self.state.alpha_steps, "epochs": self.state.log,
                    "history": self.state.history, "arch": arch.ops,
                    "layer_names": [list(l.candidates) for l in self.space.layers],
-                   "supernet_valid_accuracy": self.supernet_accuracy()}
+                   "supernet_valid_accuracy": self.supernet_accuracy(arch)}
         if self.table is not None:
             summary["predicted_latency_ms"] = arch.meta.get("predicted_latency_ms")
             summary["fastest_latency_ms"] = self.fastest_ms
