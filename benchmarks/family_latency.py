@@ -45,7 +45,8 @@ def main() -> None:
     shape = (1, 1, 28, 28)
     for path in args.arch:
         arch = Arch.load(path)
-        nets[f"searched:{Path(path).parent.parent.name or path}"] = arch.build()
+        t = arch.meta.get("target_latency_ms")
+        nets[f"searched@{t:g}ms" if t else f"searched:{path}"] = arch.build()
         shape = (1, arch.space.input_channels, arch.space.input_size, arch.space.input_size)
     for name in args.models:
         nets[name] = build_named(name, input_shape=shape[1:], num_classes=10)
