@@ -64,3 +64,13 @@ def test_bad_spaces_give_one_line_errors(tiny_space_dict, mutate, msg):
     with pytest.raises(UserError, match=msg) as e:
         SearchSpace.from_dict(tiny_space_dict)
     assert "\n" not in str(e.value)
+
+
+def test_net_registers_layers_in_forward_order():
+    from directnas.compress.finetune import weight_layers
+    from directnas.space.arch import uniform_arch
+    from directnas.space.space import load_space
+    net = uniform_arch(load_space("fashion-mnist"), "k3_e3").build()
+    names = [n for n, _ in weight_layers(net)]
+    assert names[0].startswith("stem") and names[-1] == "head.classifier"
+    assert max(i for i, n in enumerate(names) if n.startswith("blocks")) < names.index("head.conv.0")

@@ -36,8 +36,12 @@ class Net(nn.Module):
 
     def __init__(self, space: SearchSpace, blocks: list[nn.Module]) -> None:
         super().__init__()
-        self.stem, self.first, self.head = build_fixed(space)
+        stem, first, head = build_fixed(space)
+        # registered in forward order: code that walks the layers (compression: "first and last
+        # layer", greedy layer-by-layer choices) relies on named_modules() following the data
+        self.stem, self.first = stem, first
         self.blocks = nn.Sequential(*blocks)
+        self.head = head
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, classes)
         return self.head(self.blocks(self.first(self.stem(x))))
