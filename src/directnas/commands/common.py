@@ -17,6 +17,7 @@ from directnas.errors import UserError
 from directnas.fileio import write_json
 from directnas.hardware.backends import CLOCKS, DTYPES, STATS
 from directnas.hardware.lut import LatencyTable
+from directnas.hardware.predictor import fastest_ms
 from directnas.hardware.profile import Protocol, device_meta, profile_space
 from directnas.space.space import SearchSpace
 
@@ -49,8 +50,7 @@ def resolve_target(spec: float | str | None, space: SearchSpace, table: LatencyT
     """A target in ms: ``spec`` itself, or its multiple of the fastest net on ``table``."""
     if not isinstance(spec, str):
         return spec
-    fixed, per_layer = table.space_latencies(space)
-    fastest = fixed + sum(min(v) for v in per_layer)
+    fastest = fastest_ms(space, table)
     target = round(float(spec[:-1]) * fastest, 4)
     log.info("target latency %s of the fastest net (%.3f ms) = %.3f ms", spec, fastest, target)
     return target

@@ -10,6 +10,7 @@ from directnas.hardware.correction import Correction, feature_names, features
 from directnas.hardware.lut import LatencyTable
 from directnas.space.arch import Arch
 from directnas.space.ops import ZERO
+from directnas.space.space import SearchSpace
 
 
 def predict_arch_ms(arch: Arch, table: LatencyTable, *, corrected: bool = True) -> float:
@@ -18,6 +19,12 @@ def predict_arch_ms(arch: Arch, table: LatencyTable, *, corrected: bool = True) 
     fixed, per_layer = table.space_latencies(space, corrected=corrected)
     return fixed + sum(row[layer.candidates.index(op)]
                        for layer, op, row in zip(space.layers, arch.ops, per_layer))
+
+
+def fastest_ms(space: SearchSpace, table: LatencyTable) -> float:
+    """Predicted latency of the fastest net of ``space``: the cheapest candidate at every layer."""
+    fixed, per_layer = table.space_latencies(space)
+    return fixed + sum(min(row) for row in per_layer)
 
 
 def arch_features(arch: Arch, table: LatencyTable, names: list[str]) -> list[float]:

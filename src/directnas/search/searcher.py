@@ -31,6 +31,7 @@ from directnas.distributed import Dist
 from directnas.errors import UserError
 from directnas.fileio import remove_stale_temps, torch_load, torch_save, write_json
 from directnas.hardware.lut import LatencyTable
+from directnas.hardware.predictor import fastest_ms
 from directnas.search.gates import make_strategy
 from directnas.search.loss import HardwareLoss
 from directnas.search.supernet import Supernet
@@ -143,7 +144,7 @@ class Searcher:
         if table is not None:
             fixed, per_layer = table.space_latencies(space)
             self.net.set_latency(fixed, per_layer)
-            self.fastest_ms = fixed + sum(min(v) for v in per_layer)
+            self.fastest_ms = fastest_ms(space, table)
             t = cfg.target_latency_ms
             if t is not None and t < self.fastest_ms:
                 raise UserError(f"target latency {t:g} ms is below the fastest net of space "
