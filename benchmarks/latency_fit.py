@@ -4,7 +4,10 @@ Fits on rows 0-3999, tests on rows 4000-4999 for every latency column:
   * ls        plain least squares, constant + per-(layer, op) term (the data README's baseline)
   * additive  ridge with shared terms and a physics prior (GCV), squared error
   * robust    same features, minimum mean absolute relative error (MAPE) -- still a per-op table
-  * robust+gbm  robust table times (1 + boosted trees on the one-hot ops): the non-additive model
+  * robust+gbm  robust table times (1 + boosted trees on the one-hot ops, absolute relative loss):
+              the non-additive model
+  * auto      per column, blocked 4-fold CV on the training rows (never the test rows) picks
+              additive / robust / robust+gbm (one-standard-error rule, simplest first)
 Then the sample efficiency: held-out MAPE of the additive fit from n = 50 ... 4000 networks,
 random rows versus rows chosen by the balanced (layer, op) design from the 4000-row pool.
 
@@ -43,14 +46,17 @@ def evaluate(space, model, idx_tr, y_tr, idx_te, y_te) -> dict:
     fitted = F.fit_model(space, idx_tr, y_tr, model)
     table = F.to_table(space, fitted, {})
     pred = F.predict_table(table, space, idx_te)
-    return {**F.metrics(pred, y_te), "fit_s": time.perf_counter() - t0}
+    out = {**F.metrics(pred, y_te), "fit_s": time.perf_counter() - t0, "fitted": fitted.name}
+    if "auto" in fitted.additive.info:  # chosen by CV on the training rows only
+        out["auto"] = fitted.additive.info["auto"]
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--columns", nargs="*", help="default: all")
-    ap.add_argument("--models", nargs="*", default=["ls", "additive", "robust", "robust+gbm"])
+    ap.add_argument("--models", nargs="*", default=["ls", "additive", "robust", "robust+gbm", "auto"])
     ap.add_argument("--efficiency-columns", nargs="*",
                     default=["titan_rtx_1", "gold_6240", "silver_4210r", "samsung_a50", "pixel2"])
     ap.add_argument("--efficiency-models", nargs="*", default=["additive"])
@@ -70,9 +76,10 @@ def main() -> None:
         row = {m: evaluate(space, m, tr.idx, tr.ms, te.idx, te.ms) for m in args.models}
         row["table_sums"] = c in TABLE_SUMS
         res["columns"][c] = row
+        chosen = f"   auto -> {row['auto']['fitted']}" if "auto" in row else ""
         print(f"{c:15s} " + " ".join(f"{100 * row[m]['mape']:10.2f} / {row[m]['kendall_tau']:.2f}"
-                                     for m in args.models) + ("   [table sums]" if row["table_sums"] else ""),
-              flush=True)
+                                     for m in args.models) + chosen
+              + ("   [table sums]" if row["table_sums"] else ""), flush=True)
 
     print("\nsample efficiency: held-out MAPE % (random rows: mean of seeds | balanced design rows)")
     for c in args.efficiency_columns if args.part != "columns" else []:
@@ -104,6 +111,15 @@ def main() -> None:
     for c, ref in README_LS.items():
         if c in res["columns"] and "additive" in res["columns"][c]:
             bars[f"additive_vs_readme/{c}"] = 100 * res["columns"][c]["additive"]["mape"] - ref
+    for c, row in res["columns"].items():
+        if row["table_sums"]:
+            continue
+        if "ls" in row and "additive" in row:  # within 0.5 points of plain least squares
+            bars[f"additive_minus_ls/{c}"] = 100 * (row["additive"]["mape"] - row["ls"]["mape"])
+        if "auto" in row and "additive" in row:  # <= 0: auto does not lose to the additive fit
+            bars[f"auto_minus_additive/{c}"] = 100 * (row["auto"]["mape"] - row["additive"]["mape"])
+        if c in PHONES and "auto" in row and "ls" in row:  # <= 0.8: a fifth below the floor
+            bars[f"auto_over_ls/{c}"] = row["auto"]["mape"] / row["ls"]["mape"]
     res["bars"] = bars
     if args.out:
         args.out.write_text(json.dumps(res, indent=1))

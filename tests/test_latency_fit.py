@@ -163,3 +163,24 @@ def test_search_with_a_fitted_table(tmp_path):
     expect = F.predict_table(LatencyTable.load(table), SPACE,
                              np.array([[F.FBNET_OPS.index(o) for o in ops]]))[0]
     assert arch["predicted_latency_ms"] == pytest.approx(expect, rel=1e-6)
+
+
+def test_auto_picks_by_cross_validation_on_the_given_rows_only():
+    # clean data: the plain additive fit is chosen (simplest within one standard error)
+    idx, y = synthetic(400, seed=2)
+    fitted = F.fit_model(SPACE, idx, y, "auto", candidates=("additive", "robust"))
+    assert fitted.name == "additive" and fitted.additive.info["auto"]["chosen"] == "additive"
+    # many +60 % outliers: the robust fit wins clearly in blocked CV
+    idx, y = synthetic(400, seed=3, outliers=0.25)
+    fitted = F.fit_model(SPACE, idx, y, "auto", candidates=("additive", "robust"), folds=3)
+    info = fitted.additive.info["auto"]
+    assert fitted.name == "robust" and len(info["cv_mape_folds"]["robust"]) == 3
+    assert info["cv_mape"]["robust"] < info["cv_mape"]["additive"]
+    # the rule: simplest model within one paired standard error of the best
+    cv = {"additive": np.array([0.10, 0.12, 0.11]), "robust": np.array([0.099, 0.121, 0.108])}
+    assert F.choose_model(cv) == "additive"
+    cv["robust"] = np.array([0.08, 0.09, 0.085])
+    assert F.choose_model(cv) == "robust"
+    for kw in ({"candidates": ("auto",)}, {"candidates": ()}, {"folds": 1}, {"folds": 200}):
+        with pytest.raises(UserError):
+            F.fit_model(SPACE, idx, y, "auto", **kw)

@@ -25,7 +25,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rows", help="training rows A:B (A inclusive, B exclusive, 0-based)")
     p.add_argument("--model", choices=MODELS, default="additive",
                    help="ls | additive (ridge, default) | robust (min MAPE) | +gbm (non-additive "
-                        "trees on top) | auto (blocked cross-validation picks)")
+                        "trees on top) | auto (blocked CV on these rows picks per device)")
     p.add_argument("--out", required=True, help="latency table JSON to write")
     p.set_defaults(func=run_fit)
 

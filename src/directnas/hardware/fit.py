@@ -20,7 +20,9 @@ Fits (``MODELS``):
   * ``robust``: the same features, minimising the mean absolute *relative* error (MAPE) by
     iteratively reweighted ridge: robust to the slow drift and outliers of phone timings;
   * ``additive+gbm`` / ``robust+gbm``: the additive fit times ``1 + trees(arch)``;
-  * ``auto``: the model with the lowest MAPE in blocked cross-validation on the given rows.
+  * ``auto``: per device, blocked k-fold cross-validation on the given (training) rows only
+    picks among ``AUTO_CANDIDATES``: the simplest model whose CV MAPE is within one paired
+    standard error of the best (so a more complex model must win clearly to be chosen).
 
 Measurements are CSV rows with either ``op_idx_list`` (space-separated indices into each
 layer's candidate list; for ``fbnet-cifar100`` that is HW-NAS-Bench/HELP's op order) or
@@ -48,6 +50,7 @@ log = logging.getLogger(__name__)
 
 FBNET_OPS = ("k3_e1", "k3_e1_g2", "k3_e3", "k3_e6", "k5_e1", "k5_e1_g2", "k5_e3", "k5_e6", "skip")
 MODELS = ("ls", "additive", "robust", "additive+gbm", "robust+gbm", "auto")
+AUTO_CANDIDATES = ("additive", "robust", "robust+gbm")  # simplest first
 LAYER_PREFIX = "L{index}:"
 ALPHAS = tuple(float(a) for a in np.logspace(-4, 3, 15))
 
@@ -294,12 +297,15 @@ def fit_additive(feat: Featurizer, idx: np.ndarray, y: np.ndarray, *,
 
 # ---- non-additive: boosted trees on the relative residual, stored as plain lists ------------
 def fit_trees(feat: Featurizer, idx: np.ndarray, y: np.ndarray, base: np.ndarray, *,
-              n_trees: int = 100, depth: int = 3, lr: float = 0.05, seed: int = 0) -> dict[str, Any]:
+              n_trees: int = 100, depth: int = 3, lr: float = 0.05, seed: int = 0,
+              loss: str = "huber") -> dict[str, Any]:
+    """Boosted trees on the relative residual ``y / base - 1``.  ``loss="absolute_error"``
+    minimises the mean absolute relative error of ``base * (1 + g)`` (used on the robust base)."""
     from sklearn.ensemble import GradientBoostingRegressor
 
     x = feat.onehot(idx)
     r = y / base - 1.0
-    m = GradientBoostingRegressor(loss="huber", n_estimators=n_trees, max_depth=depth,
+    m = GradientBoostingRegressor(loss=loss, n_estimators=n_trees, max_depth=depth,
                                   learning_rate=lr, subsample=0.8, random_state=seed)
     m.fit(x, r)
     trees = []
@@ -309,8 +315,8 @@ def fit_trees(feat: Featurizer, idx: np.ndarray, y: np.ndarray, base: np.ndarray
                       "feature": t.feature.tolist(), "threshold": t.threshold.tolist(),
                       "value": t.value[:, 0, 0].tolist()})
     init = float(np.asarray(m.init_.predict(x[:1])).ravel()[0])
-    return {"kind": "gbm-relative", "features": "onehot", "init": init, "learning_rate": lr,
-            "trees": trees}
+    return {"kind": "gbm-relative", "features": "onehot", "loss": loss, "init": init,
+            "learning_rate": lr, "trees": trees}
 
 
 def predict_trees(model: dict[str, Any], feat: Featurizer, idx: np.ndarray) -> np.ndarray:
@@ -350,8 +356,12 @@ class FittedModel:
 def _fit_named(name: str, feat: Featurizer, idx: np.ndarray, y: np.ndarray) -> FittedModel:
     if name == "ls":
         return FittedModel(name, fit_ls(feat, idx, y))
-    add = fit_additive(feat, idx, y, robust=name.startswith("robust"))
-    trees = fit_trees(feat, idx, y, add.predict(idx)) if name.endswith("+gbm") else None
+    robust = name.startswith("robust")
+    add = fit_additive(feat, idx, y, robust=robust)
+    trees = None
+    if name.endswith("+gbm"):  # the trees minimise the same loss as their base
+        trees = fit_trees(feat, idx, y, add.predict(idx),
+                          loss="absolute_error" if robust else "huber")
     return FittedModel(name, add, trees)
 
 
@@ -365,37 +375,59 @@ def metrics(pred: np.ndarray, y: np.ndarray) -> dict[str, float]:
 
 
 def cross_validate(name: str, feat: Featurizer, idx: np.ndarray, y: np.ndarray,
-                   folds: int = 4) -> float:
-    """Blocked (contiguous) k-fold MAPE: held-out blocks mimic a later measuring session."""
+                   folds: int = 4) -> np.ndarray:
+    """Blocked (contiguous) k-fold: the MAPE of each held-out block, fitted on the others.
+    Contiguous blocks mimic a later measuring session (devices drift while being timed)."""
     bounds = np.linspace(0, len(y), folds + 1).astype(int)
     errs = []
     for a, b in zip(bounds[:-1], bounds[1:]):
         tr = np.r_[0:a, b:len(y)]
         m = _fit_named(name, feat, idx[tr], y[tr])
-        errs.append(np.abs(m.predict(feat, idx[a:b]) - y[a:b]) / y[a:b])
-    return float(np.mean(np.concatenate(errs)))
+        errs.append(float(np.mean(np.abs(m.predict(feat, idx[a:b]) - y[a:b]) / y[a:b])))
+    return np.array(errs)
+
+
+def choose_model(cv: dict[str, np.ndarray]) -> str:
+    """The first (simplest) model whose per-fold MAPE is within one paired standard error of
+    the lowest-mean model's (the one-standard-error rule, on fold-wise differences)."""
+    best = min(cv, key=lambda k: float(cv[k].mean()))
+    for name, errs in cv.items():
+        diff = errs - cv[best]
+        se = float(diff.std(ddof=1) / math.sqrt(len(diff))) if len(diff) > 1 else 0.0
+        if float(diff.mean()) <= se:
+            return name
+    return best
 
 
 def fit_model(space: SearchSpace, idx: np.ndarray, y: np.ndarray, model: str = "additive",
-              *, candidates: Sequence[str] = ("additive", "robust", "additive+gbm", "robust+gbm"),
-              ) -> FittedModel:
+              *, candidates: Sequence[str] = AUTO_CANDIDATES, folds: int = 4) -> FittedModel:
+    """Fit ``model`` on these rows; ``auto`` chooses by cross-validation on these rows only."""
     if model not in MODELS:
         raise UserError(f"unknown latency model {model!r}: use one of {', '.join(MODELS)}")
+    bad = [c for c in candidates if c not in MODELS or c == "auto"]
+    if bad or not candidates:
+        raise UserError(f"auto model candidates {bad or '(none)'} invalid: use some of "
+                        f"{', '.join(m for m in MODELS if m != 'auto')}")
     n_params = int(sum(len(l.candidates) - 1 for l in space.layers)) + 1
     if len(y) < 10:
         raise UserError(f"fitting needs at least 10 measured networks, got {len(y)}")
+    if model == "auto" and not 2 <= folds <= len(y) // 5:
+        raise UserError(f"auto model: {folds} cross-validation folds for {len(y)} networks; "
+                        f"need 2 <= folds <= networks / 5")
     if model == "ls" and len(y) < n_params:
         log.warning("least squares with %d networks for %d parameters is underdetermined: "
                     "use --model additive (ridge with shared terms)", len(y), n_params)
     feat = Featurizer(space, shared=model != "ls")
     if model != "auto":
         return _fit_named(model, feat, idx, y)
-    cv = {name: cross_validate(name, feat, idx, y) for name in candidates}
-    best = min(cv, key=lambda k: cv[k])
-    log.info("auto model: blocked-CV MAPE %s -> %s",
-             ", ".join(f"{k} {v:.4f}" for k, v in cv.items()), best)
-    fitted = _fit_named(best, feat, idx, y)
-    fitted.additive.info["auto_cv_mape"] = cv
+    cv = {name: cross_validate(name, feat, idx, y, folds) for name in candidates}
+    chosen = choose_model(cv)
+    log.info("auto model: blocked %d-fold CV MAPE %s -> %s", folds,
+             ", ".join(f"{k} {v.mean():.4f}" for k, v in cv.items()), chosen)
+    fitted = _fit_named(chosen, feat, idx, y)
+    fitted.additive.info["auto"] = {"chosen": chosen, "folds": folds,
+                                    "cv_mape": {k: float(v.mean()) for k, v in cv.items()},
+                                    "cv_mape_folds": {k: v.tolist() for k, v in cv.items()}}
     return fitted
 
 
