@@ -57,7 +57,8 @@ def run_fit(args: argparse.Namespace) -> int:
     train = metrics(predict_table(table, space, m.idx), m.ms)
     table.meta["fit"]["train"] = train
     table.save(args.out)
-    print(f"fitted {fitted.name} model on {len(m.ms)} networks ({args.column}): constant "
+    name = f"auto -> {fitted.name}" if "auto" in fitted.additive.info else fitted.name
+    print(f"fitted {name} model on {len(m.ms)} networks ({args.column}): constant "
           f"{fitted.additive.constant:.3f} ms, train MAPE {100 * train['mape']:.2f} %, "
           f"Kendall tau {train['kendall_tau']:.3f}")
     print(f"latency table: {Path(args.out).resolve()}")
