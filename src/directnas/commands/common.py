@@ -122,8 +122,10 @@ def get_table(space: SearchSpace, *, table_path: str | None, backend: str, proto
         table.check_covers(space, path=table_path)
     else:
         meta = device_meta(backend, proto)
-        key = "|".join(str(meta[k]) for k in ("backend", "device", "threads", "batch_size",
-                                              "dtype", "torch")) + "|" + space.fingerprint()
+        # everything that changes a measured value: device, protocol (statistic and clock
+        # included) and the versions of the runtime; not the time of measuring
+        key = "|".join(f"{k}={meta[k]}" for k in sorted(meta) if k != "measured_at") \
+            + "|" + space.fingerprint()
         cached = cache_dir() / f"latency-{space.name}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.json"
         table = LatencyTable.load(cached) if cached.exists() else None
         if table is None or table.missing(table.required_keys(space)):
