@@ -107,6 +107,11 @@ def test_share_gives_at_most_2_pow_b_values_and_keeps_zeros(mlp, data, tmp_path)
         assert torch.unique(w[w != 0]).numel() <= 8
         assert torch.equal(w == 0, zeros_before[n])  # pruned stay pruned, kept stay non-zero
         assert isinstance(m.weight, nn.Parameter) and not hasattr(m, "centroids")
+        # biases (and BatchNorm tensors, where there are any) are float16 values afterwards
+        assert torch.equal(m.bias, m.bias.half().float()) and m.bias.abs().sum() > 0
+    assert len(st.report["share"]["float16_tensors"]) == len(weight_layers(st.net))
+    assert all(lay.endswith("f16") for n, lay in encode_state(st.net.state_dict()).layouts.items()
+               if n.endswith(".bias"))
     copy.deepcopy(st.net)
     assert accuracy(st.net, eval_batches(data)) > 0.8
 
@@ -143,6 +148,24 @@ def test_huffman_long_gaps_and_skewed_symbols():
     w[[0, 5, 4000, 9999]] = torch.tensor([1.5, -2.0, 1.5, 3.0])  # gaps far above 2**gap_bits
     enc = encode_state({"w": w}, gap_bits=3, huffman=True)
     assert torch.equal(decode_state(enc.data)["w"], w) and len(enc.data) < 1000
+
+
+def test_dnz_header_is_deflated_and_plain_header_files_still_decode():
+    import json
+    import struct
+    import zlib
+
+    sd = {f"block{i}.bn.running_mean": torch.full((8,), float(i)) for i in range(40)}
+    enc = encode_state(sd, huffman=True)
+    assert enc.data[:4] == b"DNZ2"
+    (hlen,) = struct.unpack("<I", enc.data[4:8])
+    header = zlib.decompress(enc.data[8:8 + hlen])
+    assert hlen < len(header) / 3  # 40 near-identical entries deflate well
+    plain = b"DNZ1" + struct.pack("<I", len(header)) + header + enc.data[8 + hlen:]
+    assert json.loads(header)[0]["name"] == "block0.bn.running_mean"
+    for data_ in (enc.data, plain):
+        back = decode_state(data_)
+        assert all(torch.equal(back[k], v) for k, v in sd.items())
 
 
 def test_fixed_point_16_bits_matches_float(lenet5, data, tmp_path):

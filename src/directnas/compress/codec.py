@@ -1,14 +1,16 @@
 """The ``.dnz`` file: a state dict stored as compactly as its values allow, decoded exactly.
 
-Layout: ``b"DNZ1"``, a little-endian u32 header length, a compact JSON header (one entry per
-tensor: shape, layout, value kind, coding, the byte length of each part), then the parts.
+Layout: ``b"DNZ2"``, a little-endian u32 header length, a zlib-deflated compact JSON header (one
+entry per tensor: name, shape, layout, value kind, coding, the byte length of each part), then the
+parts.  (``DNZ1`` files, whose header is plain JSON, still decode.)  The header is counted in the
+file's size; deflating it matters for small nets, whose tensor names are a tenth of the file.
 
 Per floating tensor the encoder tries every layout x value kind that applies and keeps the
 smallest:
 
 * layout ``dense`` (every entry) or ``sparse`` (non-zeros only, CSR-style relative positions:
   gaps of 1..2**gap_bits; a longer gap inserts a filler zero entry, as in Deep Compression);
-* values ``f32`` (raw float32), ``codebook`` (<= 2**12 distinct values: float32 centroids +
+* values ``f32`` (raw float32), ``f16`` (when every value is exactly a float16), ``codebook`` (<= 2**12 distinct values: float32 centroids +
   an index per entry, zero being the extra last index) or ``fixed`` (integers ``q`` with
   ``x == q * 2**-fl`` in ``bw`` bits, when the caller gives ``(bw, fl)`` for that tensor);
 * symbol streams (indices, gaps) as fixed-width bits (``bits``) or, with ``huffman=True``, canonical Huffman.
@@ -22,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 import struct
+import zlib
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -30,7 +33,8 @@ import torch
 
 from directnas.compress.huffman import huffman_decode, huffman_encode, pack_fixed, unpack_fixed
 
-MAGIC = b"DNZ1"
+MAGIC = b"DNZ2"
+PLAIN_HEADER_MAGIC = b"DNZ1"
 MAX_CODEBOOK = 1 << 12
 MAX_HUFFMAN_ALPHABET = 1 << 12
 
@@ -76,6 +80,11 @@ def _values(v: np.ndarray, kind: str, fixed: tuple[int, int] | None, huffman: bo
     """Encode the value stream ``v`` (float32) as ``kind``; None when it does not apply."""
     if kind == "f32":
         return {"values": "f32"}, [v.astype("<f4").tobytes()]
+    if kind == "f16":  # lossless only: every value must be exactly a float16
+        h = v.astype("<f2")
+        if not np.array_equal(h.astype(np.float32), v):
+            return None
+        return {"values": "f16"}, [h.tobytes()]
     if kind == "codebook":
         cb = np.unique(v[v != 0])
         if cb.size > MAX_CODEBOOK:
@@ -100,7 +109,7 @@ def _encode_tensor(t: torch.Tensor, *, huffman: bool, gap_bits: int,
         a = t.detach().cpu().numpy()
         return {"layout": "raw", "dtype": str(a.dtype)}, [a.tobytes()]
     x = t.detach().cpu().contiguous().numpy().ravel()
-    kinds = ["f32"] if dense_only else ["f32", "codebook"] + (["fixed"] if fixed else [])
+    kinds = ["f32"] if dense_only else ["f32", "f16", "codebook"] + (["fixed"] if fixed else [])
     best: tuple[dict, list[bytes]] | None = None
     layouts = ["dense"] if dense_only else ["dense", "sparse"]
     for layout in layouts:
@@ -140,16 +149,17 @@ def encode_state(state: dict[str, torch.Tensor], *, huffman: bool = False, gap_b
         out.tensor_bytes[name] = sum(map(len, parts))
         code = meta.get("code", "")
         out.layouts[name] = "/".join(s for s in (meta["layout"], meta.get("values", ""), code) if s)
-    h = json.dumps(header, separators=(",", ":")).encode()
+    h = zlib.compress(json.dumps(header, separators=(",", ":")).encode(), 9)
     out.data = MAGIC + struct.pack("<I", len(h)) + h + b"".join(blobs)
     return out
 
 
 def decode_state(data: bytes) -> dict[str, torch.Tensor]:
-    if data[:4] != MAGIC:
+    if data[:4] not in (MAGIC, PLAIN_HEADER_MAGIC):
         raise ValueError("not a .dnz file (bad magic)")
     (hlen,) = struct.unpack("<I", data[4:8])
-    header = json.loads(data[8:8 + hlen])
+    raw = data[8:8 + hlen]
+    header = json.loads(zlib.decompress(raw) if data[:4] == MAGIC else raw)
     off = 8 + hlen
     state: dict[str, torch.Tensor] = {}
     for e in header:
@@ -167,6 +177,8 @@ def decode_state(data: bytes) -> dict[str, torch.Tensor]:
         count = n if e["layout"] == "dense" else e["count"]
         if e["values"] == "f32":
             vals = np.frombuffer(next(parts), dtype="<f4", count=count)
+        elif e["values"] == "f16":
+            vals = np.frombuffer(next(parts), dtype="<f2", count=count).astype(np.float32)
         elif e["values"] == "codebook":
             cb = np.concatenate([np.frombuffer(next(parts), dtype="<f4"), np.zeros(1, "<f4")])
             vals = cb[_get_symbols(e, parts, count)]
