@@ -84,16 +84,39 @@ def test_robust_fit_ignores_outliers_and_trees_learn_an_interaction(tmp_path):
 
 
 def test_design_is_balanced_and_selection_covers_pairs():
-    d = F.balanced_design(SPACE, 45, seed=3, tries=3)
+    d = F.balanced_design(SPACE, 45, seed=3, tries=3, criterion="coverage")
     assert d.shape == (45, 22)
     for col in d.T:
         assert np.bincount(col, minlength=9).tolist() == [5] * 9
     pool = np.random.default_rng(0).integers(0, 9, (600, 22))
-    rows = F.select_balanced(SPACE, pool, 90)
+    rows = F.select_balanced(SPACE, pool, 90, criterion="coverage")
     assert len(set(rows.tolist())) == 90
     counts = np.stack([np.bincount(pool[rows, l], minlength=9) for l in range(22)])
     rand = np.stack([np.bincount(pool[:90, l], minlength=9) for l in range(22)])
     assert counts.min() >= 7 and counts.std() < rand.std()
+
+
+def test_d_optimal_design_beats_random_rows():
+    pool = np.random.default_rng(0).integers(0, 9, (500, 22))
+    center = F.Featurizer(SPACE)(pool).mean(0)
+    rows = F.select_balanced(SPACE, pool, 60, seed=1)  # default: Bayesian D-optimal
+    assert len(set(rows.tolist())) == 60 and rows.max() < 500
+    crit = F.bayes_logdet(SPACE, pool[rows], center=center)
+    for s in range(3):
+        rand = np.random.default_rng(s).choice(500, 60, replace=False)
+        assert crit > F.bayes_logdet(SPACE, pool[rand], center=center) + 5
+    # generated from scratch: every (layer, op) pair is used, more D-optimal than random archs
+    d = F.balanced_design(SPACE, 45, seed=3, tries=4)
+    assert d.shape == (45, 22) and len(np.unique(d, axis=0)) == 45
+    assert all(np.bincount(col, minlength=9).min() >= 1 for col in d.T)
+    rand = np.random.default_rng(5).integers(0, 9, (45, 22))
+    ref = F.Featurizer(SPACE)(np.random.default_rng(6).integers(0, 9, (2000, 22))).mean(0)
+    assert F.bayes_logdet(SPACE, d, center=ref) > F.bayes_logdet(SPACE, rand, center=ref) + 5
+    for bad in ({"criterion": "nope"}, {"n": 0}):
+        with pytest.raises(UserError):
+            F.select_balanced(SPACE, pool, **{"n": 10, **bad})
+    with pytest.raises(UserError):
+        F.select_balanced(SPACE, pool, 501)
 
 
 def test_cli_fit_evaluate_design(tmp_path, capsys):
