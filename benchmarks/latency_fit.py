@@ -9,7 +9,9 @@ Fits on rows 0-3999, tests on rows 4000-4999 for every latency column:
   * auto      per column, blocked 4-fold CV on the training rows (never the test rows) picks
               additive / robust / robust+gbm (one-standard-error rule, simplest first)
 Then the sample efficiency: held-out MAPE of the additive fit from n = 50 ... 4000 networks,
-random rows versus rows chosen by the balanced (layer, op) design from the 4000-row pool.
+random rows versus rows chosen from the 4000-row pool by the design (``select_balanced``:
+``d-optimal`` = greedy Bayesian D-optimal rows for the additive fit's features, ``coverage`` = the
+older even (layer, op) coverage); the design sees only the pool's architectures, never latencies.
 
     nice -n 15 python benchmarks/latency_fit.py --out latency_fit.json
 """
@@ -61,6 +63,8 @@ def main() -> None:
                     default=["titan_rtx_1", "gold_6240", "silver_4210r", "samsung_a50", "pixel2"])
     ap.add_argument("--efficiency-models", nargs="*", default=["additive"])
     ap.add_argument("--seeds", type=int, default=3, help="random subsets per size")
+    ap.add_argument("--designs", nargs="*", default=list(F.DESIGNS), choices=F.DESIGNS,
+                    help="select_balanced criteria to compare (the first is 'balanced_mape')")
     ap.add_argument("--part", choices=("all", "columns", "efficiency"), default="all")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
@@ -81,7 +85,8 @@ def main() -> None:
                                      for m in args.models) + chosen
               + ("   [table sums]" if row["table_sums"] else ""), flush=True)
 
-    print("\nsample efficiency: held-out MAPE % (random rows: mean of seeds | balanced design rows)")
+    print("\nsample efficiency: held-out MAPE % (random rows: mean of seeds | design rows: "
+          + " | ".join(args.designs) + ")")
     for c in args.efficiency_columns if args.part != "columns" else []:
         tr = F.read_measurements(args.data, space, c, (0, 4000))
         te = F.read_measurements(args.data, space, c, (4000, 5000))
@@ -92,19 +97,24 @@ def main() -> None:
                 for s in range(args.seeds if n < 4000 else 1):
                     rows = np.random.default_rng(s).choice(4000, n, replace=False)
                     rand.append(evaluate(space, m, tr.idx[rows], tr.ms[rows], te.idx, te.ms)["mape"])
-                if n < 4000:
-                    rows = F.select_balanced(space, tr.idx, n, seed=0)
-                    bal = evaluate(space, m, tr.idx[rows], tr.ms[rows], te.idx, te.ms)["mape"]
-                else:
-                    bal = rand[0]
+                design = {}
+                for d in args.designs:
+                    if n < 4000:
+                        rows = F.select_balanced(space, tr.idx, n, seed=0, criterion=d)
+                        design[d] = evaluate(space, m, tr.idx[rows], tr.ms[rows], te.idx, te.ms)["mape"]
+                    else:
+                        design[d] = rand[0]
                 out[n] = {"random_mape": float(np.mean(rand)), "random_mape_each": rand,
-                          "balanced_mape": bal}
+                          "balanced_mape": design[args.designs[0]] if design else float("nan"),
+                          "design_mape": design}
             res["efficiency"][f"{c}/{m}"] = out
             print(f"{c:15s} {m:9s} " + "  ".join(
-                f"n={n}: {100 * v['random_mape']:.2f}|{100 * v['balanced_mape']:.2f}"
+                f"n={n}: {100 * v['random_mape']:.2f}|"
+                + "|".join(f"{100 * x:.2f}" for x in v["design_mape"].values())
                 for n, v in out.items()), flush=True)
-            r200 = out[200]["balanced_mape"] / out[4000]["random_mape"]
-            print(f"{'':25s} balanced 200 / 4000-net fit = {r200:.2f}x")
+            ref = out[4000]["random_mape"]
+            print(f"{'':25s} 200 / 4000-net fit: random {out[200]['random_mape'] / ref:.2f}x, "
+                  + ", ".join(f"{d} {x / ref:.2f}x" for d, x in out[200]["design_mape"].items()))
 
     # bars
     bars = {}
@@ -120,6 +130,9 @@ def main() -> None:
             bars[f"auto_minus_additive/{c}"] = 100 * (row["auto"]["mape"] - row["additive"]["mape"])
         if c in PHONES and "auto" in row and "ls" in row:  # <= 0.8: a fifth below the floor
             bars[f"auto_over_ls/{c}"] = row["auto"]["mape"] / row["ls"]["mape"]
+    for key, out in res["efficiency"].items():  # <= 1.5: 200 design nets vs the 4000-net fit
+        for d, x in out[200]["design_mape"].items():
+            bars[f"design200_over_4000/{d}/{key}"] = x / out[4000]["random_mape"]
     res["bars"] = bars
     if args.out:
         args.out.write_text(json.dumps(res, indent=1))
