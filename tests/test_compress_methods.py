@@ -13,7 +13,7 @@ from torch import nn
 
 from directnas.compress import fixed_point, lowrank, prune, share, ternary
 from directnas.compress.codec import decode_state, encode_state
-from directnas.compress.finetune import FinetuneConfig, accuracy, eval_batches, weight_layers
+from directnas.compress.finetune import FinetuneConfig, accuracy, eval_batches, finetune, weight_layers
 from directnas.compress.huffman import huffman_decode, huffman_encode
 from directnas.compress.state import CompressConfig, State
 from directnas.data import load_dataset
@@ -228,3 +228,13 @@ def test_ternary_three_values_inner_layers_only(lenet5, data, tmp_path):
         assert torch.unique(m.weight.detach()).numel() > 100
     copy.deepcopy(st.net)
     assert accuracy(st.net, eval_batches(data)) > 0.8
+
+
+def test_finetune_trains_channels_last_and_hands_back_standard_layout(lenet5, data):
+    net = copy.deepcopy(lenet5)
+    before = {n: p.detach().clone() for n, p in net.named_parameters()}
+    finetune(net, data, FinetuneConfig(epochs=1, max_steps=4, batch_size=64, channels_last=True))
+    conv = [p for p in net.parameters() if p.ndim == 4]
+    assert conv and all(p.is_contiguous() for p in conv)  # the codec and exporters read this layout
+    assert any(not torch.equal(before[n], p) for n, p in net.named_parameters())  # it did train
+    assert accuracy(net, eval_batches(data)) > 0.8

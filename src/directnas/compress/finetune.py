@@ -29,6 +29,7 @@ class FinetuneConfig:
     max_steps: int | None = None  # cap on steps per epoch (quick runs)
     seed: int = 0
     augment: bool = True  # random crop + flip as in directnas.train
+    channels_last: bool = True  # 1.3x faster steps on CPU (as in directnas.train)
 
 
 def weight_layers(net: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -59,8 +60,11 @@ def finetune(net: nn.Module, data: Dataset, cfg: FinetuneConfig, *,
     if cfg.epochs <= 0:
         return
     torch.manual_seed(cfg.seed)
+    if cfg.channels_last:
+        net.to(memory_format=torch.channels_last)
     train = Batches(data.train, batch_size=cfg.batch_size, mean=data.mean, std=data.std,
-                    augment=cfg.augment, seed=cfg.seed, drop_last=True)
+                    augment=cfg.augment, seed=cfg.seed, drop_last=True,
+                    channels_last=cfg.channels_last)
     decay = [p for p in net.parameters() if p.requires_grad and p.ndim > 1]
     no_decay = [p for p in net.parameters() if p.requires_grad and p.ndim <= 1]
     opt = torch.optim.SGD([{"params": decay, "weight_decay": cfg.weight_decay},
@@ -86,4 +90,6 @@ def finetune(net: nn.Module, data: Dataset, cfg: FinetuneConfig, *,
             seen += y.numel()
             step += 1
         log.info("%s epoch %d: train loss %.4f", desc, epoch + 1, running / max(seen, 1))
+    if cfg.channels_last:  # back to the layout the codec and the exporters expect
+        net.to(memory_format=torch.contiguous_format)
     net.eval()
