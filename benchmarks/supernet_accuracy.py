@@ -1,7 +1,7 @@
 """Diagnostic: the derived arch's accuracy inside the supernet, recomputed from a finished search
 folder's final checkpoint, with BatchNorm recalibration (Searcher.supernet_accuracy), with the
 supernet's own BN statistics, and with per-batch statistics.  On the demo's search (session 4):
-0.544 / 0.1117 / 0.518, while search.json reports 0.1117 (a reporting bug, see BENCHMARKS.md).
+0.544 / 0.1117 / 0.518; its search.json (0.1117) was written just before the recalibration fix.
 
     python benchmarks/supernet_accuracy.py
 """
