@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from directnas.errors import UserError
+from directnas.space.depthwise import DepthwiseConv2d
 
 ZERO = "zero"
 SKIP = "skip"
@@ -54,10 +55,9 @@ def parse_op(name: str) -> OpSpec | None:
 
 def conv_bn(c_in: int, c_out: int, kernel: int, stride: int = 1, *, groups: int = 1,
             act: bool = True) -> nn.Sequential:
-    layers: list[nn.Module] = [
-        nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, groups=groups, bias=False),
-        nn.BatchNorm2d(c_out),
-    ]
+    conv = DepthwiseConv2d(c_in, kernel, stride) if groups == c_in == c_out > 1 and kernel > 1 \
+        else nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, groups=groups, bias=False)
+    layers: list[nn.Module] = [conv, nn.BatchNorm2d(c_out)]
     if act:
         layers.append(nn.ReLU6(inplace=True))
     return nn.Sequential(*layers)
