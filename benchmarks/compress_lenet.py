@@ -40,6 +40,8 @@ def main() -> None:
     p.add_argument("--bits-fc", type=int, default=4)
     p.add_argument("--bits-conv", type=int, default=8)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0, help="seed of the dense training and the retraining")
+    p.add_argument("--allocation", default="equal-drop", choices=("equal-drop", "per-weight"))
     p.add_argument("--methods", default="prune,share,huffman")
     p.add_argument("--augment", action="store_true",
                    help="train (directnas.train) and fine-tune with random crop + flip")
@@ -53,14 +55,16 @@ def main() -> None:
     data = load_dataset("fashion-mnist")
     ckpt = out / "train" / "model.pt"
     if not ckpt.exists():
+        torch.manual_seed(args.seed)
         net = build_named(args.model, input_shape=data.input_shape, num_classes=10)
         t0 = time.perf_counter()
         if not args.augment:  # directnas.train's recipe without crop/flip (an MLP gains little)
-            finetune(net, data, FinetuneConfig(epochs=args.epochs, lr=0.1, augment=False))
+            finetune(net, data, FinetuneConfig(epochs=args.epochs, lr=0.1, augment=False,
+                                               seed=args.seed))
             acc = accuracy(net, eval_batches(data))
         else:
             acc = train_net(net, data, TrainConfig(epochs=args.epochs, threads=args.threads,
-                                                   channels_last=False))["accuracy"]
+                                                   channels_last=False, seed=args.seed))["accuracy"]
         logging.info("trained in %.0f s: test accuracy %.4f", time.perf_counter() - t0, acc)
         torch_save(ckpt, {"kind": "directnas-model", "name": args.model, "arch": None,
                           "model": args.model, "state_dict": net.state_dict(),
@@ -69,8 +73,8 @@ def main() -> None:
     net, meta = load_model(ckpt)
     cfg = CompressConfig(
         finetune=FinetuneConfig(epochs=args.finetune_epochs, lr=args.finetune_lr,
-                                augment=args.augment),
-        sparsity=args.sparsity, prune_steps=args.prune_steps, bits_fc=args.bits_fc,
+                                augment=args.augment, seed=args.seed),
+        sparsity=args.sparsity, allocation=args.allocation, prune_steps=args.prune_steps, bits_fc=args.bits_fc,
         bits_conv=args.bits_conv, threads=args.threads)
     t0 = time.perf_counter()
     m = compress(State(net=net, meta=meta, data=data, cfg=cfg, out=out / "compressed"),

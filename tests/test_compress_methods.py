@@ -17,6 +17,7 @@ from directnas.compress.finetune import FinetuneConfig, accuracy, eval_batches, 
 from directnas.compress.huffman import huffman_decode, huffman_encode
 from directnas.compress.state import CompressConfig, State
 from directnas.data import load_dataset
+from directnas.errors import UserError
 from directnas.models import build_named
 from directnas.train import TrainConfig, train_net
 
@@ -95,6 +96,23 @@ def test_choose_sparsities_follows_sensitivity():
     s = prune.choose_sparsities(curves, {"robust": 100, "fragile": 100}, tolerance=0.01,
                                 target=None, sparsities=sp)
     assert s["robust"] == pytest.approx(0.9) and s["fragile"] == pytest.approx(0.025)
+
+
+def test_per_weight_allocation_prunes_the_big_layer_harder_at_equal_sensitivity():
+    sp = prune.SPARSITIES
+    curve = [0.9 - 0.5 * s ** 4 for s in sp]  # the same sensitivity in both layers
+    curves, sizes = {"big": curve, "small": curve}, {"big": 9000, "small": 1000}
+    eq = prune.choose_sparsities(curves, sizes, tolerance=0.01, target=0.8, sparsities=sp)
+    pw = prune.choose_sparsities(curves, sizes, tolerance=0.01, target=0.8, sparsities=sp,
+                                 allocation="per-weight")
+    for s in (eq, pw):  # both hit the overall target
+        assert (s["big"] * 9000 + s["small"] * 1000) / 10000 == pytest.approx(0.8, abs=1e-3)
+    assert eq["big"] == pytest.approx(eq["small"])
+    assert pw["big"] > 0.8 > pw["small"]
+    drop = lambda s: 0.5 * s ** 4  # noqa: E731  the summed drop is smaller per weight
+    assert drop(pw["big"]) + drop(pw["small"]) < drop(eq["big"]) + drop(eq["small"])
+    with pytest.raises(UserError, match="per-weight needs --sparsity"):
+        prune.choose_sparsities(curves, sizes, tolerance=0.01, target=None, allocation="per-weight")
 
 
 def test_share_gives_at_most_2_pow_b_values_and_keeps_zeros(mlp, data, tmp_path):

@@ -41,6 +41,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--tolerance", type=float,
                    help="prune: accuracy drop one layer alone may cost (sensitivity; default 0.01)")
     g.add_argument("--uniform", action="store_true", help="prune: same sparsity in every layer")
+    g.add_argument("--allocation", choices=("equal-drop", "per-weight"),
+                   help="prune: split of --sparsity over layers: the same drop per layer alone "
+                        "(equal-drop, default) or the least summed drop per weight removed")
     g.add_argument("--prune-steps", type=int, help="prune: prune + retrain rounds (default 3)")
     g.add_argument("--bits-conv", type=int, help="share: bits per conv weight (default 8)")
     g.add_argument("--bits-fc", type=int, help="share: bits per linear weight (default 5)")
@@ -62,7 +65,7 @@ def config_from(args: argparse.Namespace) -> CompressConfig:
                if v is not None})
     top: dict[str, Any] = dict(QUICK) if args.quick else {}
     names = ("sparsity", "tolerance", "prune_steps", "bits_conv", "bits_fc", "fixed_bits",
-             "gap_bits", "speedup", "ternary_threshold")
+             "gap_bits", "speedup", "ternary_threshold", "allocation")
     top.update({k: getattr(args, k) for k in names if getattr(args, k) is not None})
     if args.repeats is not None:
         top["latency_repeats"] = args.repeats

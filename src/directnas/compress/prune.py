@@ -7,8 +7,10 @@ Masks are ``torch.nn.utils.prune`` re-parametrisations during retraining; they a
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils import prune as tprune
@@ -61,24 +63,53 @@ def _at(curve: list[float], sparsities: tuple[float, ...], tol: float) -> float:
     return sparsities[i] + (tol - d0) / (d1 - d0) * (sparsities[i + 1] - sparsities[i])
 
 
+def _per_weight(curves: dict[str, list[float]], sizes: dict[str, int],
+                sparsities: tuple[float, ...]) -> Callable[[float], dict[str, float]]:
+    """Sparsities at price ``lam``: each layer minimises its drop minus ``lam`` times the share of
+    all weights it removes (a Lagrangian of "least summed drop for this many weights removed")."""
+    total = sum(sizes.values())
+    grid = np.linspace(0.0, sparsities[-1], 991)
+    drops = {n: np.interp(grid, sparsities, np.maximum.accumulate(c[0] - np.asarray(c)))
+             for n, c in curves.items()}
+
+    def at(lam: float) -> dict[str, float]:
+        return {n: float(grid[np.argmin(d - lam * grid * sizes[n] / total)])
+                for n, d in drops.items()}
+    return at
+
+
 def choose_sparsities(curves: dict[str, list[float]], sizes: dict[str, int], *,
                       tolerance: float, target: float | None,
-                      sparsities: tuple[float, ...] = SPARSITIES) -> dict[str, float]:
-    """Per-layer sparsity: the drop each layer alone may cost is ``tolerance``, or the common
-    tolerance (bisection) that makes the overall sparsity ``target``."""
-    def at(tol: float) -> dict[str, float]:
-        return {n: _at(c, sparsities, tol) for n, c in curves.items()}
+                      sparsities: tuple[float, ...] = SPARSITIES,
+                      allocation: str = "equal-drop") -> dict[str, float]:
+    """Per-layer sparsity for the overall ``target``.
 
+    ``equal-drop``: the drop each layer alone may cost is ``tolerance``, or the common tolerance
+    (bisection) that makes the overall sparsity ``target``.  ``per-weight``: the sparsities that
+    remove ``target`` of all weights for the least summed drop, so a small layer (a classifier)
+    that saves few weights is pruned less than a large one at the same drop.
+    """
     def overall(s: dict[str, float]) -> float:
         return sum(s[n] * sizes[n] for n in s) / sum(sizes.values())
 
-    if target is None:
-        return at(tolerance)
-    if overall(at(1.0)) < target:
+    if allocation == "per-weight":
+        if target is None:
+            raise UserError("--allocation per-weight needs --sparsity S (the overall target)")
+        at = _per_weight(curves, sizes, sparsities)
+        hi_start = 1e9
+    elif allocation == "equal-drop":
+        def at(tol: float) -> dict[str, float]:
+            return {n: _at(c, sparsities, tol) for n, c in curves.items()}
+        hi_start = 1.0
+        if target is None:
+            return at(tolerance)
+    else:
+        raise UserError(f"unknown --allocation {allocation!r}: use equal-drop or per-weight")
+    if overall(at(hi_start)) < target:
         raise UserError(f"--sparsity {target} is above the {sparsities[-1]} cap of every layer: "
                         "ask for less")
-    lo, hi = 0.0, 1.0
-    for _ in range(40):
+    lo, hi = 0.0, hi_start
+    for _ in range(80):
         mid = (lo + hi) / 2
         lo, hi = (lo, mid) if overall(at(mid)) >= target else (mid, hi)
     s = at(hi)
@@ -135,7 +166,8 @@ def run(state: State) -> None:
     else:
         curves = sensitivity(net, state.valid())
         plot_sensitivity(curves, state.out / "sensitivity.png")
-        targets = choose_sparsities(curves, sizes, tolerance=cfg.tolerance, target=cfg.sparsity)
+        targets = choose_sparsities(curves, sizes, tolerance=cfg.tolerance, target=cfg.sparsity,
+                                     allocation=cfg.allocation)
         state.report["sensitivity"] = {"sparsities": list(SPARSITIES), "accuracy": curves,
                                        "plot": "sensitivity.png"}
     log.info("prune targets: %s", {n: round(s, 3) for n, s in targets.items()})

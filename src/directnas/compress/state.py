@@ -20,6 +20,7 @@ class CompressConfig:
     sparsity: float | None = None   # overall target of prune; None: from `tolerance` alone
     tolerance: float = 0.01         # accuracy drop one layer may cost in the sensitivity analysis
     uniform: bool = False           # prune: the same sparsity in every layer, no sensitivity
+    allocation: str = "equal-drop"  # prune: per-layer split of --sparsity (or per-weight)
     prune_steps: int = 3            # iterative prune + retrain rounds
     bits_conv: int = 8              # share: 2**b centroids per conv layer
     bits_fc: int = 5                # share: 2**b centroids per linear layer
