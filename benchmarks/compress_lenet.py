@@ -40,7 +40,8 @@ def main() -> None:
     p.add_argument("--bits-fc", type=int, default=4)
     p.add_argument("--bits-conv", type=int, default=8)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0, help="seed of the dense training and the retraining")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the dense training and the retraining")
     p.add_argument("--allocation", default="equal-drop", choices=("equal-drop", "per-weight"))
     p.add_argument("--methods", default="prune,share,huffman")
     p.add_argument("--augment", action="store_true",
@@ -74,7 +75,8 @@ def main() -> None:
     cfg = CompressConfig(
         finetune=FinetuneConfig(epochs=args.finetune_epochs, lr=args.finetune_lr,
                                 augment=args.augment, seed=args.seed),
-        sparsity=args.sparsity, allocation=args.allocation, prune_steps=args.prune_steps, bits_fc=args.bits_fc,
+        sparsity=args.sparsity, allocation=args.allocation, prune_steps=args.prune_steps,
+        bits_fc=args.bits_fc,
         bits_conv=args.bits_conv, threads=args.threads)
     t0 = time.perf_counter()
     m = compress(State(net=net, meta=meta, data=data, cfg=cfg, out=out / "compressed"),

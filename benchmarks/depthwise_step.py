@@ -53,7 +53,8 @@ def side_by_side(fns: dict[str, Callable[[], object]], rounds: int, reps: int,
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--arch", help="arch.json (default: every layer k7_e6)")
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
@@ -69,7 +70,8 @@ def main() -> None:
     print(f"{'channels':>8} {'map':>4} {'k':>2} {'oneDNN':>8} {'matmul':>8} {'speed-up':>8}")
     for c, hw, k in [(240, 4, 3), (240, 4, 5), (240, 4, 7), (480, 4, 5), (576, 4, 7)]:
         conv = DepthwiseConv2d(c, k).to(memory_format=torch.channels_last).train()
-        x = torch.randn(a.batch_size, c, hw, hw).to(memory_format=torch.channels_last).requires_grad_()
+        x = torch.randn(a.batch_size, c, hw, hw).to(memory_format=torch.channels_last)
+        x.requires_grad_()
         gy = torch.randn(a.batch_size, c, hw, hw).to(memory_format=torch.channels_last)
 
         def step() -> None:

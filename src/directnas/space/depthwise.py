@@ -38,8 +38,9 @@ class _ChannelMatmul(torch.autograd.Function):
     CPU bmm copy every batch slice on its own, which costs more than the product itself."""
 
     @staticmethod
-    def forward(ctx: torch.autograd.function.FunctionCtx, xt: torch.Tensor,  # type: ignore[override]
-                m: torch.Tensor) -> torch.Tensor:  # (C, N, P) @ (C, P, Q) -> (C, N, Q)
+    def forward(ctx: torch.autograd.function.FunctionCtx,  # type: ignore[override]
+                xt: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        # (C, N, P) @ (C, P, Q) -> (C, N, Q)
         ctx.save_for_backward(xt, m)
         return torch.bmm(xt, m)
 
@@ -73,12 +74,13 @@ class DepthwiseConv2d(nn.Conv2d):
     kernel overhangs the map on CPU (see the module docstring)."""
 
     def __init__(self, channels: int, kernel: int, stride: int = 1, *, bias: bool = False) -> None:
-        super().__init__(channels, channels, kernel, stride, kernel // 2, groups=channels, bias=bias)
+        super().__init__(channels, channels, kernel, stride, kernel // 2, groups=channels,
+                         bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k = self.kernel_size[0]
-        if (matmul_path_enabled and self.training and k > min(x.shape[-2], x.shape[-1]) and x.device.type == "cpu"
-                and torch.is_grad_enabled() and not torch.jit.is_scripting()
-                and not torch.onnx.is_in_onnx_export()):
+        if (matmul_path_enabled and self.training and k > min(x.shape[-2], x.shape[-1])
+                and x.device.type == "cpu" and torch.is_grad_enabled()
+                and not torch.jit.is_scripting() and not torch.onnx.is_in_onnx_export()):
             return depthwise_as_matmul(x, self.weight, self.bias, self.stride[0], self.padding[0])
         return super().forward(x)
