@@ -47,7 +47,7 @@ CHECKPOINT = "search_checkpoint.pt"
 @dataclass
 class SearchConfig:
     # default budget: <= 15 min on 2 cores (1 + 2 epochs of 330 batches; benchmarks/search_cost.py
-    # gives ~0.66 s per weight step and ~0.38 s per alpha step at batch 128 on this CPU)
+    # gives ~0.43 s per weight step and ~0.39 s per alpha step at batch 128 on this CPU)
     warmup_epochs: int = 1
     epochs: int = 2
     batch_size: int = 128
