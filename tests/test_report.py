@@ -113,3 +113,40 @@ def test_report_command(tmp_path, tiny_space_dict, capsys):
     assert main(["report", str(tmp_path / "empty"), "--out", str(tmp_path / "r2")]) == 2
     (tmp_path / "empty").mkdir()
     assert main(["report", str(tmp_path / "empty"), "--out", str(tmp_path / "r2")]) == 2
+
+
+def _save_model(folder, net, *, arch=None, model=None, shape=(1, 16, 16)):
+    from directnas.fileio import torch_save
+    torch_save(folder / "model.pt", {"kind": "directnas-model", "name": model or "searched",
+                                     "arch": arch.to_dict() if arch else None, "model": model,
+                                     "state_dict": net.state_dict(), "input_shape": shape,
+                                     "num_classes": 4, "mean": 0.0, "std": 1.0})
+
+
+def test_report_remeasure_times_all_nets_side_by_side(tmp_path, tiny_space_dict, capsys):
+    from directnas.models import build_named
+    arch = _arch(tiny_space_dict, 1.0)
+    _pipeline_run(tmp_path / "run", arch, acc=0.9, lat=999.0)
+    _save_model(tmp_path / "run" / "train", arch.build(), arch=arch)
+    _baseline(tmp_path / "base", "lenet-5", 0.92, 777.0)
+    _save_model(tmp_path / "base" / "lenet-5",
+                build_named("lenet-5", input_shape=(1, 16, 16), num_classes=4), model="lenet-5")
+    out = tmp_path / "r"
+    rc = main(["report", str(tmp_path / "run"), str(tmp_path / "base"), "--out", str(out),
+               "--remeasure", "--rounds", "2", "--repeats", "3", "--warmup", "1", "--threads", "1"])
+    assert rc == 0
+    assert "re-timed 2 nets side by side" in capsys.readouterr().out
+    runs = {r["name"]: r for r in json.loads((out / "report.json").read_text())["runs"]}
+    for name, old in (("searched@1ms", 999.0), ("lenet-5", 777.0)):
+        r = runs[name]
+        assert r["latency_ms_at_training"] == old
+        assert 0 < r["latency_ms"] < 100  # a real timing of a tiny net, not the stored figure
+        assert r["latency_side_by_side"] == {"rounds": 2, "warmup": 1, "repeats": 3, "nets": 2}
+        assert r["latency_threads"] == 1
+    assert "side by side in one process" in (out / "report.md").read_text()
+    # a trained run whose model.pt is gone: one clear error, no report
+    (tmp_path / "base" / "lenet-5" / "model.pt").unlink()
+    assert main(["report", str(tmp_path / "run"), str(tmp_path / "base"), "--out",
+                 str(tmp_path / "r3"), "--remeasure", "--repeats", "2", "--warmup", "1"]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert not (tmp_path / "r3" / "report.md").exists()

@@ -315,10 +315,11 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "-", name).strip("-")
 
 
-def write_report(folders: list[str | Path], out: str | Path, *, title: str = "directnas report"
-                 ) -> dict[str, Any]:
-    """Find the runs in ``folders``; write ``out/report.md``, ``out/report.json`` and PNGs."""
-    runs = find_runs(folders)
+def write_report(folders: list[str | Path], out: str | Path, *, title: str = "directnas report",
+                 runs: list[Run] | None = None) -> dict[str, Any]:
+    """Find the runs in ``folders`` (or take ``runs`` already found); write ``out/report.md``,
+    ``out/report.json`` and PNGs."""
+    runs = find_runs(folders) if runs is None else runs
     if not runs:
         raise UserError(f"no finished runs in {', '.join(map(str, folders))}: give folders written "
                         "by directnas run, train or baselines")
@@ -356,7 +357,7 @@ def write_report(folders: list[str | Path], out: str | Path, *, title: str = "di
 def _run_json(r: Run, out: Path) -> dict[str, Any]:
     keys = ("test_accuracy", "latency_ms", "latency_spread_ms", "predicted_latency_ms", "params",
             "macs", "latency_backend", "latency_threads", "latency_batch_size", "train_wall_s",
-            "epochs")
+            "epochs", "latency_ms_at_training", "latency_side_by_side")
     d: dict[str, Any] = {"name": r.name, "kind": r.kind, "family": r.family,
                          "folder": str(r.folder.resolve()),
                          **{k: r.metrics[k] for k in keys if k in r.metrics}}
@@ -400,8 +401,15 @@ def _markdown(title: str, runs: list[Run], summary: dict[str, Any]) -> str:
                      f"{f('target_latency_ms', 'g')} | {f('params', ',d')} | {f('macs', '.1f', 1e-6)} |")
     backend = {d.get("latency_backend") for d in summary["runs"]} - {None}
     if backend:
-        lines += ["", f"Latency: batch 1, measured end to end on {', '.join(sorted(backend))} "
-                  "(median of repeats); predicted = sum of latency-table entries."]
+        sbs = next((d["latency_side_by_side"] for d in summary["runs"] if d.get("latency_side_by_side")),
+                   None)
+        how = (f"all {sbs['nets']} nets timed side by side in one process, {sbs['rounds']} interleaved "
+               f"rounds x ({sbs['warmup']} warm-up + {sbs['repeats']} repeats), median of the round "
+               "medians" if sbs else "each net timed right after its training, median of repeats")
+        threads = {d.get("latency_threads") for d in summary["runs"]} - {None}
+        lines += ["", f"Latency: batch 1, {'/'.join(map(str, sorted(threads)))} threads, measured end "
+                  f"to end on {', '.join(sorted(backend))} ({how}); predicted = sum of latency-table "
+                  "entries."]
     if summary["comparisons"]:
         lines += ["", "## Searched vs baselines at equal accuracy", "",
                   "| searched | baseline family | baseline latency at equal accuracy | ratio | note |",

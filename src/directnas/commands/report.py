@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from directnas.report import write_report
+from directnas.commands.common import add_protocol_args, bar, protocol_from
+from directnas.errors import UserError
+from directnas.report import find_runs, write_report
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -14,12 +16,28 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="folders written by directnas run, train or baselines (searched recursively)")
     p.add_argument("--out", required=True, help="report folder")
     p.add_argument("--title", default="directnas report")
+    p.add_argument("--remeasure", action="store_true",
+                   help="re-time every trained net side by side in this process (interleaved rounds) "
+                        "instead of using the latency each training measured")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds for --remeasure")
+    add_protocol_args(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
-    summary = write_report(args.folders, out, title=args.title)
+    runs = find_runs(args.folders)
+    if args.remeasure:
+        if args.rounds < 1:
+            raise UserError("--rounds must be >= 1")
+        from directnas.remeasure import remeasure
+
+        proto = protocol_from(args)
+        timed = remeasure(runs, backend=args.backend, proto=proto, rounds=args.rounds,
+                          progress=lambda it: bar(list(it), "side-by-side latency"))
+        print(f"re-timed {len(timed)} nets side by side ({args.backend}, batch {proto.batch_size}, "
+              f"{proto.threads} threads, {args.rounds} rounds x {proto.repeats} repeats)")
+    summary = write_report(args.folders, out, title=args.title, runs=runs)
     for r in summary["runs"]:
         acc = f"{100 * r['test_accuracy']:.2f} %" if "test_accuracy" in r else "not trained"
         lat = f"{r['latency_ms']:.3f} ms" if "latency_ms" in r else "-"
