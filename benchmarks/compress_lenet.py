@@ -37,6 +37,7 @@ def main() -> None:
     p.add_argument("--prune-steps", type=int, default=5)
     p.add_argument("--finetune-epochs", type=int, default=5)
     p.add_argument("--finetune-lr", type=float, default=0.05)
+    p.add_argument("--finetune-wd", type=float, default=5e-5, help="weight decay of the retraining")
     p.add_argument("--bits-fc", type=int, default=4)
     p.add_argument("--bits-conv", type=int, default=8)
     p.add_argument("--threads", type=int, default=1)
@@ -74,7 +75,7 @@ def main() -> None:
     net, meta = load_model(ckpt)
     cfg = CompressConfig(
         finetune=FinetuneConfig(epochs=args.finetune_epochs, lr=args.finetune_lr,
-                                augment=args.augment, seed=args.seed),
+                                weight_decay=args.finetune_wd, augment=args.augment, seed=args.seed),
         sparsity=args.sparsity, allocation=args.allocation, prune_steps=args.prune_steps,
         bits_fc=args.bits_fc,
         bits_conv=args.bits_conv, threads=args.threads)

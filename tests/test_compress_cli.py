@@ -92,12 +92,22 @@ def test_int8_onnx_runs_and_agrees(trained, tiny_idx_dir, tmp_path):
     (["--method", "prune,zip"], "unknown method"),
     (["--method", "int8,prune"], "last"),
     (["--method", "prune", "--sparsity", "1.5"], "--sparsity"),
+    (["--method", "prune", "--finetune-wd", "-1"], "--finetune-wd"),
 ])
 def test_bad_options_are_one_line_errors(trained, tiny_idx_dir, tmp_path, capsys, argv, word):
     rc = main(["compress", "--model", str(trained["lenet-5"]), "--data", str(tiny_idx_dir),
                "--out", str(tmp_path / "o"), *argv])
     err = capsys.readouterr().err
     assert rc == 2 and word in err and err.count("\n") == 1
+
+
+def test_finetune_wd_reaches_the_retraining_config():
+    from directnas.cli import build_parser
+    from directnas.commands.compress import config_from
+    base = ["compress", "--model", "m", "--method", "prune", "--out", "o"]
+    assert config_from(build_parser().parse_args(base)).finetune.weight_decay == 5e-5
+    args = build_parser().parse_args([*base, "--finetune-wd", "5e-4"])
+    assert config_from(args).finetune.weight_decay == 5e-4
 
 
 def test_missing_model_is_a_user_error(tmp_path, capsys):
