@@ -92,8 +92,12 @@ def test_write_report_finds_runs_and_compares(tmp_path, tiny_space_dict):
     # 0.90 lies 5/8 of the way from (2 ms, 0.85) to (6 ms, 0.93): 4.5 ms vs 1.0 ms
     assert comp["searched@1ms"]["ratio"] == pytest.approx(4.5)
     assert comp["searched@2ms"]["ratio"] is None  # no baseline reaches 0.95
+    # ... and the most accurate baseline (1.0 at 0.93, 6 ms) is 3x slower than it: a lower bound
+    assert comp["searched@2ms"]["ratio_lower_bound"] == pytest.approx(3.0)
+    assert "mobilenetv2-1.0" in comp["searched@2ms"]["method"]
     assert comp["searched@1ms"]["dominated_by"] == []
     md = (out / "report.md").read_text()
+    assert "> 3.00x" in md
     pngs = sorted(p.name for p in out.glob("*.png"))
     assert "pareto.png" in pngs and len(pngs) == 1 + 2 * 3  # arch, probs, curves per searched run
     for name in pngs:

@@ -46,6 +46,9 @@ def run(args: argparse.Namespace) -> int:
         if c.get("ratio"):
             print(f"{c['searched']} vs {c['baseline_family']}: {c['ratio']:.2f}x lower latency at equal "
                   f"accuracy ({c['method']})")
+        elif c.get("ratio_lower_bound"):
+            print(f"{c['searched']} vs {c['baseline_family']}: more accurate than every baseline; "
+                  f"{c['method']}")
     print(f"report: {(out / 'report.md').resolve()}  (+ report.json, "
           f"{len(list(out.glob('*.png')))} PNGs)")
     return 0
