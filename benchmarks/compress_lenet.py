@@ -37,7 +37,8 @@ def main() -> None:
     p.add_argument("--prune-steps", type=int, default=5)
     p.add_argument("--finetune-epochs", type=int, default=5)
     p.add_argument("--finetune-lr", type=float, default=0.05)
-    p.add_argument("--finetune-wd", type=float, default=5e-5, help="weight decay of the retraining")
+    p.add_argument("--finetune-wd", type=float, default=5e-4,
+                   help="weight decay of the retraining (5e-4; runs before session 6 used 5e-5)")
     p.add_argument("--bits-fc", type=int, default=4)
     p.add_argument("--bits-conv", type=int, default=8)
     p.add_argument("--threads", type=int, default=1)
