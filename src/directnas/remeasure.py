@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable
 import torch
 
 from directnas.compress.model_io import load_model
-from directnas.hardware.profile import Protocol, get_backend, measure_interleaved
+from directnas.hardware.profile import Protocol, Runner, get_backend, measure_interleaved
 from directnas.report import Run
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ def remeasure(runs: list[Run], *, backend: str, proto: Protocol, rounds: int = 5
     The training-time figure is kept as ``latency_ms_at_training``.  Returns the re-timed runs
     (those with a test accuracy; the others are left as they are)."""
     trained = [r for r in runs if "test_accuracy" in r.metrics]
-    runners = {}
+    runners: dict[str, Runner] = {}
     torch.set_num_threads(proto.threads)
     for r in trained:
         net, ck = load_model(model_path(r))
