@@ -4,7 +4,8 @@ Two tables:
   * per op: forward + backward of one depthwise conv at batch ``--batch-size`` for the shapes of
     the fashion-mnist space's 4x4 stages (where the kernel overhangs the map), oneDNN vs matmul;
   * per net: one SGD step (forward, loss, backward, update) of ``--arch`` (default: the largest
-    candidate net, every layer k7_e6), channels_last as training runs.
+    candidate net, every layer k7_e6), channels_last as training runs; with ``--compile`` also
+    the same step through ``torch.compile`` (inductor), with each depthwise path.
 
 The two sides alternate in rounds (``--rounds``) and each figure is the median over all rounds, so
 drift of a shared machine hits both sides alike.
@@ -42,11 +43,11 @@ def side_by_side(fns: dict[str, Callable[[], object]], rounds: int, reps: int,
                  warmup: int) -> dict[str, float]:
     times: dict[str, list[float]] = {k: [] for k in fns}
     for name, fn in fns.items():
-        depthwise.matmul_path_enabled = name == "matmul"
+        depthwise.matmul_path_enabled = "oneDNN" not in name
         timed(fn, warmup)
     for _ in range(rounds):
         for name, fn in fns.items():
-            depthwise.matmul_path_enabled = name == "matmul"
+            depthwise.matmul_path_enabled = "oneDNN" not in name
             times[name] += timed(fn, reps)
     depthwise.matmul_path_enabled = True
     return {k: statistics.median(v) for k, v in times.items()}
@@ -60,6 +61,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--reps", type=int, default=4)
+    ap.add_argument("--compile", action="store_true",
+                    help="also time the step through torch.compile (minutes of compiling)")
     ap.add_argument("--out", help="write the figures here as JSON")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -92,16 +95,26 @@ def main() -> None:
         memory_format=torch.channels_last)
     y = torch.randint(0, arch.space.num_classes, (a.batch_size,))
 
-    def train_step() -> None:
-        loss = F.cross_entropy(net(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    def make_step(model: torch.nn.Module) -> Callable[[], None]:
+        def train_step() -> None:
+            loss = F.cross_entropy(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        return train_step
 
-    r = side_by_side({"oneDNN": train_step, "matmul": train_step}, a.rounds, a.reps, 3)
+    fns = {"oneDNN": make_step(net), "matmul": make_step(net)}
+    if a.compile:  # one compiled module per path: each keeps its own graph (no recompiles)
+        fns["compiled-oneDNN"] = make_step(torch.compile(net))
+        fns["compiled-matmul"] = make_step(torch.compile(net))
+    r = side_by_side(fns, a.rounds, a.reps, 3)
     result["train_step"] = r
     print(f"\none training step of {a.arch or 'the all-k7_e6 net'}: oneDNN {r['oneDNN']:.0f} ms, "
           f"matmul path {r['matmul']:.0f} ms ({r['oneDNN'] / r['matmul']:.2f}x)")
+    for name in ("compiled-oneDNN", "compiled-matmul"):
+        if name in r:
+            print(f"  torch.compile, {name.split('-')[1]} path: {r[name]:.0f} ms "
+                  f"({r['matmul'] / r[name]:.2f}x the eager matmul path)")
     if a.out:
         Path(a.out).write_text(json.dumps({k: {f"{n}_step_ms": v for n, v in d.items()}
                                            for k, d in result.items()}, indent=2) + "\n")
