@@ -42,6 +42,28 @@ def test_batches_normalise_augment_and_shard(tiny_idx_dir):
     assert len(halves[0]) == len(halves[1]) == 6
 
 
+def test_random_erasing_blanks_one_rectangle_and_is_off_by_default(tiny_idx_dir):
+    ds = load_dataset(tiny_idx_dir)
+    kw = dict(batch_size=256, mean=ds.mean, std=ds.std, augment=True, pad=0, flip=False,
+              shuffle=False, seed=2)
+    plain, _ = next(iter(Batches(ds.train, **kw)))
+    erased, _ = next(iter(Batches(ds.train, erase=1.0, **kw)))
+    # without crop and flip the only change is the erased rectangle, which normalises to 0
+    changed = erased != plain
+    assert torch.all(erased[changed] == 0)
+    for i in range(256):
+        rows = torch.nonzero((erased[i, 0] == 0) & (plain[i, 0] != 0))
+        if len(rows):  # every changed pixel lies in one rectangle of 2-33 % of the image
+            (r0, c0), (r1, c1) = rows.min(0).values, rows.max(0).values
+            assert (r1 - r0 + 1) * (c1 - c0 + 1) <= 0.34 * 16 * 16 + 16
+    assert int(changed.flatten(1).any(1).sum()) > 200
+    # probability 0 (the default) leaves the batch and the random stream untouched
+    again, _ = next(iter(Batches(ds.train, erase=0.0, **kw)))
+    assert torch.equal(again, plain)
+    with pytest.raises(UserError, match="random erasing"):
+        Batches(ds.train, erase=1.5, **kw)
+
+
 def test_corrupt_and_missing_files_give_clear_errors(tmp_path, tiny_idx_dir):
     import shutil
     bad = tmp_path / "bad"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+import math
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -196,16 +197,22 @@ def split_train_valid(data: ImageData, *, valid_size: int, seed: int) -> tuple[I
 class Batches:
     """Shuffled, normalised, optionally augmented batches of an in-memory ImageData.
 
-    Augmentation (random crop with zero padding, horizontal flip) runs on the whole batch with
-    tensor indexing: no per-sample Python.  ``rank``/``world`` shard each epoch like
+    Augmentation (random crop with zero padding, horizontal flip, and with ``erase`` > 0 random
+    erasing: with that probability a random rectangle of 2-33 % of the image, aspect ratio
+    0.3-3.3, is set to the dataset mean) runs on the whole batch with tensor indexing: no
+    per-sample Python.  ``rank``/``world`` shard each epoch like
     DistributedSampler (every rank gets the same number of batches).
     """
 
     def __init__(self, data: ImageData, *, batch_size: int, mean: tuple[float, ...],
                  std: tuple[float, ...], augment: bool = False, shuffle: bool = True,
                  pad: int = 2, flip: bool = True, seed: int = 0, drop_last: bool = False,
-                 rank: int = 0, world: int = 1, channels_last: bool = False) -> None:
-        self.data, self.batch_size = data, batch_size
+                 rank: int = 0, world: int = 1, channels_last: bool = False,
+                 erase: float = 0.0) -> None:
+        if not 0.0 <= erase <= 1.0:
+            raise UserError(f"random erasing probability {erase} is not in [0, 1]: "
+                            "pass one such as 0.25")
+        self.data, self.batch_size, self.erase = data, batch_size, erase
         self.mean = torch.tensor(mean).view(1, -1, 1, 1) * 255.0
         self.std = torch.tensor(std).view(1, -1, 1, 1) * 255.0
         self.augment, self.shuffle, self.pad, self.flip = augment, shuffle, pad, flip
@@ -253,4 +260,25 @@ class Batches:
         if self.flip:
             m = torch.rand(b, generator=g) < 0.5
             x = torch.where(m[:, None, None, None], x.flip(-1), x)
+        if self.erase > 0:
+            x = self._erase(x)
         return x
+
+    def _erase(self, x: torch.Tensor) -> torch.Tensor:
+        """Random erasing (Zhong et al. 2020) as one masked write: the rectangle takes the mean
+        pixel, which normalises to 0 (torchvision's ``RandomErasing(value=0)`` after Normalize)."""
+        b, _, h, w = x.shape
+        g = self.generator
+        area = h * w * (0.02 + 0.31 * torch.rand(b, generator=g))
+        lo, hi = math.log(0.3), math.log(3.3)
+        ratio = torch.exp(lo + (hi - lo) * torch.rand(b, generator=g))
+        eh = (area * ratio).sqrt().round().clamp(1, h).long()
+        ew = (area / ratio).sqrt().round().clamp(1, w).long()
+        top = (torch.rand(b, generator=g) * (h - eh + 1)).long()
+        left = (torch.rand(b, generator=g) * (w - ew + 1)).long()
+        on = torch.rand(b, generator=g) < self.erase
+        r, c = torch.arange(h), torch.arange(w)
+        rows = (r >= top[:, None]) & (r < (top + eh)[:, None]) & on[:, None]  # (B, H)
+        cols = (c >= left[:, None]) & (c < (left + ew)[:, None])  # (B, W)
+        mask = (rows[:, :, None] & cols[:, None, :])[:, None]  # (B, 1, H, W)
+        return torch.where(mask, self.mean.to(x.dtype), x)

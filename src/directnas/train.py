@@ -37,6 +37,7 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-5
     label_smoothing: float = 0.1
+    random_erasing: float = 0.0  # probability per training image (0: off)
     seed: int = 0
     threads: int = 2
     channels_last: bool = True  # faster depthwise training on CPU
@@ -154,6 +155,7 @@ def train_net(net: nn.Module, data: Dataset, cfg: TrainConfig, *,
         net = net.to(memory_format=torch.channels_last)
     train = Batches(data.train, batch_size=cfg.batch_size, mean=data.mean, std=data.std,
                     augment=True, seed=cfg.seed, drop_last=True, channels_last=cfg.channels_last,
+                    erase=cfg.random_erasing,
                     rank=dist.rank, world=dist.world)
     if len(train) == 0:
         raise UserError(f"batch size {cfg.batch_size} is larger than the {len(data.train) // dist.world} "

@@ -33,6 +33,10 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-epochs", type=int, dest="epochs")
     p.add_argument("--train-batch-size", type=int, dest="batch_size")
     p.add_argument("--train-lr", type=float, dest="lr")
+    p.add_argument("--train-weight-decay", type=float, dest="weight_decay",
+                   help="L2 on conv/linear weights (default 5e-5)")
+    p.add_argument("--train-random-erasing", type=float, dest="random_erasing",
+                   help="probability of random erasing per training image (default 0: off)")
     p.add_argument("--train-checkpoint-every", type=int, dest="train_checkpoint_every",
                    help="also checkpoint every N steps inside an epoch (default: epoch ends only)")
     p.add_argument("--quick", action="store_true", help="a 1-minute smoke budget")
@@ -64,7 +68,8 @@ def do_train(args: argparse.Namespace, out: Path, *, arch_path: str | None,
     dist = init_from_env()
     quiet_unless_main(dist.is_main)
     resume = bool(getattr(args, "resume", False)) if resume is None else resume
-    overrides = {k: getattr(args, k, None) for k in ("epochs", "batch_size", "lr", "seed")}
+    overrides = {k: getattr(args, k, None)
+                 for k in ("epochs", "batch_size", "lr", "weight_decay", "random_erasing", "seed")}
     overrides["checkpoint_every"] = getattr(args, "train_checkpoint_every", None)
     if args.quick:
         overrides = {**QUICK, **{k: v for k, v in overrides.items() if v is not None}}
@@ -75,6 +80,13 @@ def do_train(args: argparse.Namespace, out: Path, *, arch_path: str | None,
         low = 0 if key == "checkpoint_every" else 1
         if getattr(cfg, key) < low:
             raise UserError(f"training option {key} must be >= {low}, got {getattr(cfg, key)}")
+    if not 0.0 <= cfg.random_erasing <= 1.0:
+        raise UserError("training option random_erasing must be in [0, 1], got "
+                        f"{cfg.random_erasing}: pass a probability such as "
+                        "--train-random-erasing 0.25")
+    if cfg.weight_decay < 0:
+        raise UserError(f"training option weight_decay must be >= 0, got {cfg.weight_decay}: "
+                        "pass a value such as --train-weight-decay 5e-4")
     dist.run_on_main(lambda: check_out_dir(out, TRAIN_CHECKPOINT, resume=resume,
                                            what="training checkpoint"))
     arch = Arch.load(arch_path) if arch_path else None
