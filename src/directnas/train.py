@@ -119,12 +119,28 @@ def count_macs(net: nn.Module, input_shape: tuple[int, int, int]) -> int:
     return macs
 
 
+class FlipAverage(nn.Module):
+    """Test-time augmentation: the mean of the softmax of ``net`` on an image and on its mirror
+    image (one forward pass on a batch twice the size).  Returns log-probabilities."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.net(torch.cat([x, x.flip(3)])).softmax(1)
+        return ((p[:len(x)] + p[len(x):]) / 2).log()
+
+
 @torch.no_grad()
-def evaluate(net: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, float]:
+def evaluate(net: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], *,
+             flip_tta: bool = False) -> dict[str, float]:
+    """Accuracy and mean cross-entropy; with ``flip_tta`` of ``FlipAverage(net)``."""
     net.eval()
+    model = FlipAverage(net) if flip_tta else net
     correct, total, loss = 0, 0, 0.0
     for x, y in batches:
-        out = net(x)
+        out = model(x)
         loss += float(F.cross_entropy(out, y, reduction="sum"))
         correct += int((out.argmax(1) == y).sum())
         total += int(y.numel())
