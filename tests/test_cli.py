@@ -31,6 +31,15 @@ def test_search_then_train(tmp_path, tiny_idx_dir, tiny_space_yaml, monkeypatch)
         assert key in m
     assert m["test_accuracy"] > 0.6  # four learnable classes; chance is 0.25
     assert m["params"] > 1000 and m["macs"] > m["params"]
+    # the flip-TTA figure is that of the saved model, evaluated with FlipAverage
+    from directnas.compress.model_io import load_model
+    from directnas.data import Batches, load_dataset
+    from directnas.train import evaluate
+    net, _ = load_model(tout)
+    ds = load_dataset(tiny_idx_dir)
+    test = Batches(ds.test, batch_size=100, mean=ds.mean, std=ds.std, shuffle=False)
+    assert abs(evaluate(net, test)["accuracy"] - m["test_accuracy"]) < 1e-9
+    assert abs(evaluate(net, test, flip_tta=True)["accuracy"] - m["test_accuracy_flip_tta"]) < 1e-9
 
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):

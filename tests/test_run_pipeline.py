@@ -38,6 +38,8 @@ def test_run_pipeline_resumes_and_skips(tmp_path, tiny_idx_dir, tiny_space_yaml,
     report = json.loads((out / "report.json").read_text())
     assert report["runs"][0]["name"] == "searched@5ms" and report["runs"][0]["target_latency_ms"] == 5
     md = (out / "report.md").read_text()
+    flip = report["runs"][0]["test_accuracy_flip_tta"]
+    assert flip == m["test_accuracy_flip_tta"] and f"{100 * flip:.2f} %" in md
     pngs = list(out.glob("*.png"))
     assert len(pngs) == 4  # architecture, probabilities, curves, accuracy-latency plane
     for p in pngs:

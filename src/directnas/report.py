@@ -357,7 +357,7 @@ def write_report(folders: list[str | Path], out: str | Path, *, title: str = "di
 def _run_json(r: Run, out: Path) -> dict[str, Any]:
     keys = ("test_accuracy", "latency_ms", "latency_spread_ms", "predicted_latency_ms", "params",
             "macs", "latency_backend", "latency_threads", "latency_batch_size", "train_wall_s",
-            "epochs", "latency_ms_at_training", "latency_side_by_side")
+            "epochs", "latency_ms_at_training", "latency_side_by_side", "test_accuracy_flip_tta")
     d: dict[str, Any] = {"name": r.name, "kind": r.kind, "family": r.family,
                          "folder": str(r.folder.resolve()),
                          **{k: r.metrics[k] for k in keys if k in r.metrics}}
@@ -405,6 +405,12 @@ def _markdown(title: str, runs: list[Run], summary: dict[str, Any]) -> str:
         lines.append(f"| {r.name} | {r.kind} | {f('test_accuracy', '.2f', 100)} % | "
                      f"{f('latency_ms', '.3f')} ms | {f('predicted_latency_ms', '.3f')} ms | "
                      f"{f('target_latency_ms', 'g')} | {f('params', ',d')} | {f('macs', '.1f', 1e-6)} |")
+    tta = [f"{r.name} {100 * d['test_accuracy_flip_tta']:.2f} %" for r, d in zip(runs, summary["runs"])
+           if isinstance(d.get("test_accuracy_flip_tta"), float)]
+    if tta:
+        lines += ["", "Test accuracy with flip test-time augmentation (the mean softmax of the image "
+                  "and its mirror image: two forward passes, not counted in the latencies above): "
+                  + "; ".join(tta) + "."]
     backend = {d.get("latency_backend") for d in summary["runs"]} - {None}
     if backend:
         sbs = next((d["latency_side_by_side"] for d in summary["runs"] if d.get("latency_side_by_side")),

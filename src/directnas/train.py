@@ -156,8 +156,9 @@ def train_net(net: nn.Module, data: Dataset, cfg: TrainConfig, *,
               progress: Callable[[Iterable, str, int], Iterable] = lambda it, desc, n: it,
               on_epoch: Callable[[int, dict[str, float]], None] | None = None,
               checkpoint: str | Path | None = None, resume: bool = False,
-              dist: Dist | None = None) -> dict[str, float]:
-    """Train on data.train, evaluate on data.test; returns the final metrics.
+              dist: Dist | None = None, flip_tta: bool = False) -> dict[str, float]:
+    """Train on data.train, evaluate on data.test; returns the final metrics (with ``flip_tta``
+    also ``accuracy_flip_tta``, the test accuracy of ``FlipAverage(net)``).
 
     With ``checkpoint`` the full state is written there (atomically) at every epoch end and
     every ``cfg.checkpoint_every`` steps; ``resume`` continues from it to the same weights as an
@@ -236,7 +237,10 @@ def train_net(net: nn.Module, data: Dataset, cfg: TrainConfig, *,
         save()
         if on_epoch is not None:
             on_epoch(epoch, row)
-    return evaluate(net, test)
+    result = evaluate(net, test)
+    if flip_tta:
+        result["accuracy_flip_tta"] = evaluate(net, test, flip_tta=True)["accuracy"]
+    return result
 
 
 def load_train_checkpoint(path: Path, net: nn.Module) -> dict[str, Any]:

@@ -133,7 +133,8 @@ def do_train(args: argparse.Namespace, out: Path, *, arch_path: str | None,
             on_epoch(e, r)
 
     result = train_net(net, data, cfg, progress=bar if dist.is_main else (lambda it, d, n: it),
-                       on_epoch=log_epoch, checkpoint=ck_path, resume=resume, dist=dist)
+                       on_epoch=log_epoch, checkpoint=ck_path, resume=resume, dist=dist,
+                       flip_tta=True)
     train_s = time.perf_counter() - t0
     if not dist.is_main:
         return {"model": name, "test_accuracy": result["accuracy"], "test_loss": result["loss"]}
@@ -145,6 +146,7 @@ def do_train(args: argparse.Namespace, out: Path, *, arch_path: str | None,
         "latency_ms": lat["ms"], "latency_spread_ms": lat["spread_ms"],
         "latency_backend": args.backend, "latency_batch_size": proto.batch_size,
         "latency_threads": proto.threads, "train_wall_s": train_s, "epochs": cfg.epochs,
+        "test_accuracy_flip_tta": result["accuracy_flip_tta"],
     }
     if arch is not None and table is not None:
         metrics["predicted_latency_ms"] = predict_arch_ms(arch, table)
@@ -159,6 +161,8 @@ def do_train(args: argparse.Namespace, out: Path, *, arch_path: str | None,
     pred = f", predicted {metrics['predicted_latency_ms']:.3f} ms" if "predicted_latency_ms" in metrics else ""
     print(f"test accuracy {100 * metrics['test_accuracy']:.2f} %, latency {lat['ms']:.3f} ms{pred} "
           f"(batch {proto.batch_size}, {proto.threads} threads, {args.backend})")
+    print(f"test accuracy with flip test-time augmentation (image and mirror image averaged, 2x "
+          f"the compute): {100 * metrics['test_accuracy_flip_tta']:.2f} %")
     print(f"metrics: {(out / 'metrics.json').resolve()}\nmodel: {(out / 'model.pt').resolve()}")
     return metrics
 
