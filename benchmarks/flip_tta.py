@@ -42,10 +42,10 @@ def main() -> None:
     shape = (1,) + tuple(data.test.images.shape[1:])
     proto = Protocol(threads=args.threads, repeats=args.repeats, warmup=args.warmup)
     factory = get_backend(args.backend)
+    test = Batches(data.test, batch_size=500, mean=data.mean, std=data.std, shuffle=False)
     rows, runners = [], {}
     for i, path in enumerate(args.models):
         net, _ = load_model(path)
-        test = Batches(data.test, batch_size=500, mean=data.mean, std=data.std, shuffle=False)
         plain = evaluate(net, test)["accuracy"]
         flip = evaluate(net, test, flip_tta=True)["accuracy"]
         rows.append({"model": str(path), "accuracy": plain, "accuracy_flip_tta": flip})
