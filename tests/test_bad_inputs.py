@@ -200,6 +200,8 @@ CASES: list[tuple[str, Callable[[Box], list[str]], str]] = [
      "the architecture expects 1x28"),
     ("train-erasing-out-of-range", lambda b: b.train(train_random_erasing="1.5"),
      "random_erasing must be in [0, 1], got 1.5"),
+    ("train-ema-out-of-range", lambda b: b.train(train_ema="1.5"),
+     "ema_decay must be in [0, 1), got 1.5"),
     ("train-negative-weight-decay", lambda b: b.train(train_weight_decay="-0.1"),
      "weight_decay must be >= 0, got -0.1"),
     ("train-existing-run-without-resume", lambda b: (torch_save(b.out / TRAIN_CHECKPOINT, {"kind": "directnas-train"}),

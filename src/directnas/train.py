@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from directnas.data import Batches, Dataset
 from directnas.distributed import Dist
@@ -38,6 +39,7 @@ class TrainConfig:
     weight_decay: float = 5e-5
     label_smoothing: float = 0.1
     random_erasing: float = 0.0  # probability per training image (0: off)
+    ema_decay: float = 0.0  # exponential moving average of the weights (0: off; e.g. 0.999)
     seed: int = 0
     threads: int = 2
     channels_last: bool = True  # faster depthwise training on CPU
@@ -186,6 +188,10 @@ def train_net(net: nn.Module, data: Dataset, cfg: TrainConfig, *,
                            {"params": no_decay, "weight_decay": 0.0}],
                           lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
     params = list(net.parameters())
+    # the EMA copy averages the weights and the BatchNorm statistics after every step; the
+    # trained net ends with its values (the net that is saved, evaluated and timed)
+    ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay),
+                        use_buffers=True) if cfg.ema_decay > 0 else None
     steps_per_epoch = len(train) if cfg.max_steps is None else min(len(train), cfg.max_steps)
     total = cfg.epochs * steps_per_epoch
     st: dict[str, Any] = {"epoch": 0, "step": 0, "epoch_step": 0, "running": 0.0, "seen": 0,
@@ -198,12 +204,18 @@ def train_net(net: nn.Module, data: Dataset, cfg: TrainConfig, *,
             return
         torch_save(path, {"kind": "directnas-train", "model_digest": model_digest(net),
                           "config": asdict(cfg), "net": net.state_dict(), "opt": opt.state_dict(),
-                          "state": st, "rng": rng_state()})
+                          "state": st, "rng": rng_state(),
+                          "ema": None if ema is None else ema.state_dict()})
 
     if resume and path is not None and path.exists():
         ck = load_train_checkpoint(path, net)
         net.load_state_dict(ck["net"])
         opt.load_state_dict(ck["opt"])
+        if (ema is None) != (ck.get("ema") is None):
+            raise UserError(f"{path} was written {'without' if ema else 'with'} --train-ema: "
+                            "resume with the same options, or train in a new --out")
+        if ema is not None:
+            ema.load_state_dict(ck["ema"])
         st = ck["state"]
         set_rng_state(ck["rng"])
         remove_stale_temps(path.parent)
@@ -223,6 +235,8 @@ def train_net(net: nn.Module, data: Dataset, cfg: TrainConfig, *,
             loss = dist.all_reduce_grads(params, extra=loss.detach())
             check_finite([loss], f"the training loss at step {st['step']}", "lower --train-lr")
             opt.step()
+            if ema is not None:
+                ema.update_parameters(net)
             st["running"] += float(loss) * y.numel()
             st["seen"] += y.numel()
             st["step"] += 1
@@ -234,9 +248,13 @@ def train_net(net: nn.Module, data: Dataset, cfg: TrainConfig, *,
         st.update(epoch=epoch + 1, epoch_step=0, running=0.0, seen=0,
                   epoch_gen=train.generator.get_state())
         dist.broadcast_tensors(net.buffers())  # BatchNorm statistics: rank 0's, as DDP does
+        if ema is not None:
+            dist.broadcast_tensors(ema.module.buffers())
         save()
         if on_epoch is not None:
             on_epoch(epoch, row)
+    if ema is not None:
+        net.load_state_dict(ema.module.state_dict())
     result = evaluate(net, test)
     if flip_tta:
         result["accuracy_flip_tta"] = evaluate(net, test, flip_tta=True)["accuracy"]

@@ -37,7 +37,8 @@ NOT_IN_KEY = {"checkpoint_every"}  # options that do not change a stage's result
 # run's training flags -> the names do_train reads (--epochs, --lr, ... belong to the search)
 TRAIN_FLAGS = {"train_config": "config", "train_epochs": "epochs",
                "train_batch_size": "batch_size", "train_lr": "lr",
-               "train_weight_decay": "weight_decay", "train_random_erasing": "random_erasing"}
+               "train_weight_decay": "weight_decay", "train_random_erasing": "random_erasing",
+               "train_ema": "ema_decay"}
 
 
 def _dests(adder: Callable[[argparse.ArgumentParser], None]) -> list[str]:
@@ -74,6 +75,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="L2 on conv/linear weights (default 5e-5)")
     p.add_argument("--train-random-erasing", type=float,
                    help="probability of random erasing per training image (default 0: off)")
+    p.add_argument("--train-ema", type=float,
+                   help="exponential moving average of the weights, decay per step (e.g. 0.999; "
+                        "default 0: off)")
     p.add_argument("--compare", nargs="+", default=[], metavar="DIR",
                    help="finished baseline/run folders to add to the report's accuracy-latency plane")
     p.add_argument("--no-tensorboard", action="store_true", help="write no TensorBoard event files")

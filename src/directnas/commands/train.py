@@ -37,6 +37,9 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
                    help="L2 on conv/linear weights (default 5e-5)")
     p.add_argument("--train-random-erasing", type=float, dest="random_erasing",
                    help="probability of random erasing per training image (default 0: off)")
+    p.add_argument("--train-ema", type=float, dest="ema_decay",
+                   help="keep an exponential moving average of the weights with this decay per "
+                        "step (e.g. 0.999) and end with it (default 0: off)")
     p.add_argument("--train-checkpoint-every", type=int, dest="train_checkpoint_every",
                    help="also checkpoint every N steps inside an epoch (default: epoch ends only)")
     p.add_argument("--quick", action="store_true", help="a 1-minute smoke budget")
@@ -69,7 +72,8 @@ def do_train(args: argparse.Namespace, out: Path, *, arch_path: str | None,
     quiet_unless_main(dist.is_main)
     resume = bool(getattr(args, "resume", False)) if resume is None else resume
     overrides = {k: getattr(args, k, None)
-                 for k in ("epochs", "batch_size", "lr", "weight_decay", "random_erasing", "seed")}
+                 for k in ("epochs", "batch_size", "lr", "weight_decay", "random_erasing", "ema_decay",
+                           "seed")}
     overrides["checkpoint_every"] = getattr(args, "train_checkpoint_every", None)
     if args.quick:
         overrides = {**QUICK, **{k: v for k, v in overrides.items() if v is not None}}
@@ -84,6 +88,9 @@ def do_train(args: argparse.Namespace, out: Path, *, arch_path: str | None,
         raise UserError("training option random_erasing must be in [0, 1], got "
                         f"{cfg.random_erasing}: pass a probability such as "
                         "--train-random-erasing 0.25")
+    if not 0.0 <= cfg.ema_decay < 1.0:
+        raise UserError(f"training option ema_decay must be in [0, 1), got {cfg.ema_decay}: "
+                        "pass a decay such as --train-ema 0.999 (0: off)")
     if cfg.weight_decay < 0:
         raise UserError(f"training option weight_decay must be >= 0, got {cfg.weight_decay}: "
                         "pass a value such as --train-weight-decay 5e-4")
