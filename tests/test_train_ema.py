@@ -69,7 +69,8 @@ def test_ema_run_resumes_bitwise(tmp_path, tiny):
     arch, data = tiny
     torch.manual_seed(0)
     ref_net = arch.build()
-    ref = train_net(ref_net, data, cfg(ema_decay=DECAY), checkpoint=tmp_path / "ref" / TRAIN_CHECKPOINT)
+    ref = train_net(ref_net, data, cfg(ema_decay=DECAY),
+                    checkpoint=tmp_path / "ref" / TRAIN_CHECKPOINT)
     torch.manual_seed(0)
     net = arch.build()
     ck = tmp_path / "run" / TRAIN_CHECKPOINT

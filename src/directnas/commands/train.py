@@ -72,8 +72,8 @@ def do_train(args: argparse.Namespace, out: Path, *, arch_path: str | None,
     quiet_unless_main(dist.is_main)
     resume = bool(getattr(args, "resume", False)) if resume is None else resume
     overrides = {k: getattr(args, k, None)
-                 for k in ("epochs", "batch_size", "lr", "weight_decay", "random_erasing", "ema_decay",
-                           "seed")}
+                 for k in ("epochs", "batch_size", "lr", "weight_decay", "random_erasing",
+                           "ema_decay", "seed")}
     overrides["checkpoint_every"] = getattr(args, "train_checkpoint_every", None)
     if args.quick:
         overrides = {**QUICK, **{k: v for k, v in overrides.items() if v is not None}}
