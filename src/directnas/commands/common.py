@@ -93,25 +93,32 @@ class _StoreExplicit(argparse.Action):
 
 def add_protocol_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="torch-cpu", action=_StoreExplicit,
-                   help="latency backend (default torch-cpu)")
-    p.add_argument("--threads", type=int, default=2, help="threads for latency measurement")
+                   help="latency backend: torch-cpu (default), onnxruntime-cpu, "
+                        "executorch-xnnpack, openvino-cpu, cuda")
+    p.add_argument("--threads", type=int, default=1,
+                   help="threads for latency measurement (default 1: batch-1 latency)")
     p.add_argument("--latency-batch", type=int, default=1, help="batch size for latency (default 1)")
-    p.add_argument("--repeats", type=int, default=50, help="timed repeats per op (median is kept)")
+    p.add_argument("--repeats", type=int, default=30,
+                   help="timed calls per net/op per round (default 30; --stat of them is kept)")
+    p.add_argument("--rounds", type=int, default=5,
+                   help="interleaved rounds, each with a drift reference net; the median over "
+                        "rounds is kept (default 5)")
     p.add_argument("--warmup", type=int, default=10, help="untimed warm-up runs per op")
     p.add_argument("--dtype", default="float32", choices=DTYPES, help="dtype for latency (default float32)")
-    p.add_argument("--stat", default="median", choices=STATS,
-                   help="statistic of the repeats kept (default median; p10 resists a loaded machine)")
+    p.add_argument("--stat", default="p10", choices=STATS,
+                   help="statistic of a round's calls (default p10: resists a loaded machine)")
     p.add_argument("--clock", default="wall", choices=CLOCKS,
                    help="wall (default) or cpu: one thread's CPU time (with --threads 1)")
 
 
 def protocol_from(args: argparse.Namespace) -> Protocol:
-    for name in ("threads", "latency_batch", "repeats"):
+    for name in ("threads", "latency_batch", "repeats", "rounds"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be >= 1")
     return Protocol(batch_size=args.latency_batch, threads=args.threads, warmup=args.warmup,
                     repeats=args.repeats, dtype=getattr(args, "dtype", "float32"),
-                    stat=getattr(args, "stat", "median"), clock=getattr(args, "clock", "wall"))
+                    stat=getattr(args, "stat", "p10"), clock=getattr(args, "clock", "wall"),
+                    rounds=args.rounds)
 
 
 def get_table(space: SearchSpace, *, table_path: str | None, backend: str, proto: Protocol,

@@ -48,7 +48,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("validate", help="predicted vs measured latency of random architectures")
     p.add_argument("--space", default="fashion-mnist", help="preset name or YAML path")
     p.add_argument("--samples", type=int, default=30, help="random architectures (default 30)")
-    p.add_argument("--rounds", type=int, default=5, help="interleaved measuring rounds (default 5)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--table",
                    help="table to validate (default: measure the ops in the same rounds)")
@@ -142,7 +141,7 @@ def run_validate(args: argparse.Namespace) -> int:
         table.check_covers(space, path=args.table)
     report, table = validate(
         space, backend=args.backend, proto=proto, samples=args.samples, table=table,
-        rounds=args.rounds, seed=args.seed, fit=args.fit_correction,
+        rounds=proto.rounds, seed=args.seed, fit=args.fit_correction,
         progress=lambda it: bar(it, "measure", len(it)))  # type: ignore[arg-type]
     write_json(args.out, report)
     if args.plot:
@@ -150,7 +149,7 @@ def run_validate(args: argparse.Namespace) -> int:
     if args.save_table:
         table.save(args.save_table)
     print(f"{report['samples']} archs of {space.name} on {args.backend} (batch {proto.batch_size}, "
-          f"{proto.threads} threads, {args.rounds} rounds):")
+          f"{proto.threads} threads, {proto.rounds} rounds; held out from the calibration):")
     for p in report["pairs"]:
         print(f"  predicted {p['predicted_ms']:8.3f} ms  measured {p['measured_ms']:8.3f} ms  "
               f"{p['arch']}")

@@ -19,7 +19,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--remeasure", action="store_true",
                    help="re-time every trained net side by side in this process (interleaved rounds) "
                         "instead of using the latency each training measured")
-    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds for --remeasure")
     add_protocol_args(p)
     p.set_defaults(func=run)
 

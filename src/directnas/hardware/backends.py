@@ -5,6 +5,10 @@
   * ``torch-cpu``: eager PyTorch on the CPU with ``threads`` intra-op threads;
   * ``onnxruntime-cpu``: the module exported to ONNX (in memory) and run by an onnxruntime
     ``InferenceSession`` with ``intra_op_num_threads = threads`` (graph optimisations on);
+  * ``executorch-xnnpack``: ``torch.export`` -> XNNPACK-delegated ExecuTorch program, run in
+    ``executorch.runtime`` with its thread pool set to ``threads`` (extra ``[executorch]``);
+  * ``openvino-cpu``: ``openvino.convert_model`` -> ``compile_model("CPU")`` with the latency
+    hint and ``threads`` inference threads (extra ``[openvino]``);
   * ``cuda``: eager PyTorch on the GPU, timed with CUDA events after a synchronise; a clear
     ``UserError`` when no GPU is present.
 
@@ -14,12 +18,14 @@ which runs once and returns the elapsed milliseconds.  ``profile.time_runner`` u
 
 from __future__ import annotations
 
+import copy
 import io
 import logging
 import warnings
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -34,13 +40,14 @@ ONNX_OPSET = 17
 @dataclass(frozen=True)
 class Protocol:
     batch_size: int = 1
-    threads: int = 2
+    threads: int = 1  # batch-1 latency: one thread (two are slower for small nets here)
     warmup: int = 10
-    repeats: int = 50
+    repeats: int = 30
     dtype: str = "float32"
     channels_last: bool = False
-    stat: str = "median"  # statistic of the repeats kept as "ms" (see STATS)
+    stat: str = "p10"  # statistic of the repeats kept per round as "ms" (see STATS)
     clock: str = "wall"  # "wall" (perf_counter) or "cpu" (this thread's CPU time; threads=1 only)
+    rounds: int = 5  # interleaved rounds; the median over rounds is kept
 
 
 # "median" is the field's protocol.  On a shared, loaded machine a call is preempted with a
@@ -65,7 +72,7 @@ def _dtype(proto: Protocol) -> torch.dtype:
 def _torch_cpu(module: nn.Module, shape: tuple[int, ...], proto: Protocol) -> Runner:
     torch.set_num_threads(proto.threads)
     dtype = _dtype(proto)
-    module = module.eval().to(dtype)
+    module = copy.deepcopy(module).eval().to(dtype)  # never change the caller's module
     x = torch.randn(*shape, dtype=dtype)
     if proto.channels_last:
         module = module.to(memory_format=torch.channels_last)
@@ -80,7 +87,7 @@ def _torch_cpu(module: nn.Module, shape: tuple[int, ...], proto: Protocol) -> Ru
 
 def export_onnx(module: nn.Module, shape: tuple[int, ...]) -> bytes:
     """The module (eval mode, float32, on the CPU) as an ONNX model with input ``x``."""
-    module = module.eval().float().cpu()
+    module = copy.deepcopy(module).eval().float().cpu()
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -149,7 +156,7 @@ def _cuda(module: nn.Module, shape: tuple[int, ...], proto: Protocol) -> Runner:
         raise UserError("backend cuda needs a CUDA GPU and a CUDA build of torch, and none is "
                         "present here: use --backend torch-cpu or onnxruntime-cpu")
     dtype = _dtype(proto)
-    module = module.eval().to("cuda", dtype)
+    module = copy.deepcopy(module).eval().to("cuda", dtype)  # never change the caller's module
     x = torch.randn(*shape, dtype=dtype, device="cuda")
     if proto.channels_last:
         module = module.to(memory_format=torch.channels_last)
@@ -157,11 +164,64 @@ def _cuda(module: nn.Module, shape: tuple[int, ...], proto: Protocol) -> Runner:
     return _CudaRunner(module, x)
 
 
+def _float32_only(name: str, proto: Protocol) -> None:
+    if proto.dtype != "float32":
+        raise UserError(f"backend {name} measures float32 only, not {proto.dtype}: drop --dtype")
+
+
+def _executorch_xnnpack(module: nn.Module, shape: tuple[int, ...], proto: Protocol) -> Runner:
+    return executorch_runners({"forward": (module, shape)}, proto)["forward"]
+
+
+def executorch_runners(items: dict[str, tuple[nn.Module, tuple[int, ...]]], proto: Protocol,
+                       *, chunk: int = 16) -> dict[str, Runner]:
+    """Runners for many modules, lowered to ExecuTorch/XNNPACK ``chunk`` at a time (one program
+    with one method per module: about 3x cheaper than lowering each alone)."""
+    from directnas.deploy.formats import PteProgram, pte_program
+
+    _float32_only("executorch-xnnpack", proto)
+    names = list(items)
+    out: dict[str, Runner] = {}
+    for i in range(0, len(names), chunk):
+        part = {f"m{j}": items[n] for j, n in enumerate(names[i:i + chunk])}
+        prog = PteProgram(pte_program(part), proto.threads)
+        for j, n in enumerate(names[i:i + chunk]):
+            out[n] = prog.runner(f"m{j}", torch.randn(*items[n][1]))
+    return out
+
+
+def _openvino_cpu(module: nn.Module, shape: tuple[int, ...], proto: Protocol) -> Runner:
+    from directnas.deploy.formats import ov_compile, to_openvino
+
+    _float32_only("openvino-cpu", proto)
+    req = ov_compile(to_openvino(module, shape), proto.threads).create_infer_request()
+    x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
+
+    def run() -> object:
+        return req.infer({0: x})
+
+    return run
+
+
 BACKENDS: dict[str, RunnerFactory] = {
     "torch-cpu": _torch_cpu,
     "onnxruntime-cpu": _onnxruntime_cpu,
+    "executorch-xnnpack": _executorch_xnnpack,
+    "openvino-cpu": _openvino_cpu,
     "cuda": _cuda,
 }
+# the deployment format each backend ships (``directnas export --format``)
+BACKEND_FORMAT = {"torch-cpu": "torchscript", "onnxruntime-cpu": "onnx",
+                  "executorch-xnnpack": "pte", "openvino-cpu": "openvino", "cuda": "torchscript"}
+
+
+def make_runners(backend: str, items: dict[str, tuple[nn.Module, tuple[int, ...]]],
+                 proto: Protocol) -> dict[str, Runner]:
+    """Runners for many modules at once (batched where the backend lowers in bulk)."""
+    if backend == "executorch-xnnpack":
+        return executorch_runners(items, proto)
+    factory = get_backend(backend)
+    return {k: factory(m, s, proto) for k, (m, s) in items.items()}
 
 
 def get_backend(name: str) -> RunnerFactory:
@@ -177,6 +237,18 @@ def backend_versions(name: str) -> dict[str, str]:
         try:
             import onnxruntime as ort
             out["onnxruntime"] = ort.__version__
+        except ImportError:
+            pass
+    if name == "executorch-xnnpack":
+        try:
+            from importlib.metadata import version
+            out["executorch"] = version("executorch")
+        except Exception:
+            pass
+    if name == "openvino-cpu":
+        try:
+            import openvino as ov
+            out["openvino"] = ov.__version__
         except ImportError:
             pass
     if name == "cuda" and torch.cuda.is_available():

@@ -24,7 +24,8 @@ from directnas.hardware.backends import Protocol, get_backend
 from directnas.hardware.correction import feature_names
 from directnas.hardware.lut import LatencyTable
 from directnas.hardware.predictor import fit_correction, predict_arch_ms
-from directnas.hardware.profile import device_meta, measure_interleaved, op_runners
+from directnas.hardware.profile import (CALIBRATION_NETS, NOISE, calibration_archs,
+                                        measure_space, profile_space)
 from directnas.space.arch import Arch
 from directnas.space.space import SearchSpace
 
@@ -65,12 +66,14 @@ def metrics(predicted: list[float], measured: list[float]) -> dict[str, float]:
 
 
 def validate(space: SearchSpace, *, backend: str, proto: Protocol, samples: int,
-             table: LatencyTable | None = None, rounds: int = 5, seed: int = 0,
-             fit: str | None = None,
+             table: LatencyTable | None = None, rounds: int | None = None, seed: int = 0,
+             fit: str | None = None, calibrate: int = CALIBRATION_NETS,
              progress: Callable[[Iterable], Iterable] = lambda it: it,
              ) -> tuple[dict[str, Any], LatencyTable]:
     """Measure ``samples`` random archs end to end; returns (report, table).  Without ``table``
-    the space's ops are measured in the same interleaved rounds.  With ``fit`` (a feature set of
+    the space is profiled (ops + ``calibrate`` calibration nets, ``profile_space``) in the same
+    interleaved rounds, and the random archs are held out: the figures (``mape``,
+    ``kendall_tau``, ...) are those of the calibrated table on nets it was not fitted on.  With ``fit`` (a feature set of
     ``hardware.correction``) a correction is fitted on the first half of the archs and reported
     on the second; the returned table carries a correction refitted on all of them."""
     if samples < 2:
@@ -80,25 +83,33 @@ def validate(space: SearchSpace, *, backend: str, proto: Protocol, samples: int,
         if samples < need:
             raise UserError(f"--fit-correction {fit} fits on half the archs: "
                             f"use --samples >= {need}")
-    archs = sample_archs(space, samples, seed=seed)
-    factory = get_backend(backend)
-    shape = (proto.batch_size, space.input_channels, space.input_size, space.input_size)
-    runners = {f"net{i}": factory(a.build(), shape, proto) for i, a in enumerate(archs)}
-    if table is None:
-        runners.update(op_runners(space, backend=backend, proto=proto))
+    cal = calibration_archs(space, calibrate, seed=seed) if table is None else {}
+    cal_ops = {tuple(a.ops) for a in cal.values()}
+    archs = [a for a in sample_archs(space, samples + len(cal), seed=seed + 1)
+             if tuple(a.ops) not in cal_ops][:samples]  # held out: none is a calibration net
+    nets = {f"net{i}": a for i, a in enumerate(archs)}
     load_before = os.getloadavg()
-    measured = measure_interleaved(runners, proto, rounds=rounds, seed=seed, progress=progress)
-    load_after = os.getloadavg()
+    measured: dict[str, dict[str, float]] = {}
     if table is None:
-        meta = {**device_meta(backend, proto), "rounds": rounds, "measured_with": "validate"}
-        table = LatencyTable(meta, {k: v for k, v in measured.items() if not k.startswith("net")})
+        table = profile_space(space, backend=backend, proto=proto, rounds=rounds,
+                              calibrate=calibrate, extra_nets=nets, seed=seed,
+                              measured_out=measured, progress=progress)
+        table.meta["measured_with"] = "validate"
+    else:
+        measured = measure_space(space, backend=backend, proto=proto, rounds=rounds, nets=nets,
+                                 skip_ops=None, seed=seed, progress=progress)
+    load_after = os.getloadavg()
     table.check_covers(space)
     nets = [measured[f"net{i}"] for i in range(len(archs))]
     meas = [n["ms"] for n in nets]
     raw = [predict_arch_ms(a, table, corrected=False) for a in archs]
     pred = [predict_arch_ms(a, table) for a in archs]
     report: dict[str, Any] = {
-        "space": space.name, "backend": backend, "protocol": asdict(proto), "rounds": rounds,
+        "space": space.name, "backend": backend, "protocol": asdict(proto),
+        "rounds": max(2, proto.rounds if rounds is None else rounds),
+        "held_out": True, "calibration_nets": len(cal) if cal else None,
+        "noise_floor": measured.get(NOISE, {}).get("noise_floor"),
+        "reference_ms": measured.get(NOISE, {}).get("ms"),
         "seed": seed, "samples": len(archs), "table_digest": table.digest(),
         "table_meta": table.meta, "table_has_correction": table.correction is not None,
         **metrics(pred, meas),
