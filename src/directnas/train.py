@@ -64,7 +64,7 @@ def check_train_config(cfg: TrainConfig) -> None:
     for key in ("lr", "weight_decay", "momentum", "label_smoothing"):
         v = getattr(cfg, key)
         if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v < 1e30:
-            raise UserError(f"training option {key} must be a number >= 0, got {v!r}")
+            raise UserError(f"training option {key} must be >= 0, got {v!r}: pass a number such as 0.1")
     check_amp(resolve_device(cfg.device), cfg.amp)
 
 
