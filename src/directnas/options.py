@@ -39,7 +39,7 @@ def resolve_config(cls: type[T], *, yaml_path: str | Path | None, overrides: Map
     """``cls`` from its defaults, ``quick`` (a smoke budget), one YAML file and ``overrides``.
 
     With ``what`` (e.g. ``"training"``) an override ``cls`` does not know is a UserError (library
-    keyword arguments); without it, unknown overrides are ignored (shared argparse namespaces)."""
+    keyword arguments); without it, unknown overrides are ignored (a command's flags shared by several steps)."""
     names = field_names(cls)
     given = {k: v for k, v in overrides.items() if v is not None}
     unknown = sorted(set(given) - names)
