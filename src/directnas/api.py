@@ -154,6 +154,8 @@ def search(space: SpaceLike, data: DataLike, *, target_latency: Target | None = 
     dataset = as_dataset(data, size=input_size or space.input_size)
     given, space = space, fit_space(space, dataset, input_size=input_size)
     check_data_fits(space, dataset)
+    if quick and "valid_size" not in config and (cfg.valid_size or 0) * 2 > len(dataset.train):
+        cfg.valid_size = None  # the smoke budget's validation split, on small data: 10 %
     with _run_folder(out) as folder:
         dist.run_on_main(lambda: check_out_dir(folder, CHECKPOINT, resume=resume,
                                                what="search checkpoint"))
