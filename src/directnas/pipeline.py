@@ -32,6 +32,7 @@ from directnas.space.arch import Arch
 from directnas.space.space import SearchSpace, load_space
 from directnas.targets import Target, parse_target
 from directnas.tblog import EpochLog
+from directnas.trainer import Progress, no_progress
 
 log = logging.getLogger(__name__)
 STAGE = "stage.json"
@@ -127,7 +128,7 @@ def run(space: str | Path | SearchSpace = "fashion-mnist", data: DataLike = "fas
         input_size: int | None = None, search: Mapping[str, Any] | None = None,
         train: Mapping[str, Any] | None = None, compare: Sequence[str | Path] = (),
         tensorboard: bool = True, say: Callable[[str], None] = log.info,
-        progress: api.Progress = api.no_progress) -> list[TargetResult]:
+        progress: Progress = no_progress) -> list[TargetResult]:
     """Profile, search, train and report for each target in ``out``; call it again to resume.
 
     ``search`` / ``train``: keyword options of ``api.search`` / ``api.train`` (their config
