@@ -191,7 +191,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny, tiny_idx_
                                                        tiny_space_yaml, monkeypatch, capsys):
     import torch.nn.functional as F
 
-    import directnas.search.searcher as searcher_mod
+    import directnas.trainer as trainer_mod
 
     _, _, table = tiny
     table_path = tmp_path / "table.json"
@@ -203,7 +203,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny, tiny_idx_
         loss = F.cross_entropy(logits, labels, **kw)
         return loss * float("nan") if calls["n"] == 11 else loss
 
-    monkeypatch.setattr(searcher_mod, "F", type("F", (), {"cross_entropy": staticmethod(poisoned)}))
+    monkeypatch.setattr(trainer_mod, "F", type("F", (), {"cross_entropy": staticmethod(poisoned)}))
     out = tmp_path / "run"
     rc = main(_search_argv(tiny_space_yaml, tiny_idx_dir, table_path, out))
     err = capsys.readouterr().err

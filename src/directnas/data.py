@@ -1,6 +1,7 @@
 """Datasets held in memory as uint8 tensors; batched, vectorised augmentation.
 
-Readers: Fashion-MNIST/MNIST IDX (gzip or raw), CIFAR-10 binary, ImageFolder (Pillow).
+Readers: Fashion-MNIST/MNIST IDX (gzip or raw), CIFAR-10 binary, ImageFolder (Pillow; split
+folders or plain class folders).
 ``load_dataset("fashion-mnist")`` reads Debian's ``dataset-fashion-mnist`` package.
 """
 
@@ -94,7 +95,7 @@ def read_idx_dir(root: Path, name: str = "fashion-mnist") -> Dataset:
     k = int(max(parts["train"].labels.max(), parts["test"].labels.max())) + 1
     for p in parts.values():
         p.num_classes = k
-    return _with_stats(name, parts["train"], parts["test"])
+    return with_stats(name, parts["train"], parts["test"])
 
 
 def read_cifar10_bin(root: Path) -> Dataset:
@@ -113,58 +114,99 @@ def read_cifar10_bin(root: Path) -> Dataset:
 
     train = read([root / f"data_batch_{i}.bin" for i in range(1, 6)])
     test = read([root / "test_batch.bin"])
-    return _with_stats("cifar10", train, test)
+    return with_stats("cifar10", train, test)
 
 
-def read_image_folder(root: Path) -> Dataset:
-    """``root/train/<class>/*.png|jpg`` and ``root/test/<class>/...`` (or ``val``)."""
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+TEST_FRACTION = 0.2  # of a plain ImageFolder, carved with a fixed seed
+
+
+def _class_dirs(root: Path) -> list[str]:
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _read_images(files: list[tuple[Path, int]], num_classes: int, size: int | None) -> ImageData:
+    """(image, class) files -> ImageData; every image in the first one's mode (L or RGB), and
+    resized to ``size`` x ``size`` when given."""
     from PIL import Image, UnidentifiedImageError
 
-    test_dir = root / "test" if (root / "test").is_dir() else root / "val"
-    classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
+    xs, ys = [], []
+    mode, shape = None, None
+    for f, ci in files:
+        try:
+            with Image.open(f) as im:
+                im.load()
+                mode = mode or ("L" if im.mode in ("1", "L", "LA", "I", "I;16") else "RGB")
+                im = im.convert(mode)
+                if size is not None and im.size != (size, size):
+                    im = im.resize((size, size), Image.Resampling.BILINEAR)
+                a = np.asarray(im)
+        except (UnidentifiedImageError, OSError) as e:
+            raise UserError(f"image {f} is corrupt or truncated ({e}): remove or replace it") from None
+        shape = shape or a.shape
+        if a.shape != shape:
+            raise UserError(f"image {f} has shape {a.shape}, others {shape}: resize all images to "
+                            "one size or pass --input-size")
+        xs.append(a if a.ndim == 3 else a[:, :, None])
+        ys.append(ci)
+    x = torch.from_numpy(np.stack(xs)).permute(0, 3, 1, 2).contiguous()
+    return ImageData(x, torch.tensor(ys, dtype=torch.int64), num_classes)
+
+
+def _image_files(split: Path, classes: list[str]) -> list[tuple[Path, int]]:
+    files = [(f, ci) for ci, c in enumerate(classes) for f in sorted((split / c).glob("*"))
+             if f.suffix.lower() in IMAGE_SUFFIXES]
+    if not files:
+        raise UserError(f"ImageFolder {split} holds no images: put .png/.jpg files in {split}/<class>/")
+    return files
+
+
+def read_image_folder(root: Path, *, size: int | None = None, seed: int = 0) -> Dataset:
+    """``root/train/<class>/*.png|jpg`` + ``root/test/<class>/...`` (or ``val``), or a plain
+    ``root/<class>/...`` whose test split (``TEST_FRACTION`` of each class) is carved with a
+    fixed seed.  With ``size`` every image is resized to ``size`` x ``size``."""
+    if (root / "train").is_dir():
+        classes = _class_dirs(root / "train")
+        if not classes:
+            raise UserError(f"ImageFolder {root}/train has no class folders: use train/<class>/<image>")
+        test_dir = root / "test" if (root / "test").is_dir() else root / "val"
+        if not test_dir.is_dir():
+            raise UserError(f"ImageFolder {root} needs train/ and test/ (or val/) folders: add a "
+                            "test/ folder with the same class folders")
+        train = _read_images(_image_files(root / "train", classes), len(classes), size)
+        test = _read_images(_image_files(test_dir, classes), len(classes), size)
+        return with_stats(root.name, train, test)
+    classes = _class_dirs(root)
     if not classes:
-        raise UserError(f"ImageFolder {root}/train has no class folders: use train/<class>/<image>")
-
-    def read(split: Path) -> ImageData:
-        xs, ys = [], []
-        size = None
-        for ci, cname in enumerate(classes):
-            for f in sorted((split / cname).glob("*")):
-                if f.suffix.lower() not in (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"):
-                    continue
-                try:
-                    with Image.open(f) as im:
-                        im.load()
-                        mode = im.mode if im.mode in ("L", "RGB") else "RGB"
-                        a = np.asarray(im.convert(mode))
-                except (UnidentifiedImageError, OSError) as e:
-                    raise UserError(f"image {f} is corrupt or truncated ({e}): remove or replace it") from None
-                if size is None:
-                    size = a.shape
-                if a.shape != size:
-                    raise UserError(f"image {f} has shape {a.shape}, others {size}: resize all images to one size")
-                xs.append(a if a.ndim == 3 else a[:, :, None])
-                ys.append(ci)
-        if not xs:
-            raise UserError(f"ImageFolder split {split} holds no images: put .png/.jpg files in {split}/<class>/")
-        x = torch.from_numpy(np.stack(xs)).permute(0, 3, 1, 2).contiguous()
-        return ImageData(x, torch.tensor(ys, dtype=torch.int64), len(classes))
-
-    if not test_dir.is_dir():
-        raise UserError(f"ImageFolder {root} needs train/ and test/ (or val/) folders: add a test/ "
-                        "folder with the same class folders")
-    return _with_stats(root.name, read(root / "train"), read(test_dir))
+        raise UserError(f"dataset folder {root} has no IDX files, CIFAR-10 batches, train/ folder "
+                        "or class folders: point --data at a folder holding one of them")
+    files = _image_files(root, classes)
+    data = _read_images(files, len(classes), size)
+    g = torch.Generator().manual_seed(seed)
+    test_idx = []
+    for c in range(len(classes)):  # per class: the test split keeps the class balance
+        idx = torch.nonzero(data.labels == c).flatten()
+        n_test = int(round(TEST_FRACTION * len(idx))) if len(idx) > 1 else 0
+        test_idx.append(idx[torch.randperm(len(idx), generator=g)[:n_test]])
+    is_test = torch.zeros(len(data), dtype=torch.bool)
+    is_test[torch.cat(test_idx)] = True
+    log.info("ImageFolder %s: %d classes, %d images; %d carved out as the test split (seed %d)",
+             root, len(classes), len(data), int(is_test.sum()), seed)
+    return with_stats(root.name, data.subset(torch.nonzero(~is_test).flatten()),
+                       data.subset(torch.nonzero(is_test).flatten()))
 
 
-def _with_stats(name: str, train: ImageData, test: ImageData) -> Dataset:
+def with_stats(name: str, train: ImageData, test: ImageData) -> Dataset:
     x = train.images.float() / 255.0
     mean = tuple(float(v) for v in x.mean(dim=(0, 2, 3)))
     std = tuple(float(v) for v in x.std(dim=(0, 2, 3)).clamp_min(1e-3))
     return Dataset(name, train, test, mean, std)
 
 
-def load_dataset(spec: str | Path) -> Dataset:
-    """``fashion-mnist`` (Debian path) or a folder: IDX files, CIFAR-10 binary or ImageFolder."""
+def load_dataset(spec: str | Path, *, size: int | None = None) -> Dataset:
+    """``fashion-mnist`` (Debian path) or a folder: IDX files, CIFAR-10 binary or ImageFolder
+    (``size``: resize ImageFolder images while reading; other formats are resized later by
+    ``data_sources.fit_to_space``)."""
     s = str(spec)
     if s in ("fashion-mnist", "fashion_mnist"):
         if not FASHION_MNIST_DIR.is_dir():
@@ -178,10 +220,7 @@ def load_dataset(spec: str | Path) -> Dataset:
         return read_idx_dir(root, root.name)
     if (root / "data_batch_1.bin").exists():
         return read_cifar10_bin(root)
-    if (root / "train").is_dir():
-        return read_image_folder(root)
-    raise UserError(f"dataset folder {root} has no IDX files, CIFAR-10 batches or train/ folder: "
-                    "point --data at a folder holding one of them")
+    return read_image_folder(root, size=size)
 
 
 def split_train_valid(data: ImageData, *, valid_size: int, seed: int) -> tuple[ImageData, ImageData]:
@@ -201,14 +240,15 @@ class Batches:
     erasing: with that probability a random rectangle of 2-33 % of the image, aspect ratio
     0.3-3.3, is set to the dataset mean) runs on the whole batch with tensor indexing: no
     per-sample Python.  ``rank``/``world`` shard each epoch like
-    DistributedSampler (every rank gets the same number of batches).
+    DistributedSampler (every rank gets the same number of batches).  Batches are drawn and
+    augmented on the CPU (one RNG stream on every device) and handed over on ``device``.
     """
 
     def __init__(self, data: ImageData, *, batch_size: int, mean: tuple[float, ...],
                  std: tuple[float, ...], augment: bool = False, shuffle: bool = True,
                  pad: int = 2, flip: bool = True, seed: int = 0, drop_last: bool = False,
                  rank: int = 0, world: int = 1, channels_last: bool = False,
-                 erase: float = 0.0) -> None:
+                 erase: float = 0.0, device: torch.device | str = "cpu") -> None:
         if not 0.0 <= erase <= 1.0:
             raise UserError(f"random erasing probability {erase} is not in [0, 1]: "
                             "pass one such as 0.25")
@@ -218,6 +258,7 @@ class Batches:
         self.augment, self.shuffle, self.pad, self.flip = augment, shuffle, pad, flip
         self.drop_last, self.rank, self.world = drop_last, rank, world
         self.channels_last = channels_last
+        self.device = torch.device(device)
         self.generator = torch.Generator().manual_seed(seed)
 
     def __len__(self) -> int:
@@ -231,7 +272,10 @@ class Batches:
         order = order[self.rank * per_rank:(self.rank + 1) * per_rank]
         for i in range(len(self)):
             idx = order[i * self.batch_size:(i + 1) * self.batch_size]
-            yield self.transform(self.data.images[idx]), self.data.labels[idx]
+            yield self.transform(self.data.images[idx]), self.labels(idx)
+
+    def labels(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.data.labels[idx].to(self.device, non_blocking=True)
 
     def forever(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         while True:
@@ -241,7 +285,7 @@ class Batches:
         x = x.float()
         if self.augment:
             x = self._augment(x)
-        x = (x - self.mean) / self.std
+        x = ((x - self.mean) / self.std).to(self.device, non_blocking=True)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def _augment(self, x: torch.Tensor) -> torch.Tensor:

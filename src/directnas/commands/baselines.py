@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from directnas.commands.run import enter_stage, train_key, train_with_log
-from directnas.commands.train import add_train_args
+from directnas.commands.common import bar
+from directnas.commands.train import add_train_args, train_kwargs
 from directnas.errors import UserError
-from directnas.fileio import read_json, write_json
+from directnas.fileio import write_json
+from directnas.pipeline import train_stage
 from directnas.models import model_names
 from directnas.report import write_report
 from directnas.zoo.mobilenetv2 import WIDTHS, model_name
@@ -38,15 +39,12 @@ def run(args: argparse.Namespace) -> int:
                         f"names from {', '.join(model_names())}")
     out = Path(args.out)
     rows = []
+    options = {**train_kwargs(args), "progress": bar}
     for name in args.models:
         folder = out / name
-        if enter_stage(folder, train_key(args, model=name), done=(folder / "metrics.json").exists()):
-            print(f"{name}: done, reusing {folder / 'metrics.json'}")
-            m = read_json(folder / "metrics.json")
-        else:
-            print(f"== {name} -> {folder}")
-            m = train_with_log(args, folder, arch_path=None, model_name=name,
-                               tensorboard=not args.no_tensorboard)
+        print(f"== {name} -> {folder}")
+        m = train_stage(folder, name, args.data, options=options, key_extra={"model": name},
+                        tensorboard=not args.no_tensorboard, say=print)
         rows.append({"model": name, "folder": str(folder.resolve()),
                      **{k: m[k] for k in ("test_accuracy", "latency_ms", "predicted_latency_ms",
                                           "params", "macs", "latency_backend") if k in m}})

@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import hashlib
 import logging
 import os
 from pathlib import Path
 from typing import Any, Iterable, TypeVar
 
-import yaml
 from tqdm import tqdm
 
+from directnas import targets
 from directnas.errors import UserError
-from directnas.fileio import write_json
 from directnas.hardware.backends import CLOCKS, DTYPES, STATS
 from directnas.hardware.lut import LatencyTable
-from directnas.hardware.predictor import fastest_ms
 from directnas.hardware.profile import Protocol, device_meta, profile_space
+from directnas.options import resolve_config  # noqa: F401  (re-exported for commands)
+from directnas.runfolder import check_out_dir, quiet_unless_main, save_resolved  # noqa: F401
 from directnas.space.space import SearchSpace
+from directnas.targets import resolve_target  # noqa: F401
 
 log = logging.getLogger("directnas")
 T = TypeVar("T")
@@ -32,50 +32,11 @@ def bar(it: Iterable[T], desc: str, total: int | None = None) -> Iterable[T]:
 
 
 def parse_target(text: str) -> float | str:
-    """``--target-latency``: ms (``1.5``) or a multiple of the space's fastest net on the latency
-    table (``1.6x``), which keeps one command meaningful on any device."""
-    t = str(text).strip().lower()
+    """``--target-latency``: ``targets.parse_target`` with argparse's error type."""
     try:
-        value = float(t[:-1] if t.endswith("x") else t)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a target latency: give ms (1.5) or a multiple of the fastest net (1.6x)") from None
-    if value <= 0 or (t.endswith("x") and value < 1):
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: a target must be positive ms, or a multiple >= 1x of the fastest net")
-    return f"{value:g}x" if t.endswith("x") else value
-
-
-def resolve_target(spec: float | str | None, space: SearchSpace, table: LatencyTable) -> float | None:
-    """A target in ms: ``spec`` itself, or its multiple of the fastest net on ``table``."""
-    if not isinstance(spec, str):
-        return spec
-    fastest = fastest_ms(space, table)
-    target = round(float(spec[:-1]) * fastest, 4)
-    log.info("target latency %s of the fastest net (%.3f ms) = %.3f ms", spec, fastest, target)
-    return target
-
-
-def resolve_config(cls: type[T], *, yaml_path: str | None, overrides: dict[str, Any]) -> T:
-    """Dataclass defaults <- one YAML file <- CLI flags (flags left as None do not override)."""
-    values: dict[str, Any] = {}
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    if yaml_path:
-        p = Path(yaml_path)
-        if not p.is_file():
-            raise UserError(f"config file {p} does not exist: check --config")
-        try:
-            d = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise UserError(f"config file {p} is not valid YAML: {str(e).splitlines()[0]}") from None
-        if not isinstance(d, dict):
-            raise UserError(f"config file {p} must be a mapping of option: value")
-        unknown = set(d) - names
-        if unknown:
-            raise UserError(f"config file {p}: unknown option(s) {sorted(unknown)}; known: {sorted(names)}")
-        values.update(d)
-    values.update({k: v for k, v in overrides.items() if v is not None and k in names})
-    return cls(**values)  # type: ignore[call-arg]
+        return targets.parse_target(text)
+    except UserError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def cache_dir() -> Path:
@@ -154,22 +115,3 @@ def check_table_backend(table: LatencyTable, args: argparse.Namespace, path: str
         raise UserError(f"latency table {path} was measured on backend {was!r} "
                         f"({table.meta.get('device', 'unknown device')}), not --backend {args.backend!r}: "
                         f"pass a table profiled with --backend {args.backend} or drop --backend")
-
-
-def check_out_dir(out: Path, checkpoint: str, *, resume: bool, what: str) -> None:
-    """The run folder may hold a checkpoint only when resuming (nothing is overwritten)."""
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file, not a folder: give a folder path")
-    if not resume and (out / checkpoint).exists():
-        raise UserError(f"run folder {out} already holds a {what} ({checkpoint}): pass --resume "
-                        "to continue it or choose a new --out")
-
-
-def quiet_unless_main(is_main: bool) -> None:
-    """Ranks other than 0 log warnings only (rank 0 speaks for the job)."""
-    if not is_main:
-        logging.getLogger("directnas").setLevel(logging.WARNING)
-
-
-def save_resolved(out: Path, name: str, cfg: Any, extra: dict[str, Any]) -> None:
-    write_json(out / name, {**dataclasses.asdict(cfg), **extra})

@@ -35,6 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float)
     p.add_argument("--seed", type=int)
     p.add_argument("--quick", action="store_true", help="a 1-minute smoke budget")
+    p.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: CUDA when there is one)")
     p.add_argument("--out", required=True, help="run folder")
     add_protocol_args(p)
     p.set_defaults(func=run)
@@ -43,7 +44,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     overrides = {k: getattr(args, k, None) for k in
                  ("target_latency_ms", "tolerance", "budget_s", "steps_per_arch", "max_archs",
-                  "batch_size", "lr", "seed")}
+                  "batch_size", "lr", "seed", "device")}
     target_spec = overrides.pop("target_latency_ms")
     if args.quick:
         overrides = {**QUICK, **{k: v for k, v in overrides.items() if v is not None}}

@@ -5,23 +5,29 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from dataclasses import asdict
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
-from directnas.commands.common import (add_protocol_args, bar, check_out_dir, check_table_backend,
-                                       get_table, log, parse_target, protocol_from,
-                                       quiet_unless_main, resolve_config, resolve_target,
-                                       save_resolved)
-from directnas.data import load_dataset
+from directnas import api
+from directnas.commands.common import add_protocol_args, bar, log, parse_target, protocol_from
 from directnas.distributed import init_from_env
-from directnas.fileio import torch_save
-from directnas.hardware.lut import LatencyTable
+from directnas.fileio import read_json
 from directnas.search.gates import STRATEGIES
 from directnas.search.loss import LOSS_FORMS
-from directnas.search.searcher import CHECKPOINT, SearchConfig, Searcher, check_data_fits
-from directnas.space.space import SearchSpace, load_space
 
-QUICK = {"warmup_epochs": 1, "epochs": 1, "max_steps": 30, "valid_size": 1000, "arch_every": 1}
+# the flags whose values are SearchConfig fields (None: not given, the config's value holds)
+SEARCH_OPTIONS = ("strategy", "loss", "epochs", "warmup_epochs", "batch_size", "lr", "arch_lr",
+                  "lam", "checkpoint_every", "amp")
+
+
+def add_device_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto",
+                   help="cpu, cuda, cuda:N or auto (default: CUDA when there is one)")
+    p.add_argument("--amp", action="store_const", const=True,
+                   help="mixed precision (bfloat16 autocast) on CUDA")
+    p.add_argument("--input-size", type=int, dest="input_size",
+                   help="resize the images to this size (default: the space's input size)")
 
 
 def add_search_args(p: argparse.ArgumentParser) -> None:
@@ -44,6 +50,7 @@ def add_search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint-every", type=int, dest="checkpoint_every",
                    help="also checkpoint every N steps inside an epoch (default: epoch ends only)")
     p.add_argument("--quick", action="store_true", help="a 1-2 minute smoke budget")
+    add_device_args(p)
     add_protocol_args(p)
 
 
@@ -55,81 +62,49 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _table(args: argparse.Namespace, space: SearchSpace, out: Path, *, resume: bool) -> LatencyTable:
-    """--latency-table, else (resuming) the run folder's own table, else cached/profiled."""
-    path = args.latency_table
-    if path is None and resume and (out / "latency.json").exists():
-        path = str(out / "latency.json")
-    table = get_table(space, table_path=path, backend=args.backend, proto=protocol_from(args),
-                      out=None)
-    if path is not None:
-        check_table_backend(table, args, path)
-    return table
+def protocol_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The latency flags as ``api`` keywords (checked as the CLI always did)."""
+    return asdict(protocol_from(args))
 
 
-def do_search(args: argparse.Namespace, out: Path, *, resume: bool,
-              on_epoch: Callable[[dict[str, float]], None] | None = None) -> Path:
-    """``on_epoch(row)`` is also called after every epoch (e.g. TensorBoard logging).
+def search_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The search flags as ``api.search`` keywords (flags not given are left out)."""
+    options = {k: getattr(args, k, None) for k in SEARCH_OPTIONS}
+    return {**{k: v for k, v in options.items() if v is not None},
+            "backend": args.backend if getattr(args, "backend_given", False) else None,
+            "quick": args.quick, "seed": args.seed, "device": args.device,
+            "input_size": args.input_size, "config_file": args.config,
+            "protocol": protocol_kwargs(args), "threads": args.threads}
 
-    Every input is checked before anything is written; under torchrun rank 0 profiles the
-    latency table once, every rank searches its shard, and rank 0 alone writes.
-    """
-    dist = init_from_env()
-    quiet_unless_main(dist.is_main)
-    overrides = {k: getattr(args, k, None) for k in
-                 ("strategy", "loss", "epochs", "warmup_epochs", "batch_size", "lr", "arch_lr",
-                  "lam", "seed", "target_latency_ms", "checkpoint_every")}
-    target_spec = overrides.pop("target_latency_ms")
-    if args.quick:
-        overrides = {**QUICK, **{k: v for k, v in overrides.items() if v is not None}}
-    cfg = resolve_config(SearchConfig, yaml_path=args.config, overrides=overrides)
-    cfg.threads = args.threads
-    space = load_space(args.space)
-    protocol_from(args)
-    dist.run_on_main(lambda: check_out_dir(out, CHECKPOINT, resume=resume, what="search checkpoint"))
-    data = load_dataset(args.data)
-    check_data_fits(space, data)
-    table = dist.run_on_main(lambda: _table(args, space, out, resume=resume))
-    if target_spec is not None:
-        cfg.target_latency_ms = resolve_target(target_spec, space, table)
-    searcher = Searcher(space, data, table, cfg, out, dist=dist)
-    ck = dist.run_on_main(searcher.load_checkpoint) if resume else None
-    if ck is not None and searcher.resume(ck):
-        log.info("resumed at epoch %d, step %d", searcher.state.epoch, searcher.state.step)
-    # everything is checked: from here on the run folder is written (by rank 0 only)
-    if dist.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        table.save(out / "latency.json")
-        save_resolved(out, "search_config.json", cfg, {"space": space.name, "data": str(args.data),
-                                                       "backend": args.backend, "world": dist.world})
-    t0 = time.perf_counter()
 
-    def log_epoch(row: dict[str, float]) -> None:
-        if on_epoch is not None:
-            on_epoch(row)
-        lat = f", E[LAT] {row['expected_latency_ms']:.3f} ms, argmax {row['derived_latency_ms']:.3f} ms" \
-            if "expected_latency_ms" in row else ""
-        log.info("epoch %d: train loss %.3f%s (%.0f s)", row["epoch"], row["train_loss"], lat,
-                 row["epoch_s"])
-
+def do_search(args: argparse.Namespace, out: Path, *, resume: bool, table: str | None = None,
+              target: float | str | None = None,
+              on_epoch: Callable[[dict[str, float]], None] | None = None) -> api.SearchResult:
+    """``api.search`` with the flags; prints where the outputs went."""
     delay = float(os.environ.get("DIRECTNAS_DEBUG_STEP_DELAY", "0"))  # tests: a slow run to kill
-    arch = searcher.run(progress=bar if dist.is_main else (lambda it, d, n: it),
-                        on_epoch=log_epoch, on_step=(lambda s: time.sleep(delay)) if delay else None)
-    dump = os.environ.get("DIRECTNAS_DEBUG_DUMP")  # tests: every rank's final state
-    if dump:
-        torch_save(Path(dump) / f"rank{dist.rank}.pt",
-                   {"net": searcher.net.state_dict(), "ops": arch.ops, "world": dist.world})
-    if not dist.is_main:
-        return out / "arch.json"
-    summary = searcher.write_outputs(arch, wall_s=time.perf_counter() - t0)
-    print(f"architecture: {(out / 'arch.json').resolve()}  [{arch.summary()}]")
-    if "predicted_latency_ms" in summary:
-        print(f"predicted latency: {summary['predicted_latency_ms']:.3f} ms "
-              f"(target {cfg.target_latency_ms}, fastest possible {summary['fastest_latency_ms']:.3f})")
+    result = api.search(args.space, args.data, target_latency=target, table=table, out=out,
+                        resume=resume, progress=bar, on_epoch=on_epoch,
+                        on_step=(lambda s: time.sleep(delay)) if delay else None,
+                        **search_kwargs(args))
+    if not init_from_env().is_main:  # rank 0 speaks for the job
+        return result
+    print(f"architecture: {(out / 'arch.json').resolve()}  [{result.arch.summary()}]")
+    if result.predicted_latency_ms is not None:
+        fastest = read_json(out / "search.json").get("fastest_latency_ms", float("nan"))
+        print(f"predicted latency: {result.predicted_latency_ms:.3f} ms "
+              f"(target {result.target_latency_ms}, fastest possible {fastest:.3f})")
     print(f"search log: {(out / 'search.json').resolve()}")
-    return out / "arch.json"
+    return result
+
+
+def log_search_epoch(row: dict[str, float]) -> None:
+    lat = f", E[LAT] {row['expected_latency_ms']:.3f} ms, argmax {row['derived_latency_ms']:.3f} ms" \
+        if "expected_latency_ms" in row else ""
+    log.info("epoch %d: train loss %.3f%s (%.0f s)", row["epoch"], row["train_loss"], lat,
+             row["epoch_s"])
 
 
 def run(args: argparse.Namespace) -> int:
-    do_search(args, Path(args.out), resume=args.resume)
+    do_search(args, Path(args.out), resume=args.resume, table=args.latency_table,
+              target=args.target_latency_ms, on_epoch=log_search_epoch)
     return 0

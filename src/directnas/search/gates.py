@@ -59,20 +59,20 @@ class BinaryGates:
         sample_single_paths(net, gen, uniform=warmup)
 
     def _sample(self, m: MixedOp, gen: torch.Generator) -> tuple[list[int], torch.Tensor]:
-        p = m.probs().detach()
+        p = m.probs().detach().cpu()  # drawn on the CPU generator: the same draws on any device
         n = len(m.names)
         k = n if self.paths is None else min(self.paths, n)
         idx = torch.multinomial(p, k, replacement=False, generator=gen).tolist() if k < n \
             else list(range(n))
         old = m.alpha.detach()[idx].clone()
-        pick = int(torch.multinomial(torch.softmax(old, 0), 1, generator=gen))
-        gates = torch.zeros(len(idx))
+        pick = int(torch.multinomial(torch.softmax(old, 0).cpu(), 1, generator=gen))
+        gates = torch.zeros(len(idx), device=m.alpha.device)
         gates[pick] = 1.0
         gates.requires_grad_(True)
         if self.recompute:  # only the gate-1 path in the graph; its gate alone carries grad
             idx.insert(0, idx.pop(pick))
             old = m.alpha.detach()[idx].clone()
-            gates = torch.ones(1, requires_grad=True)
+            gates = torch.ones(1, requires_grad=True, device=m.alpha.device)
             m.set_active(idx[:1], gates=gates)
         else:
             m.set_active(idx, gates=gates)
@@ -103,10 +103,10 @@ class BinaryGates:
         with torch.no_grad():
             for m, idx, (inp, out) in zip(net.mixed, sampled, saved):
                 g = m.gates.grad if m.gates is not None else None
-                dg = [torch.zeros(1) if g is None else g.reshape(1)]
+                dg = [torch.zeros(1, device=m.alpha.device) if g is None else g.reshape(1)]
                 for i in idx[1:]:
                     o = None if i == m.zero_index else m.paths[i](inp)  # dL/dg_zero = 0 exactly
-                    dg.append(torch.zeros(1) if o is None or out.grad is None
+                    dg.append(torch.zeros(1, device=m.alpha.device) if o is None or out.grad is None
                               else (out.grad * o).sum().reshape(1))
                 grads.append(torch.cat(dg))
         return loss, info, grads

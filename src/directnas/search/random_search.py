@@ -42,6 +42,7 @@ class RandomSearchConfig:
     seed: int = 0
     threads: int = 2
     channels_last: bool = True
+    device: str = "auto"  # cpu, cuda, cuda:N or auto (CUDA when there is one)
 
 
 @dataclass
@@ -107,7 +108,8 @@ def random_search(space: SearchSpace, data: Dataset, table: LatencyTable, cfg: R
     sampler = ArchSampler(space, table, target_ms=cfg.target_latency_ms, tolerance=cfg.tolerance,
                           seed=cfg.seed)
     tcfg = TrainConfig(epochs=1, max_steps=cfg.steps_per_arch, batch_size=cfg.batch_size, lr=cfg.lr,
-                       seed=cfg.seed, threads=cfg.threads, channels_last=cfg.channels_last)
+                       seed=cfg.seed, threads=cfg.threads, channels_last=cfg.channels_last,
+                       device=cfg.device)
     t0 = time.perf_counter()
     done: list[Candidate] = []
     seen: set[tuple[str, ...]] = set()

@@ -24,7 +24,6 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from directnas.data import Batches, Dataset, split_train_valid
 from directnas.distributed import Dist
@@ -37,8 +36,9 @@ from directnas.search.loss import HardwareLoss
 from directnas.search.supernet import Supernet
 from directnas.space.arch import Arch
 from directnas.space.space import SearchSpace
-from directnas.train import (check_finite, cosine_lr, epoch_batches, evaluate, rng_state,
-                             set_rng_state)
+from directnas.device import check_amp, resolve_device
+from directnas.train import evaluate
+from directnas.trainer import LoopState, Progress, Trainer, check_finite, no_progress, rng_state, set_rng_state
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "search_checkpoint.pt"
@@ -72,15 +72,15 @@ class SearchConfig:
     derive_window: float = 0.9  # constrained derive: predicted latency in [window*T, T]
     channels_last: bool = True  # 1.5-2x faster training steps on CPU (benchmarks/search_cost.py)
     checkpoint_every: int = 0  # also checkpoint every N steps inside an epoch (0: epoch ends only)
+    device: str = "auto"  # cpu, cuda, cuda:N or auto (CUDA when there is one)
+    amp: bool = False  # bfloat16 autocast of the weight steps (CUDA only)
 
 
 @dataclass
-class SearchState:
-    epoch: int = 0  # epochs completed (warm-up included)
-    step: int = 0
+class SearchState(LoopState):
+    """The loop's state (epochs counted with the warm-up) plus the alpha side's."""
+
     alpha_steps: int = 0
-    epoch_step: int = 0  # batches of the current epoch already done (mid-epoch checkpoints)
-    epoch_sums: dict[str, float] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
     log: list[dict[str, float]] = field(default_factory=list)
 
@@ -105,6 +105,7 @@ def check_config(cfg: SearchConfig) -> None:
             raise UserError(f"search option {name} must be a number in [0, 1e30), got {v!r}")
     if cfg.warmup_epochs + cfg.epochs == 0:
         raise UserError("warmup_epochs + epochs is 0: give --epochs 1 or more")
+    check_amp(resolve_device(cfg.device), cfg.amp)
 
 
 def check_data_fits(space: SearchSpace, data: Dataset) -> None:
@@ -138,7 +139,8 @@ class Searcher:
         np.random.seed(cfg.seed)
         torch.manual_seed(cfg.seed)
         torch.set_num_threads(cfg.threads)
-        self.net = Supernet(space)
+        self.device = resolve_device(cfg.device)
+        self.net = Supernet(space).to(self.device)
         if cfg.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         if table is not None:
@@ -158,12 +160,13 @@ class Searcher:
         train, valid = split_train_valid(data.train, valid_size=valid_size, seed=cfg.seed)
         self.train = Batches(train, batch_size=cfg.batch_size, mean=data.mean, std=data.std,
                              augment=True, seed=cfg.seed, drop_last=True,
-                             channels_last=cfg.channels_last, rank=dist.rank, world=dist.world)
+                             channels_last=cfg.channels_last, rank=dist.rank, world=dist.world,
+                             device=self.device)
         if len(self.train) == 0:
             raise UserError(f"batch size {cfg.batch_size} is larger than the {len(train) // dist.world} "
                             "training images per process: lower --batch-size")
         self.valid = Batches(valid, batch_size=cfg.batch_size, mean=data.mean, std=data.std,
-                             shuffle=False, channels_last=cfg.channels_last)
+                             shuffle=False, channels_last=cfg.channels_last, device=self.device)
         self.valid_data = valid
         self.gen = torch.Generator().manual_seed(cfg.seed + 1)  # gate sampling
         self.valid_gen = torch.Generator().manual_seed(cfg.seed + 2)  # alpha-step batches
@@ -177,7 +180,11 @@ class Searcher:
             self.a_opt.register_step_pre_hook(
                 lambda opt, a, kw: dist.all_reduce_grads(self.net.arch_parameters()))
         self.state = SearchState()
-        self.epoch_gen = self.train.generator.get_state()  # batch generator at the epoch start
+        self.loop = Trainer(self.net, self.w_opt, self.train, lr=cfg.lr,
+                            epochs=cfg.warmup_epochs + cfg.epochs,
+                            steps_per_epoch=self.steps_per_epoch, state=self.state,
+                            label_smoothing=cfg.label_smoothing, device=self.device, amp=cfg.amp,
+                            dist=dist, checkpoint_every=cfg.checkpoint_every, fix="lower --lr")
 
     # ---- checkpoints -------------------------------------------------------------------------
     def checkpoint_dict(self) -> dict[str, Any]:
@@ -190,7 +197,7 @@ class Searcher:
             "objective": self.objective.state_dict(), "state": asdict(self.state),
             "strategy": _strategy_state(self.strategy),
             "gen": self.gen.get_state(), "valid_gen": self.valid_gen.get_state(),
-            "epoch_gen": self.epoch_gen, "rng": rng_state(),
+            "epoch_gen": self.loop.epoch_gen, "rng": rng_state(),
         }
 
     def save_checkpoint(self) -> Path:
@@ -221,7 +228,7 @@ class Searcher:
             raise UserError(f"checkpoint {path} was made with another latency table ({was}): pass "
                             f"the run's own table ({self.out / 'latency.json'}) or use a new --out")
         changed = sorted(k for k, v in ck.get("config", {}).items()
-                         if k != "threads" and getattr(self.cfg, k, v) != v)
+                         if k not in ("threads", "device") and getattr(self.cfg, k, v) != v)
         if changed:
             log.warning("resuming with changed option(s) %s: the result will differ from an "
                         "uninterrupted run", ", ".join(changed))
@@ -238,12 +245,12 @@ class Searcher:
             self.w_opt.load_state_dict(ck["w_opt"])
             self.a_opt.load_state_dict(ck["a_opt"])
             self.objective.load_state_dict(ck["objective"])
-            self.state = SearchState(**ck["state"])
+            self.state = self.loop.state = SearchState(**ck["state"])
             for k, v in ck.get("strategy", {}).items():
                 setattr(self.strategy, k, v)
             self.gen.set_state(ck["gen"])
             self.valid_gen.set_state(ck["valid_gen"])
-            self.epoch_gen = ck["epoch_gen"]
+            self.loop.epoch_gen = ck["epoch_gen"]
             set_rng_state(ck["rng"])
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
             raise UserError(f"checkpoint {path} does not fit this search ({type(e).__name__}: "
@@ -263,7 +270,7 @@ class Searcher:
         bs, d = self.cfg.batch_size, self.dist
         idx = torch.randint(len(self.valid_data), (bs * d.world,), generator=self.valid_gen)
         idx = idx[d.rank * bs:(d.rank + 1) * bs]
-        return self.valid.transform(self.valid_data.images[idx]), self.valid_data.labels[idx]
+        return self.valid.transform(self.valid_data.images[idx]), self.valid.labels(idx)
 
     def _record(self) -> None:
         entry: dict[str, Any] = {"epoch": self.state.epoch, "step": self.state.step,
@@ -272,14 +279,12 @@ class Searcher:
             entry["expected_latency_ms"] = float(self.net.expected_latency().detach())
         self.state.history.append(entry)
 
-    def run(self, progress: Callable[[Iterable, str, int], Iterable] = lambda it, d, n: it,
+    def run(self, progress: Progress = no_progress,
             on_epoch: Callable[[dict[str, float]], None] | None = None,
             on_step: Callable[[int], None] | None = None) -> Arch:
         """Run (or continue) the schedule; ``on_step(step)`` after every batch."""
         cfg = self.cfg
         total_epochs = cfg.warmup_epochs + cfg.epochs
-        steps = self.steps_per_epoch
-        total_steps = total_epochs * steps
         if not self.state.history:
             self._record()
         self.net.train()
@@ -293,45 +298,29 @@ class Searcher:
             if hook is not None:  # e.g. a temperature schedule (a pure function of the epoch)
                 hook(epoch, total_epochs)
             t0 = time.perf_counter()
-            start = self.state.epoch_step
-            self.train.generator.set_state(self.epoch_gen)
-            sums = {"loss": 0.0, "n": 0, "alpha_loss": 0.0, "na": 0, **self.state.epoch_sums}
-            for i, x, y in progress(epoch_batches(self.train, steps, start=start), desc, steps - start):
-                self.w_opt.param_groups[0]["lr"] = cosine_lr(self.state.step, total_steps, cfg.lr)
+
+            def sample_paths(i: int) -> None:
                 self.strategy.prepare_weight_step(self.net, self.gen, warmup=warmup)
-                loss = F.cross_entropy(self.net(x), y, label_smoothing=cfg.label_smoothing)
-                self.w_opt.zero_grad(set_to_none=True)
-                loss.backward()
-                loss = self.dist.all_reduce_grads(self.wparams, extra=loss.detach())
-                check_finite([loss], f"the loss at step {self.state.step}", "lower --lr")
-                self.w_opt.step()
-                sums["loss"] += float(loss)
-                sums["n"] += 1
-                self.state.step += 1
-                if alpha_on and (i + 1) % cfg.arch_every == 0:
-                    vx, vy = self._valid_batch()
-                    info = self.strategy.alpha_step(self.net, vx, vy, objective=self.objective,
-                                                    optimizer=self.a_opt, gen=self.gen)
-                    check_finite(self.net.arch_parameters(), "alpha", "lower --arch-lr")
-                    sums["alpha_loss"] += info["loss"]
-                    sums["na"] += 1
-                    self.state.alpha_steps += 1
-                    if self.state.alpha_steps % cfg.history_every == 0:
-                        self._record()
-                self.state.epoch_step = i + 1
-                self.state.epoch_sums = dict(sums)
-                if cfg.checkpoint_every and self.state.step % cfg.checkpoint_every == 0 \
-                        and i + 1 < steps:
-                    self.save_checkpoint()
-                if on_step is not None:
-                    on_step(self.state.step)
-            self.state.epoch += 1
-            self.state.epoch_step = 0
-            self.state.epoch_sums = {}
-            self.epoch_gen = self.train.generator.get_state()
+
+            def alpha_step(i: int, sums: dict[str, float]) -> None:
+                if not (alpha_on and (i + 1) % cfg.arch_every == 0):
+                    return
+                vx, vy = self._valid_batch()
+                info = self.strategy.alpha_step(self.net, vx, vy, objective=self.objective,
+                                                optimizer=self.a_opt, gen=self.gen)
+                check_finite(self.net.arch_parameters(), "alpha", "lower --arch-lr")
+                sums["alpha_loss"] = sums.get("alpha_loss", 0.0) + info["loss"]
+                sums["na"] = sums.get("na", 0) + 1
+                self.state.alpha_steps += 1
+                if self.state.alpha_steps % cfg.history_every == 0:
+                    self._record()
+
+            sums = self.loop.run_epoch(desc=desc, progress=progress, before_step=sample_paths,
+                                       after_step=alpha_step, save=self.save_checkpoint,
+                                       on_step=on_step)
             row = {"epoch": self.state.epoch, "warmup": float(warmup),
                    "train_loss": sums["loss"] / max(sums["n"], 1),
-                   "alpha_loss": sums["alpha_loss"] / max(sums["na"], 1),
+                   "alpha_loss": sums.get("alpha_loss", 0.0) / max(sums.get("na", 0), 1),
                    "epoch_s": time.perf_counter() - t0}
             if self.table is not None:
                 row["expected_latency_ms"] = float(self.net.expected_latency().detach())

@@ -39,7 +39,7 @@ def sample_single_paths(net: Supernet, gen: torch.Generator, *, uniform: bool) -
         if uniform:
             i = int(torch.randint(n, (1,), generator=gen))
         else:
-            i = int(torch.multinomial(m.probs().detach(), 1, generator=gen))
+            i = int(torch.multinomial(m.probs().detach().cpu(), 1, generator=gen))
         m.set_active([i])
 
 

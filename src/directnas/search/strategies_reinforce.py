@@ -80,7 +80,7 @@ class Reinforce:
         accs, lats = [], []
         with torch.no_grad():
             for _ in range(self.samples):
-                idx = [int(torch.multinomial(m.probs(), 1, generator=gen)) for m in net.mixed]
+                idx = [int(torch.multinomial(m.probs().cpu(), 1, generator=gen)) for m in net.mixed]
                 for m, i in zip(net.mixed, idx):
                     m.set_active([i])
                 acc = float((net(x).argmax(1) == y).float().mean())
@@ -92,7 +92,7 @@ class Reinforce:
         mean_r = sum(rewards) / len(rewards)
         b = mean_r if self.baseline is None else self.baseline
         optimizer.zero_grad(set_to_none=False)
-        loss = torch.zeros(())
+        loss = torch.zeros((), device=net.mixed[0].alpha.device)
         for idx, r in zip(samples, rewards):
             log_p = sum(torch.log_softmax(m.alpha, 0)[i] for m, i in zip(net.mixed, idx))
             loss = loss - (r - b) * log_p / len(samples)

@@ -61,7 +61,7 @@ class GumbelSoftmax:
         self.tau = self.tau0 * math.exp(frac * math.log(self.tau_end / self.tau0))
 
     def weights(self, m: MixedOp, gen: torch.Generator) -> torch.Tensor:  # (N,), sums to 1
-        u = torch.rand(len(m.names), generator=gen).clamp(1e-10, 1.0 - 1e-7)
+        u = torch.rand(len(m.names), generator=gen).clamp(1e-10, 1.0 - 1e-7).to(m.alpha.device)
         return torch.softmax((m.alpha - torch.log(-torch.log(u))) / self.tau, 0)
 
     def prepare_weight_step(self, net: Supernet, gen: torch.Generator, *, warmup: bool) -> None:

@@ -1,0 +1,205 @@
+"""The whole pipeline in one resumable run folder: profile -> search -> train -> report.
+
+::
+
+    OUT/latency.json          the latency table (profiled once, or a copy of ``table``)
+    OUT/search/               the search's outputs, curves.json, tb/ (TensorBoard)
+    OUT/train/                the training's outputs (model.pt, metrics.json), curves.json, tb/
+    OUT/report.md, report.json, *.png
+
+Several targets give one search + train each in ``OUT/t<target>/`` and a report over all of
+them in ``OUT``.  Every stage folder keeps the options it was made with (``stage.json``): a
+finished stage is skipped when called again with the same options, and other options are
+refused rather than mixing two configs.  ``run_target`` is where one target's pipeline ends.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from directnas import api
+from directnas.data import Dataset
+from directnas.data_sources import DataLike, as_dataset, fit_space, space_summary
+from directnas.errors import UserError
+from directnas.fileio import read_json, write_json
+from directnas.report import write_report
+from directnas.space.arch import Arch
+from directnas.space.space import SearchSpace, load_space
+from directnas.targets import Target, parse_target
+from directnas.tblog import EpochLog
+from directnas.trainer import Progress, no_progress
+
+log = logging.getLogger(__name__)
+STAGE = "stage.json"
+NOT_IN_KEY = {"checkpoint_every", "device"}  # options that do not change a stage's result
+
+
+@dataclass
+class TargetResult:
+    folder: Path
+    target: Target | None
+    arch: Arch
+    metrics: dict[str, Any]
+
+
+# ---- stage bookkeeping -----------------------------------------------------------------------
+def file_digest(path: str | Path | None) -> str | None:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16] \
+        if path and Path(path).is_file() else None
+
+
+def data_key(data: Any, dataset: Dataset | None = None) -> str:
+    """What names the data in a stage key: its path or name, or a digest of in-memory data."""
+    if isinstance(data, (str, Path)):
+        return str(data)
+    assert dataset is not None
+    h = hashlib.sha256(dataset.train.labels.numpy().tobytes())
+    h.update(repr((tuple(dataset.train.images.shape), tuple(dataset.test.images.shape))).encode())
+    return f"in-memory:{h.hexdigest()[:16]}"
+
+
+def enter_stage(folder: Path, key: dict[str, Any], *, done: bool, name: str = STAGE) -> bool:
+    """Record ``key`` (the options of this stage) in ``folder/name``, or check it against the
+    recorded one; returns ``done``.  Raises UserError if the folder was made with other options."""
+    key = json.loads(json.dumps(key, default=str))
+    path = folder / name
+    if path.exists():
+        old = read_json(path, what="stage file")
+        diff = [f"{k}: {old.get(k)!r} -> {key.get(k)!r}" for k in sorted(set(old) | set(key))
+                if old.get(k) != key.get(k)]
+        if diff:
+            raise UserError(f"{folder} was made with other options ({'; '.join(diff[:4])}): re-run with "
+                            f"the same options, use a new --out, or delete {folder} to redo it")
+    elif done:
+        raise UserError(f"{folder} holds outputs not made by this command: use a new --out")
+    else:
+        write_json(path, key)
+    return done
+
+
+def options_key(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The options that change a stage's result, with config files named by their content."""
+    key = {k: v for k, v in options.items() if k not in NOT_IN_KEY and not callable(v)}
+    if key.get("config_file"):
+        key["config_digest"] = file_digest(key["config_file"])
+    return key
+
+
+def train_stage(folder: Path, model: Any, data: DataLike, *, options: Mapping[str, Any],
+                tensorboard: bool, key_extra: Mapping[str, Any],
+                say: Callable[[str], None] = log.info,
+                on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, Any]:
+    """Train ``model`` in ``folder`` (skipped when done with the same options), with
+    curves.json + TensorBoard; returns its metrics."""
+    key = {**options_key(options), **key_extra}
+    if enter_stage(folder, key, done=(folder / "metrics.json").exists()):
+        say(f"train: done, reusing {folder / 'metrics.json'}")
+        return read_json(folder / "metrics.json")
+    elog = EpochLog(folder, "train", tensorboard=tensorboard)
+
+    def row(e: int, r: dict[str, float]) -> None:
+        elog.train_row(e, r)
+        if on_epoch is not None:
+            on_epoch(e, r)
+
+    try:
+        metrics = api.train(model, data, out=folder, resume=True, on_epoch=row, **options).metrics
+        elog.final({k: metrics[k] for k in ("test_accuracy", "latency_ms") if k in metrics},
+                   step=len(elog.rows))
+    finally:
+        elog.close()
+    return metrics
+
+
+# ---- the pipeline ----------------------------------------------------------------------------
+def _label(target: Target | None) -> str:
+    return "none" if target is None else target if isinstance(target, str) else f"{target:g}"
+
+
+def run(space: str | Path | SearchSpace = "fashion-mnist", data: DataLike = "fashion-mnist", *,
+        out: str | Path, target_latency: Target | Sequence[Target] | None = None,
+        test: DataLike | None = None, backend: str | None = None, table: str | Path | None = None,
+        protocol: Mapping[str, Any] | None = None, device: str = "auto",
+        input_size: int | None = None, search: Mapping[str, Any] | None = None,
+        train: Mapping[str, Any] | None = None, compare: Sequence[str | Path] = (),
+        tensorboard: bool = True, say: Callable[[str], None] = log.info,
+        progress: Progress = no_progress) -> list[TargetResult]:
+    """Profile, search, train and report for each target in ``out``; call it again to resume.
+
+    ``search`` / ``train``: keyword options of ``api.search`` / ``api.train`` (their config
+    fields, ``quick``, ``seed``, ``config_file``, ...).  ``say`` gets one line per stage.
+    """
+    targets = target_latency if isinstance(target_latency, (list, tuple)) else [target_latency]
+    targets = list(dict.fromkeys(None if t is None else parse_target(t) for t in targets))
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a folder: give a folder path")
+    base = load_space(space) if not isinstance(space, SearchSpace) else space
+    dataset = as_dataset(data, test, size=input_size or base.input_size)
+    fitted = fit_space(base, dataset, input_size=input_size)
+    common = {"device": device, "protocol": dict(protocol or {}), "progress": progress}
+    out.mkdir(parents=True, exist_ok=True)
+    table_path = profile_stage(out, fitted, table=table, backend=backend, protocol=protocol,
+                               fitted=fitted != base, say=say)
+    stage_data = {"data": data_key(data, dataset), **space_summary(fitted),
+                  "space_fingerprint": fitted.fingerprint()}
+    results = []
+    for t in targets:
+        folder = out if len(targets) == 1 else out / f"t{_label(t)}"
+        if len(targets) > 1:
+            say(f"== target {_label(t)}{'' if isinstance(t, str) or t is None else ' ms'} -> {folder}")
+        results.append(run_target(folder, fitted, dataset, t, table_path,
+                                  search={**(search or {}), **common, "backend": backend},
+                                  train={**(train or {}), **common, "backend": backend},
+                                  stage_data=stage_data, compare=compare,
+                                  tensorboard=tensorboard, say=say))
+    if len(targets) > 1:
+        write_report([*(r.folder for r in results), *compare], out, title=f"directnas run {out.name}")
+    return results
+
+
+def profile_stage(out: Path, space: SearchSpace, *, table: str | Path | None, backend: str | None,
+                  protocol: Mapping[str, Any] | None, fitted: bool,
+                  say: Callable[[str], None]) -> Path:
+    key = {**(protocol or {}), "backend": backend, "space": space.fingerprint(),
+           "latency_table": None if table is None else str(table), "table_digest": file_digest(table)}
+    path = out / "latency.json"
+    if enter_stage(out, key, done=path.exists(), name="latency_stage.json"):
+        say(f"latency table: reusing {path}")
+        return path
+    api.get_table(space, table=table, backend=backend, proto=api.make_protocol(protocol),
+                  fitted=fitted).save(path)
+    say(f"latency table: {path}")
+    return path
+
+
+def run_target(folder: Path, space: SearchSpace, dataset: Dataset, target: Target | None,
+               table: Path, *, search: Mapping[str, Any], train: Mapping[str, Any],
+               stage_data: Mapping[str, Any], compare: Sequence[str | Path], tensorboard: bool,
+               say: Callable[[str], None]) -> TargetResult:
+    """One target: search -> train -> report in ``folder``."""
+    sdir = folder / "search"
+    skey = {**options_key(search), **stage_data, "target_latency_ms": target}
+    if enter_stage(sdir, skey, done=(sdir / "arch.json").exists()):
+        say(f"search: done, reusing {sdir / 'arch.json'}")
+    else:
+        elog = EpochLog(sdir, "search", tensorboard=tensorboard)
+        try:
+            api.search(space, dataset, target_latency=target, table=table, out=sdir, resume=True,
+                       on_epoch=elog.search_row, **search)
+            summary = read_json(sdir / "search.json")
+            elog.probabilities(summary.get("history", []), summary.get("layer_names", []))
+        finally:
+            elog.close()
+    arch = Arch.load(sdir / "arch.json")
+    metrics = train_stage(folder / "train", sdir / "arch.json", dataset,
+                          options={**train, "table": table}, tensorboard=tensorboard,
+                          key_extra={**stage_data, "arch": arch.ops}, say=say)
+    # ---- the pipeline of this target ends here: the trained net is folder/train/model.pt ----
+    write_report([folder, *compare], folder, title=f"directnas run {folder.name}")
+    return TargetResult(folder, target, arch, metrics)
