@@ -10,4 +10,4 @@ fi
 PY="${PYTHON:-python3}"
 # torch pinned exactly: the local CPU wheel (an unpinned torch pulls gigabytes of CUDA packages)
 "$PY" -m pip install -q --disable-pip-version-check "torch==2.13.0"
-"$PY" -m pip install -q --disable-pip-version-check -e ".[test]"
+"$PY" -m pip install -q --disable-pip-version-check -e ".[test,runtimes]"

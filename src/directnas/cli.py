@@ -10,7 +10,7 @@ import sys
 from directnas import __version__
 from directnas.errors import UserError
 
-COMMANDS = ["profile", "search", "train", "latency", "run", "baselines", "report", "compress", "random_search"]
+COMMANDS = ["profile", "search", "train", "latency", "run", "baselines", "report", "compress", "random_search", "export"]
 
 
 def build_parser() -> argparse.ArgumentParser:

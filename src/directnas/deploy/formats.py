@@ -175,7 +175,10 @@ def ov_compile(model: Any, threads: int) -> Any:
         model = core.read_model(str(model))
     return core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": int(threads),
                                              "PERFORMANCE_HINT": "LATENCY",
-                                             "NUM_STREAMS": 1})
+                                             "NUM_STREAMS": 1,
+                                             # float32 as exported (CPUs with bf16 units
+                                             # otherwise run bf16 and lose parity)
+                                             "INFERENCE_PRECISION_HINT": "f32"})
 
 
 # ---- TorchScript ---------------------------------------------------------------------------------
@@ -242,8 +245,8 @@ def artifact_runner(fmt: str, path: str | Path, x: torch.Tensor, threads: int
 
 def as_numpy(out: Any) -> np.ndarray:
     """The first output of any runner as a numpy array."""
-    if isinstance(out, dict):  # OpenVINO
-        out = next(iter(out.values()))
+    if hasattr(out, "to_tuple"):  # OpenVINO's OVDict
+        out = out.to_tuple()[0]
     if isinstance(out, (list, tuple)):
         out = out[0]
     if isinstance(out, torch.Tensor):

@@ -1,0 +1,217 @@
+"""Export a trained net to deployment artifacts, check them, and time them in their runtime.
+
+Every artifact takes a float32 tensor (N, C, H, W) of pixel values in [0, 1] (uint8 / 255) and
+returns the logits: the normalisation the net was trained with is folded in
+(``inference.Classifier``).  For each artifact ``export.json`` records the parity with PyTorch on
+the real test set (``top1_agreement``, ``max_abs_diff``, both accuracies) and its latency in its
+own runtime (interleaved rounds with a drift reference, ``noise_floor`` beside it).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from directnas.deploy.formats import (FORMATS, artifact_runner, as_numpy, runtime_version,
+                                      write_artifact)
+from directnas.errors import UserError
+from directnas.fileio import read_json, write_json, write_text
+
+log = logging.getLogger(__name__)
+
+# the latency backend of each format (the runtime it is timed in)
+FORMAT_BACKEND = {"pte": "executorch-xnnpack", "onnx": "onnxruntime-cpu",
+                  "openvino": "openvino-cpu", "torchscript": "torch-cpu"}
+
+_EXAMPLE = {
+    "pte": """from executorch.runtime import Runtime
+import torch
+method = Runtime.get().load_program("{name}").load_method("forward")
+x = torch.rand({shape})  # pixel values in [0, 1]
+print(method.execute((x,))[0].argmax(1))""",
+    "onnx": """import numpy as np, onnxruntime as ort
+sess = ort.InferenceSession("{name}", providers=["CPUExecutionProvider"])
+x = np.random.rand({shape}).astype(np.float32)  # pixel values in [0, 1]
+logits = sess.run(None, {{"x": x}})[0]
+print(logits.argmax(1))""",
+    "openvino": """import numpy as np, openvino as ov
+model = ov.compile_model("{name}", "CPU", {{"INFERENCE_PRECISION_HINT": "f32"}})
+x = np.random.rand({shape}).astype(np.float32)  # pixel values in [0, 1]
+logits = model(x)[0]
+print(logits.argmax(1))""",
+    "torchscript": """import torch
+net = torch.jit.load("{name}")
+x = torch.rand({shape})  # pixel values in [0, 1]
+with torch.inference_mode():
+    print(net(x).argmax(1))""",
+}
+
+
+def parse_formats(text: str) -> list[str]:
+    fmts = list(FORMATS) if text == "all" else [f.strip() for f in text.split(",") if f.strip()]
+    bad = [f for f in fmts if f not in FORMATS]
+    if bad or not fmts:
+        raise UserError(f"unknown export format {', '.join(bad) or text!r}: use "
+                        f"{'|'.join(FORMATS)} or all")
+    return fmts
+
+
+def artifact_logits(fmt: str, path: Path, images: torch.Tensor, threads: int = 1) -> np.ndarray:
+    """Logits of the artifact on ``images`` (N, C, H, W) floats in [0, 1]."""
+    if fmt in ("onnx", "torchscript"):
+        outs = []
+        for i in range(0, len(images), 500):
+            x = images[i:i + 500].contiguous()
+            outs.append(as_numpy(artifact_runner(fmt, path, x, threads)()).copy())
+        return np.concatenate(outs)
+    x = images[:1].clone()
+    run = artifact_runner(fmt, path, x, threads)  # reads x in place on every call
+    rows = []
+    for i in range(len(images)):
+        x.copy_(images[i:i + 1])
+        rows.append(as_numpy(run()).reshape(-1).copy())
+    return np.stack(rows)
+
+
+def parity(torch_logits: np.ndarray, art_logits: np.ndarray, labels: np.ndarray
+           ) -> dict[str, float]:
+    a, b = torch_logits.argmax(1), art_logits.argmax(1)
+    return {"top1_agreement": float(np.mean(a == b)),
+            "max_abs_diff": float(np.max(np.abs(torch_logits - art_logits))),
+            "torch_accuracy": float(np.mean(a == labels)),
+            "accuracy": float(np.mean(b == labels))}
+
+
+def time_artifact(fmt: str, path: Path, shape: tuple[int, ...], *, threads: int = 1,
+                  rounds: int = 5, repeats: int = 30, warmup: int = 10,
+                  reference: nn.Module | None = None) -> dict[str, Any]:
+    """The artifact's batch latency in its runtime: ``rounds`` interleaved rounds (p10 of
+    ``repeats`` calls each, median over rounds) beside ``reference`` (a fixed net in the same
+    runtime) whose round spread is the noise floor."""
+    from directnas.hardware.backends import Protocol, get_backend
+    from directnas.hardware.profile import NOISE, REFERENCE, measure_interleaved
+
+    proto = Protocol(batch_size=shape[0], threads=threads, warmup=warmup, repeats=repeats,
+                     stat="p10", rounds=rounds)
+    runners = {"artifact": artifact_runner(fmt, path, torch.rand(*shape), threads)}
+    if reference is not None:
+        runners[REFERENCE] = get_backend(FORMAT_BACKEND[fmt])(reference, shape, proto)
+    m = measure_interleaved(runners, proto, rounds=max(2, rounds))
+    out = {"latency_ms": m["artifact"]["ms"], "latency_spread_ms": m["artifact"]["spread_ms"],
+           "latency_backend": FORMAT_BACKEND[fmt], "latency_threads": threads,
+           "latency_batch_size": shape[0], "latency_rounds": max(2, rounds)}
+    if NOISE in m:
+        out["noise_floor"] = m[NOISE]["noise_floor"]
+        out["reference_ms"] = m[NOISE]["ms"]
+    else:
+        out["noise_floor"] = m["artifact"]["spread_ms"] / m["artifact"]["ms"]
+    return out
+
+
+def _test_images(data: str, shape: tuple[int, int, int], limit: int | None
+                 ) -> tuple[torch.Tensor, np.ndarray, str]:
+    from directnas.data import load_dataset
+
+    ds = load_dataset(data, size=shape[1])
+    imgs, labels = ds.test.images, ds.test.labels
+    if limit:
+        imgs, labels = imgs[:limit], labels[:limit]
+    x = imgs.float() / 255.0
+    if tuple(x.shape[1:]) != tuple(shape):
+        if x.shape[1] != shape[0]:
+            raise UserError(f"dataset {data} has {x.shape[1]} channels but the model takes "
+                            f"{shape[0]}: pass the --data it was trained on")
+        x = torch.nn.functional.interpolate(x, size=shape[1:], mode="bilinear",
+                                            align_corners=False)
+    return x.contiguous(), labels.numpy(), ds.name
+
+
+def model_data(model_dir: Path) -> str:
+    cfg = model_dir / "train_config.json"
+    if cfg.is_file():
+        return str(read_json(cfg).get("data") or "fashion-mnist")
+    return "fashion-mnist"
+
+
+def export(model: str | Path, out: str | Path, *, formats: Sequence[str] | str = "all",
+           data: str | None = None, threads: int = 1, rounds: int = 5, batch_size: int = 1,
+           limit: int | None = None, name: str = "model",
+           progress: Callable[[Iterable], Iterable] = lambda it: it) -> dict[str, Any]:
+    """Export the net of ``model`` (a run folder, ``train/`` folder or ``model.pt``) to ``out``
+    in ``formats``; returns (and writes to ``out/export.json``) the figures of every artifact."""
+    from directnas.inference import _model_file, load
+
+    fmts = parse_formats(formats) if isinstance(formats, str) else list(formats)
+    fmts = [parse_formats(f)[0] for f in fmts]
+    model_file = _model_file(Path(model))
+    net = load(model_file)
+    from directnas.fileio import torch_load
+
+    ck = torch_load(model_file)
+    shape = tuple(int(v) for v in ck["input_shape"])
+    data = data or model_data(model_file.parent)
+    images, labels, data_name = _test_images(data, shape, limit)  # type: ignore[arg-type]
+    with torch.inference_mode():
+        ref_logits = torch.cat([net(images[i:i + 500]) for i in range(0, len(images), 500)]).numpy()
+    reference = None
+    if ck.get("arch"):
+        from directnas.hardware.profile import reference_arch
+        from directnas.space.arch import Arch
+
+        reference = reference_arch(Arch.from_dict(ck["arch"]).space).build()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {}
+    for fmt in progress(fmts):
+        t0 = time.perf_counter()
+        path = write_artifact(fmt, net, (batch_size, *shape), out / name)
+        export_s = time.perf_counter() - t0
+        logits = artifact_logits(fmt, path, images, threads)
+        res = {"format": fmt, "path": str(path.resolve()), "runtime_version": runtime_version(fmt),
+               "input": f"float32 (N, {shape[0]}, {shape[1]}, {shape[2]}) pixel values in [0, 1]",
+               "output": "logits", "test_images": int(len(images)), "data": data_name,
+               "size_bytes": path.stat().st_size + (path.with_suffix(".bin").stat().st_size
+                                                    if fmt == "openvino" else 0),
+               "export_s": export_s, **parity(ref_logits, logits, labels),
+               **time_artifact(fmt, path, (batch_size, *shape), threads=threads, rounds=rounds,
+                               reference=reference)}
+        results[fmt] = res
+        log.info("%s: agreement %.4f, latency %.3f ms", fmt, res["top1_agreement"],
+                 res["latency_ms"])
+    summary = {"model": str(model_file.resolve()), "batch_size": batch_size, "threads": threads,
+               "artifacts": results}
+    if len(results) == 1:
+        summary.update(next(iter(results.values())))
+    write_json(out / "export.json", summary)
+    write_text(out / "README.md", _readme(results, shape, batch_size))
+    return summary
+
+
+def _readme(results: dict[str, Any], shape: tuple[int, ...], batch: int) -> str:
+    lines = ["# Exported model", "",
+             f"Input: a float32 tensor (N, {shape[0]}, {shape[1]}, {shape[2]}) of pixel values in "
+             "[0, 1] (uint8 / 255); the normalisation the net was trained with is inside the "
+             "artifact. Output: the logits (N, classes); `argmax(1)` is the class.",
+             f"Fixed-shape artifacts (pte, openvino) take N = {batch}; onnx and torchscript "
+             "take any N. None of them needs directnas.", ""]
+    lines.append("| artifact | runtime | top-1 agreement with PyTorch | max abs logit diff | "
+                 "accuracy | latency (batch, threads) | noise floor |")
+    lines.append("|---|---|---|---|---|---|---|")
+    for fmt, r in results.items():
+        lines.append(f"| {Path(r['path']).name} | {r['runtime_version']} | "
+                     f"{100 * r['top1_agreement']:.2f} % | {r['max_abs_diff']:.2e} | "
+                     f"{100 * r['accuracy']:.2f} % | {r['latency_ms']:.3f} ms "
+                     f"({r['latency_batch_size']}, {r['latency_threads']}) | "
+                     f"{100 * r['noise_floor']:.1f} % |")
+    for fmt, r in results.items():
+        lines += ["", f"## {fmt}", "", "```python",
+                  _EXAMPLE[fmt].format(name=Path(r["path"]).name,
+                                       shape=", ".join(str(v) for v in (batch, *shape))),
+                  "```"]
+    return "\n".join(lines) + "\n"
