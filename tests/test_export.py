@@ -1,0 +1,101 @@
+"""directnas export: artifacts that agree with PyTorch on the test set, are timed in their
+runtime, and run where directnas cannot be imported."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from directnas.cli import main
+from directnas.space.arch import Arch
+from directnas.space.space import SearchSpace
+from tests.conftest import TINY_SPACE
+
+HAS_ET = importlib.util.find_spec("executorch") is not None
+HAS_OV = importlib.util.find_spec("openvino") is not None
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_idx_dir):
+    tmp = tmp_path_factory.mktemp("export")
+    os.environ.setdefault("DIRECTNAS_CACHE", str(tmp / "cache"))
+    space = SearchSpace.from_dict(TINY_SPACE)
+    arch = tmp / "arch.json"
+    Arch(space, [layer.candidates[-1] for layer in space.layers]).save(arch)
+    out = tmp / "train"
+    assert main(["train", "--arch", str(arch), "--data", str(tiny_idx_dir), "--epochs", "1",
+                 "--out", str(out), "--batch-size", "64", "--threads", "1", "--repeats", "3",
+                 "--warmup", "1", "--rounds", "2"]) == 0
+    return out
+
+
+# runs the artifact with only the runtimes importable: directnas is blocked
+STANDALONE = textwrap.dedent("""
+    import sys, importlib.abc
+    class Block(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] == "directnas":
+                raise ImportError("directnas is not installed here")
+    sys.meta_path.insert(0, Block())
+    try:
+        import directnas
+        raise SystemExit("directnas was importable")
+    except ImportError:
+        pass
+    import numpy as np
+    fmt, path = sys.argv[1], sys.argv[2]
+    x = np.random.default_rng(0).random((1, 1, 16, 16), dtype=np.float32)
+    if fmt == "onnx":
+        import onnxruntime as ort
+        y = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    elif fmt == "pte":
+        import torch
+        from executorch.runtime import Runtime
+        m = Runtime.get().load_program(path).load_method("forward")
+        y = m.execute((torch.from_numpy(x),))[0].numpy()
+    elif fmt == "openvino":
+        import openvino as ov
+        y = ov.compile_model(path, "CPU")(x)[0]
+    else:
+        import torch
+        y = torch.jit.load(path)(torch.from_numpy(x)).detach().numpy()
+    print("shape", tuple(y.shape))
+""")
+
+
+@pytest.mark.parametrize("fmt", [
+    "onnx", "torchscript",
+    pytest.param("pte", marks=pytest.mark.skipif(not HAS_ET, reason="executorch not installed")),
+    pytest.param("openvino", marks=pytest.mark.skipif(not HAS_OV, reason="openvino not installed")),
+])
+def test_export_agrees_with_pytorch_and_runs_without_directnas(trained, tiny_idx_dir, tmp_path,
+                                                               fmt):
+    out = tmp_path / fmt
+    assert main(["export", str(trained), "--format", fmt, "--out", str(out), "--data",
+                 str(tiny_idx_dir), "--rounds", "2"]) == 0
+    r = json.loads((out / "export.json").read_text())
+    for key in ("top1_agreement", "max_abs_diff", "latency_ms", "noise_floor", "format",
+                "runtime_version"):
+        assert key in r, key
+    assert r["format"] == fmt and r["latency_ms"] > 0 and r["noise_floor"] >= 0
+    assert r["top1_agreement"] >= 0.99 and r["max_abs_diff"] < 1e-3
+    assert abs(r["accuracy"] - r["torch_accuracy"]) <= 0.01
+    metrics = json.loads((trained / "metrics.json").read_text())
+    assert r["torch_accuracy"] == pytest.approx(metrics["test_accuracy"], abs=1e-6)
+    assert "pixel values in [0, 1]" in (out / "README.md").read_text()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([sys.executable, "-c", STANDALONE, fmt, r["path"]], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "shape (1, 4)" in proc.stdout
+
+
+def test_export_refuses_an_unknown_format(trained, tmp_path, capsys):
+    assert main(["export", str(trained), "--format", "tflite", "--out", str(tmp_path / "x")]) == 2
+    assert "unknown export format" in capsys.readouterr().err
