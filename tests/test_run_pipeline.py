@@ -59,7 +59,9 @@ def test_run_pipeline_resumes_and_skips(tmp_path, tiny_idx_dir, tiny_space_yaml,
     stamps = {p: (out / p).stat().st_mtime_ns for p in ("search/arch.json", "train/model.pt")}
     assert main(argv) == 0
     printed = capsys.readouterr().out
-    assert "latency table: reusing" in printed and printed.count("done, reusing") == 2
+    assert "latency table: reusing" in printed and printed.count("done, reusing") == 3
+    assert "artifact: " in printed and (out / "export" / "export.json").exists()
+    assert "## Shipped artifact" in (out / "report.md").read_text()
     assert all((out / p).stat().st_mtime_ns == t for p, t in stamps.items())
 
     # an interrupted training (its folder gone) is redone; search is kept

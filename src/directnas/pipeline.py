@@ -45,6 +45,7 @@ class TargetResult:
     target: Target | None
     arch: Arch
     metrics: dict[str, Any]
+    exported: dict[str, Any] | None = None
 
 
 # ---- stage bookkeeping -----------------------------------------------------------------------
@@ -200,6 +201,32 @@ def run_target(folder: Path, space: SearchSpace, dataset: Dataset, target: Targe
     metrics = train_stage(folder / "train", sdir / "arch.json", dataset,
                           options={**train, "table": table}, tensorboard=tensorboard,
                           key_extra={**stage_data, "arch": arch.ops}, say=say)
-    # ---- the pipeline of this target ends here: the trained net is folder/train/model.pt ----
+    # ---- the trained net is folder/train/model.pt: ship it for the runtime searched for ----
+    from directnas.deploy.export import export_stage
+
+    proto = dict(search.get("protocol") or {})
+    exported = export_stage(folder / "export", folder / "train", backend=search.get("backend"),
+                            data=dataset, threads=int(proto.get("threads", 1)),
+                            rounds=int(proto.get("rounds", 5)), say=say)
     write_report([folder, *compare], folder, title=f"directnas run {folder.name}")
-    return TargetResult(folder, target, arch, metrics)
+    append_export_section(folder / "report.md", metrics, exported, arch.meta.get("target_latency_ms"))
+    return TargetResult(folder, target, arch, metrics, exported)
+
+
+def append_export_section(report: Path, metrics: Mapping[str, Any], exported: Mapping[str, Any],
+                          target_ms: float | None) -> None:
+    """The shipped artifact beside the target and the prediction, in report.md."""
+    from directnas.fileio import write_text
+
+    t = target_ms
+    rows = ["", "## Shipped artifact", "",
+            "| artifact | runtime | target | predicted | measured (artifact) | noise floor | "
+            "top-1 agreement | accuracy |", "|---|---|---|---|---|---|---|---|",
+            f"| {exported['path']} | {exported['runtime_version']} | "
+            f"{'-' if t is None else f'{t:.3f} ms'} | "
+            f"{metrics.get('predicted_latency_ms', float('nan')):.3f} ms | "
+            f"{exported['latency_ms']:.3f} ms (batch {exported['latency_batch_size']}, "
+            f"{exported['latency_threads']} thread(s)) | {100 * exported['noise_floor']:.1f} % | "
+            f"{100 * exported['top1_agreement']:.2f} % | {100 * exported['accuracy']:.2f} % |", ""]
+    text = report.read_text() if report.exists() else ""
+    write_text(report, text.rstrip("\n") + "\n" + "\n".join(rows))

@@ -90,6 +90,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"  test accuracy {100 * m['test_accuracy']:.2f} %, measured latency {m['latency_ms']:.3f} ms"
               f" (predicted {m.get('predicted_latency_ms', float('nan')):.3f} ms"
               f"{f', target {t:g} ms' if t else ''}; {m['latency_backend']}, batch 1)")
+        if r.exported:
+            e = r.exported
+            print(f"artifact: {e['path']}  ({e['runtime_version']}: {e['latency_ms']:.3f} ms, "
+                  f"noise floor {100 * e['noise_floor']:.1f} %; top-1 agreement with PyTorch "
+                  f"{100 * e['top1_agreement']:.2f} %; how to run it: "
+                  f"{Path(e['path']).parent / 'README.md'})")
     pngs = sorted({p for plots in summary["plots"].values() for p in plots.values()}
                   | ({summary["pareto_plot"]} if summary["pareto_plot"] else set()))
     print(f"report: {(out / 'report.md').resolve()}  (+ report.json)")

@@ -114,11 +114,11 @@ def time_artifact(fmt: str, path: Path, shape: tuple[int, ...], *, threads: int 
     return out
 
 
-def _test_images(data: str, shape: tuple[int, int, int], limit: int | None
+def _test_images(data: Any, shape: tuple[int, int, int], limit: int | None
                  ) -> tuple[torch.Tensor, np.ndarray, str]:
-    from directnas.data import load_dataset
+    from directnas.data import Dataset, load_dataset
 
-    ds = load_dataset(data, size=shape[1])
+    ds = data if isinstance(data, Dataset) else load_dataset(data, size=shape[1])
     imgs, labels = ds.test.images, ds.test.labels
     if limit:
         imgs, labels = imgs[:limit], labels[:limit]
@@ -140,7 +140,7 @@ def model_data(model_dir: Path) -> str:
 
 
 def export(model: str | Path, out: str | Path, *, formats: Sequence[str] | str = "all",
-           data: str | None = None, threads: int = 1, rounds: int = 5, batch_size: int = 1,
+           data: Any = None, threads: int = 1, rounds: int = 5, batch_size: int = 1,
            limit: int | None = None, name: str = "model",
            progress: Callable[[Iterable], Iterable] = lambda it: it) -> dict[str, Any]:
     """Export the net of ``model`` (a run folder, ``train/`` folder or ``model.pt``) to ``out``
@@ -215,3 +215,25 @@ def _readme(results: dict[str, Any], shape: tuple[int, ...], batch: int) -> str:
                                        shape=", ".join(str(v) for v in (batch, *shape))),
                   "```"]
     return "\n".join(lines) + "\n"
+
+
+def export_stage(folder: Path, model_dir: Path, *, backend: str | None, data: Any,
+                 threads: int = 1, rounds: int = 5,
+                 say: Callable[[str], None] = log.info) -> dict[str, Any]:
+    """The pipeline's last stage: export the trained net in ``model_dir`` for the runtime of
+    ``backend`` into ``folder`` (skipped when ``folder/export.json`` is newer than the model)."""
+    from directnas.hardware.backends import BACKEND_FORMAT
+
+    fmt = BACKEND_FORMAT.get(backend or "torch-cpu", "torchscript")
+    done = folder / "export.json"
+    model = model_dir / "model.pt"
+    if done.exists() and done.stat().st_mtime >= model.stat().st_mtime:
+        r = read_json(done)
+        if r.get("format") == fmt:
+            say(f"export: done, reusing {done}")
+            return r
+    r = export(model, folder, formats=[fmt], data=data, threads=threads, rounds=rounds)
+    say(f"export: {r['path']} ({fmt}, {r['runtime_version']}): {r['latency_ms']:.3f} ms "
+        f"(noise floor {100 * r['noise_floor']:.1f} %), top-1 agreement "
+        f"{100 * r['top1_agreement']:.2f} %")
+    return r
