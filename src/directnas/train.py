@@ -38,6 +38,7 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-5
     label_smoothing: float = 0.1
+    augment: bool = True  # random crop + flip of the training images
     random_erasing: float = 0.0  # probability per training image (0: off)
     ema_decay: float = 0.0  # exponential moving average of the weights (0: off; e.g. 0.999)
     seed: int = 0
@@ -173,8 +174,8 @@ def train_net(net: nn.Module, data: Dataset, cfg: TrainConfig, *,
     if cfg.channels_last:
         net = net.to(memory_format=torch.channels_last)
     train = Batches(data.train, batch_size=cfg.batch_size, mean=data.mean, std=data.std,
-                    augment=True, seed=cfg.seed, drop_last=True, channels_last=cfg.channels_last,
-                    erase=cfg.random_erasing,
+                    augment=cfg.augment, seed=cfg.seed, drop_last=True,
+                    channels_last=cfg.channels_last, erase=cfg.random_erasing,
                     rank=dist.rank, world=dist.world)
     if len(train) == 0:
         raise UserError(f"batch size {cfg.batch_size} is larger than the {len(data.train) // dist.world} "
