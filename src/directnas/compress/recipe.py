@@ -289,14 +289,18 @@ def search_recipe(state: State, methods: list[str], *, target_ratio: float | Non
     base = s.curves["valid_accuracy"]
     rungs = ladder(2.0, top / MARGIN)
     lo, hi, best = 0, len(rungs) - 1, None
-    probes = []
+    probes: list[dict[str, Any]] = []
+    seen: dict[tuple, float] = {}  # rungs below the free ratio share one recipe: probe it once
     while lo <= hi:  # the largest rung whose probe stays within max_loss
         mid = (lo + hi) // 2
         r = s.recipe(rungs[mid])
-        loss = probe(state, r, base, batches)
-        probes.append({"ratio": rungs[mid], "predicted_ratio": r.predicted_ratio,
-                       "probe_loss": loss})
-        log.info("probe %.1fx: loss %.4f", r.predicted_ratio, loss)
+        key = (tuple(sorted(r.sparsity.items())), tuple(sorted(r.bits.items())))
+        if key not in seen:
+            seen[key] = probe(state, r, base, batches)
+            probes.append({"ratio": rungs[mid], "predicted_ratio": r.predicted_ratio,
+                           "probe_loss": seen[key]})
+            log.info("probe %.1fx: loss %.4f", r.predicted_ratio, seen[key])
+        loss = seen[key]
         if loss <= max_loss:
             best, lo = r, mid + 1
         else:
