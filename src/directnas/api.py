@@ -39,8 +39,9 @@ from directnas.search.searcher import (CHECKPOINT, SearchConfig, Searcher, check
 from directnas.space.arch import Arch
 from directnas.space.space import SearchSpace, load_space
 from directnas.targets import Target, resolve_target
-from directnas.train import (TRAIN_CHECKPOINT, TrainConfig, check_train_config, count_macs,
-                             count_params, load_train_checkpoint, train_net)
+from directnas.train import (MODEL_RECIPES, RECIPE_KEYS, TRAIN_CHECKPOINT, TrainConfig,
+                             check_train_config, count_macs, count_params, load_train_checkpoint,
+                             train_net)
 from directnas.trainer import Progress, no_progress
 
 log = logging.getLogger(__name__)
@@ -276,6 +277,13 @@ def train(arch_or_model: Any, data: DataLike, *, test: DataLike | None = None,
     cfg = resolve_config(TrainConfig, yaml_path=config_file, what="training",
                          overrides={**config, "epochs": epochs, "seed": seed, "device": str(dev)},
                          quick=TRAIN_QUICK if quick else None)
+    if named:
+        import yaml
+
+        in_file = set(yaml.safe_load(Path(config_file).read_text()) or {}) if config_file else set()
+        for key, value in MODEL_RECIPES.get(arch_or_model, {}).items():
+            if config.get(key) is None and key not in in_file:
+                setattr(cfg, key, value)
     check_train_config(cfg)
     proto = make_protocol(protocol)
     folder = Path(out) if out is not None else None
@@ -318,7 +326,8 @@ def train(arch_or_model: Any, data: DataLike, *, test: DataLike | None = None,
             "model": name if named else None,
             "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
             "input_shape": dataset.input_shape, "num_classes": dataset.train.num_classes,
-            "mean": dataset.mean, "std": dataset.std})
+            "mean": dataset.mean, "std": dataset.std,
+            "recipe": {k: getattr(cfg, k) for k in RECIPE_KEYS}})
         write_json(folder / "metrics.json", metrics)
     return TrainResult(model, metrics, folder)
 

@@ -30,6 +30,16 @@ from directnas.trainer import (LoopState, Progress, Trainer, check_finite, cosin
 log = logging.getLogger(__name__)
 
 
+# training-recipe defaults of named models, below a config file and explicit options: crop + flip
+# costs the MLP LeNet-300-100 about 2 points on Fashion-MNIST; L2 5e-4 is what its pruning
+# retrains with (docs/compression.md), and `directnas compress` retrains with the model's recipe
+MODEL_RECIPES: dict[str, dict[str, Any]] = {
+    "lenet-300-100": {"augment": False, "weight_decay": 5e-4}}
+# the options `directnas compress` retrains with unless told otherwise (stored in model.pt)
+RECIPE_KEYS = ("augment", "label_smoothing", "weight_decay", "lr", "batch_size", "epochs",
+               "random_erasing")
+
+
 @dataclass
 class TrainConfig:
     epochs: int = 20  # ~2 min each for a searched net on 2 cores: search + train <= 60 min
@@ -38,6 +48,7 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-5
     label_smoothing: float = 0.1
+    augment: bool = True  # random crop + flip of the training images
     random_erasing: float = 0.0  # probability per training image (0: off)
     ema_decay: float = 0.0  # exponential moving average of the weights (0: off; e.g. 0.999)
     seed: int = 0
@@ -159,8 +170,9 @@ def train_net(net: nn.Module, data: Dataset, cfg: TrainConfig, *,
     if cfg.channels_last:
         net.to(memory_format=torch.channels_last)
     train = Batches(data.train, batch_size=cfg.batch_size, mean=data.mean, std=data.std,
-                    augment=True, seed=cfg.seed, drop_last=True, channels_last=cfg.channels_last,
-                    erase=cfg.random_erasing, rank=dist.rank, world=dist.world, device=device)
+                    augment=cfg.augment, seed=cfg.seed, drop_last=True,
+                    channels_last=cfg.channels_last, erase=cfg.random_erasing, rank=dist.rank,
+                    world=dist.world, device=device)
     if len(train) == 0:
         raise UserError(f"batch size {cfg.batch_size} is larger than the {len(data.train) // dist.world} "
                         "training images per process: lower the training batch size")

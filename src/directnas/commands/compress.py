@@ -6,12 +6,12 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
 from directnas.commands.common import bar
-from directnas.compress.finetune import FinetuneConfig
+from directnas.compress.finetune import FinetuneConfig, Progress
 from directnas.compress.model_io import load_model
 from directnas.compress.pipeline import METHODS, compress, parse_methods
 from directnas.compress.state import CompressConfig, State
@@ -39,6 +39,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "pruning loss within 0.5 points, see docs/compression.md)")
     g.add_argument("--batch-size", type=int, help="retraining batch size (default 128)")
     g.add_argument("--seed", type=int)
+    g.add_argument("--finetune-augment", action=argparse.BooleanOptionalAction,
+                   help="random crop + flip in retraining (default: as the model was trained, "
+                        "from its model.pt)")
+    g.add_argument("--finetune-label-smoothing", type=float,
+                   help="label smoothing of retraining (default: the model's training recipe)")
+    g = p.add_argument_group("recipe search (prune / share settings per layer)")
+    g.add_argument("--target-ratio", type=float,
+                   help="smallest predicted accuracy loss that reaches this compression ratio "
+                        "(e.g. 40 for 40x); retrains 5 prune rounds of 5 epochs at LR 0.05 "
+                        "unless --prune-steps / --finetune-* say otherwise")
+    g.add_argument("--max-loss", type=float,
+                   help="largest ratio whose probe loses at most this many accuracy points "
+                        "(e.g. 1); same retraining budget as --target-ratio")
+    g.add_argument("--valid-images", type=int,
+                   help="training images scoring the sensitivity curves (default 2000)")
+    g.add_argument("--probe-steps", type=int,
+                   help="--max-loss: retraining steps of each probe (default 300)")
     g = p.add_argument_group("method options")
     g.add_argument("--sparsity", type=float, help="prune: overall fraction of weights removed")
     g.add_argument("--tolerance", type=float,
@@ -61,16 +78,38 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def config_from(args: argparse.Namespace) -> CompressConfig:
-    ft: dict[str, Any] = dict(QUICK_FT) if args.quick else {}
+# retraining budget of the recipe search (--target-ratio / --max-loss) unless flags set it: the
+# schedule that kept LeNet-300-100 within 0.5 points at 40x (docs/compression.md)
+SEARCH_FT = {"epochs": 5, "lr": 0.05}
+SEARCH = {"prune_steps": 5}
+RECIPE_FT_KEYS = ("augment", "label_smoothing", "weight_decay")
+
+
+def recipe_finetune(meta: dict[str, Any]) -> dict[str, Any]:
+    """The retraining options a model.pt's own training recipe implies (empty for old files)."""
+    recipe = meta.get("recipe") or {}
+    return {k: recipe[k] for k in RECIPE_FT_KEYS if k in recipe}
+
+
+def config_from(args: argparse.Namespace, meta: dict[str, Any] | None = None) -> CompressConfig:
+    """Defaults <- the model's training recipe <- search / quick budgets <- flags."""
+    searching = args.target_ratio is not None or args.max_loss is not None
+    ft: dict[str, Any] = recipe_finetune(meta or {})
+    ft.update(SEARCH_FT if searching else {})
+    ft.update(QUICK_FT if args.quick else {})
     ft.update({k: v for k, v in {"epochs": args.finetune_epochs, "lr": args.finetune_lr,
-                                 "weight_decay": args.finetune_wd,
+                                 "weight_decay": args.finetune_wd, "augment": args.finetune_augment,
+                                 "label_smoothing": args.finetune_label_smoothing,
                                  "batch_size": args.batch_size, "seed": args.seed}.items()
                if v is not None})
-    top: dict[str, Any] = dict(QUICK) if args.quick else {}
+    top: dict[str, Any] = dict(SEARCH) if searching else {}
+    top.update(QUICK if args.quick else {})
     names = ("sparsity", "tolerance", "prune_steps", "bits_conv", "bits_fc", "fixed_bits",
-             "gap_bits", "speedup", "ternary_threshold", "allocation")
+             "gap_bits", "speedup", "ternary_threshold", "allocation", "target_ratio",
+             "valid_images", "probe_steps")
     top.update({k: getattr(args, k) for k in names if getattr(args, k) is not None})
+    if args.max_loss is not None:
+        top["max_loss"] = args.max_loss / 100  # points -> fraction
     if args.repeats is not None:
         top["latency_repeats"] = args.repeats
     cfg = CompressConfig(finetune=replace(FinetuneConfig(), **ft), uniform=args.uniform,
@@ -92,6 +131,18 @@ def check(cfg: CompressConfig) -> None:
         raise UserError(f"--threshold {cfg.ternary_threshold} must be in (0, 1)")
     if cfg.prune_steps < 1 or cfg.finetune.epochs < 0:
         raise UserError("--prune-steps must be >= 1 and --finetune-epochs >= 0")
+    if cfg.target_ratio is not None and cfg.max_loss is not None:
+        raise UserError("give --target-ratio or --max-loss, not both")
+    if cfg.target_ratio is not None and cfg.target_ratio <= 1:
+        raise UserError(f"--target-ratio {cfg.target_ratio:g} must be > 1 (e.g. 40 for 40x)")
+    if cfg.max_loss is not None and not 0 <= cfg.max_loss < 1:
+        raise UserError(f"--max-loss {100 * cfg.max_loss:g} must be in [0, 100) points (e.g. 1)")
+    searching = cfg.target_ratio is not None or cfg.max_loss is not None
+    if searching and (cfg.sparsity is not None or cfg.uniform):
+        raise UserError("--target-ratio / --max-loss choose the sparsity: drop --sparsity / "
+                        "--uniform")
+    if cfg.valid_images < 1 or cfg.probe_steps < 1:
+        raise UserError("--valid-images and --probe-steps must be >= 1")
     if cfg.finetune.weight_decay < 0:
         raise UserError(f"--finetune-wd {cfg.finetune.weight_decay} must be >= 0")
 
@@ -105,24 +156,77 @@ def print_table(rows: list[dict[str, Any]]) -> None:
               f"  {r['encoding']}")
 
 
-def run(args: argparse.Namespace) -> int:
-    methods = parse_methods(args.method)
-    cfg = config_from(args)
-    net, meta = load_model(args.model)
-    data = load_dataset(args.data)
+def compress_model(model: str | Path, methods: list[str], out: Path, *, data_spec: str,
+                   make_cfg: Callable[[dict[str, Any]], CompressConfig],
+                   progress: Progress = bar) -> dict[str, Any]:
+    """Load ``model``, compress it with ``methods`` into ``out``, print the summary; metrics."""
+    net, meta = load_model(model)
+    cfg = make_cfg(meta)
+    data = load_dataset(data_spec)
     if tuple(meta["input_shape"]) != data.input_shape:
-        raise UserError(f"the model takes {tuple(meta['input_shape'])} images but {args.data} has "
+        raise UserError(f"the model takes {tuple(meta['input_shape'])} images but {data_spec} has "
                         f"{data.input_shape}: use the dataset it was trained on")
-    torch.set_num_threads(args.threads)  # fine-tuning and latency alike
-    out = Path(args.out)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(cfg.threads)  # fine-tuning and latency alike
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "compress_config.json", {**asdict(cfg), "methods": methods,
-                                              "model": str(args.model), "data": str(args.data)})
-    m = compress(State(net=net, meta=meta, data=data, cfg=cfg, out=out, progress=bar), methods)
+                                              "model": str(model), "data": str(data_spec)})
+    try:
+        m = compress(State(net=net, meta=meta, data=data, cfg=cfg, out=out, progress=progress),
+                     methods)
+    finally:
+        torch.set_num_threads(threads)
+    print_recipe(m)
     print_table(read_json(out / "layers.json"))
     print(f"accuracy {100 * m['accuracy_before']:.2f} % -> {100 * m['accuracy_after']:.2f} %, "
           f"size {m['size_bytes_before']} -> {m['size_bytes_after']} bytes "
           f"({m['compression_ratio']:.1f}x), latency {m['latency_ms_before']:.3f} -> "
           f"{m['latency_ms_after']:.3f} ms ({m['latency_backend']})")
+    for key, what in (("target_ratio_met", "target ratio"), ("max_loss_met", "loss bound")):
+        if m.get(key) is False:
+            print(f"warning: the {what} was not met (see metrics.json)")
     print(f"metrics: {(out / 'metrics.json').resolve()}\nmodel: {(out / m['compressed_file']).resolve()}")
+    return m
+
+
+def print_recipe(m: dict[str, Any]) -> None:
+    r = m["recipe"]
+    ft = r["finetune"]
+    print(f"retraining: {r['prune_steps']} prune rounds x {ft['epochs']} epochs, LR {ft['lr']:g}, "
+          f"weight decay {ft['weight_decay']:g}, label smoothing {ft['label_smoothing']:g}, "
+          f"augment {'on' if ft['augment'] else 'off'}")
+    if r["layer_sparsity"] is None and r["layer_bits"] is None:
+        return
+    searched = m["methods_report"]["recipe"]
+    goal = (f"target {r['target_ratio']:g}x" if r["target_ratio"] is not None
+            else f"max loss {100 * r['max_loss']:g} points")
+    print(f"recipe ({goal}): predicted {searched['predicted_ratio']:.1f}x; per layer "
+          + ", ".join(f"{n}: sparsity {(r['layer_sparsity'] or {}).get(n, 0):.3f}"
+                      + (f" {r['layer_bits'][n]} bits" if r["layer_bits"] else "")
+                      for n in searched["sparsity"]))
+
+
+def run(args: argparse.Namespace) -> int:
+    methods = parse_methods(args.method)
+    compress_model(args.model, methods, Path(args.out), data_spec=args.data,
+                   make_cfg=lambda meta: config_from(args, meta))
     return 0
+
+
+def compress_stage(model_dir: str | Path, out_dir: str | Path, *, max_loss: float | None = None,
+                   target_ratio: float | None = None, method: str = "prune,share,huffman",
+                   data: str = "fashion-mnist", threads: int = 2, seed: int | None = None,
+                   extra: list[str] | None = None) -> dict[str, Any]:
+    """The pipeline's last stage (``directnas run --compress``): exactly ``directnas compress
+    --model MODEL_DIR --out OUT_DIR --method METHOD [--max-loss P | --target-ratio R] ...``
+    (``extra``: further compress flags); returns its metrics.json."""
+    argv = ["--model", str(model_dir), "--out", str(out_dir), "--method", method, "--data", data,
+            "--threads", str(threads)]
+    for flag, v in (("--max-loss", max_loss), ("--target-ratio", target_ratio), ("--seed", seed)):
+        if v is not None:
+            argv += [flag, str(v)]
+    from directnas.cli import build_parser  # the very parser of `directnas compress`
+
+    args = build_parser().parse_args(["compress", *argv, *(extra or [])])
+    run(args)
+    return read_json(Path(out_dir) / "metrics.json")

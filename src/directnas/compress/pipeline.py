@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import asdict, replace
 from typing import Any, Callable
 
 import torch
 
-from directnas.compress import fixed_point, int8, lowrank, prune, share, ternary
+from directnas.compress import fixed_point, int8, lowrank, prune, recipe, share, ternary
 from directnas.compress.codec import Encoded, decode_state, encode_state
 from directnas.compress.finetune import accuracy, layer_kind, eval_batches, weight_layers
-from directnas.compress.state import State
+from directnas.compress.state import CompressConfig, State
 from directnas.errors import UserError
 from directnas.fileio import torch_save, write_bytes, write_json
 
@@ -77,6 +78,14 @@ def compress(state: State, methods: list[str]) -> dict[str, Any]:
     lat_before = state.latency_ms()
     log.info("before: accuracy %.4f, %d bytes, %.3f ms", acc_before, size_before, lat_before)
     timings = {}
+    if cfg.target_ratio is not None or cfg.max_loss is not None:
+        t0 = time.perf_counter()
+        r = recipe.search_recipe(state, methods, target_ratio=cfg.target_ratio,
+                                 max_loss=cfg.max_loss)
+        cfg = state.cfg = replace(cfg, layer_sparsity=r.sparsity if "prune" in methods else None,
+                                  layer_bits=r.bits if "share" in methods else None)
+        state.report["recipe"] = r.to_json()
+        timings["recipe"] = time.perf_counter() - t0
     for name in methods:
         t0 = time.perf_counter()
         log.info("method %s", name)
@@ -112,8 +121,21 @@ def compress(state: State, methods: list[str]) -> dict[str, Any]:
     metrics["compression_ratio"] = metrics["size_bytes_before"] / metrics["size_bytes_after"]
     metrics["accuracy_drop"] = metrics["accuracy_before"] - metrics["accuracy_after"]
     metrics["speedup"] = metrics["latency_ms_before"] / metrics["latency_ms_after"]
+    metrics["recipe"] = chosen_recipe(cfg, methods)
+    if cfg.target_ratio is not None:
+        metrics["target_ratio_met"] = metrics["compression_ratio"] >= cfg.target_ratio
+    if cfg.max_loss is not None:
+        metrics["max_loss_met"] = metrics["accuracy_drop"] <= cfg.max_loss + 1e-9
     metrics["method_seconds"] = timings
     metrics["methods_report"] = state.report
     write_json(out / "metrics.json", metrics)
     write_json(out / "layers.json", layer_table(state, enc))
     return metrics
+
+
+def chosen_recipe(cfg: CompressConfig, methods: list[str]) -> dict[str, Any]:
+    """The settings the chain ran with (searched or given), as saved in metrics.json."""
+    keys = ("target_ratio", "max_loss", "sparsity", "allocation", "uniform", "prune_steps",
+            "bits_conv", "bits_fc", "gap_bits", "layer_sparsity", "layer_bits")
+    return {"methods": methods, **{k: getattr(cfg, k) for k in keys},
+            "finetune": asdict(cfg.finetune)}

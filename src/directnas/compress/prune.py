@@ -159,7 +159,9 @@ def run(state: State) -> None:
     cfg, net = state.cfg, state.net
     layers = weight_layers(net)
     sizes = {n: m.weight.numel() for n, m in layers}
-    if cfg.uniform:
+    if cfg.layer_sparsity is not None:  # chosen by the recipe search (compress.recipe)
+        targets = {n: cfg.layer_sparsity.get(n, 0.0) for n in sizes}
+    elif cfg.uniform:
         if cfg.sparsity is None:
             raise UserError("uniform pruning needs --sparsity S (a fraction in (0, 1))")
         targets = {n: cfg.sparsity for n in sizes}

@@ -67,6 +67,8 @@ def run(state: State) -> None:
     handles = []
     for name, m in weight_layers(net):
         bits = cfg.bits_conv if layer_kind(m) == "conv" else cfg.bits_fc
+        if cfg.layer_bits is not None:  # chosen by the recipe search (compress.recipe)
+            bits = cfg.layer_bits.get(name, bits)
         cents, idx = quantize_layer(m, bits, seed=cfg.finetune.seed)
         del m.weight
         m.register_parameter("centroids", cents)
@@ -85,6 +87,7 @@ def run(state: State) -> None:
         m.weight = nn.Parameter(w)
     halved = round_rest_to_half(net)
     state.report["share"] = {"bits_conv": cfg.bits_conv, "bits_fc": cfg.bits_fc,
+                             "bits": {n: v["bits"] for n, v in state.layers.items() if "bits" in v},
                              "float16_tensors": halved}
 
 

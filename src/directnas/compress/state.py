@@ -34,6 +34,11 @@ class CompressConfig:
     threads: int = 2
     latency_repeats: int = 50
     latency_warmup: int = 10
+    target_ratio: float | None = None  # recipe search: least loss at this ratio (x)
+    max_loss: float | None = None   # recipe search: largest ratio within this loss (fraction)
+    probe_steps: int = 300          # max-loss search: retraining steps of one probe
+    layer_sparsity: dict[str, float] | None = None  # prune: per-layer targets (from the search)
+    layer_bits: dict[str, int] | None = None        # share: per-layer bits (from the search)
 
 
 @dataclass

@@ -1,0 +1,137 @@
+"""The recipe search of `directnas compress` (--target-ratio / --max-loss) and the training recipe
+that model.pt carries into the retraining."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from directnas.cli import build_parser, main
+from directnas.commands.compress import compress_stage, config_from
+from directnas.compress.recipe import Option, choose, kmeans_fast, quantized
+from directnas.fileio import torch_load
+
+torch.set_num_threads(1)
+FAST = ["--threads", "1", "--repeats", "3", "--quick", "--valid-images", "300"]
+
+
+@pytest.fixture(scope="module")
+def mlp(tiny_idx_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("mlp")
+    rc = main(["train", "--model", "lenet-300-100", "--data", str(tiny_idx_dir), "--out", str(out),
+               "--train-epochs", "2", "--train-batch-size", "64", "--threads", "1",
+               "--repeats", "3", "--warmup", "1"])
+    assert rc == 0
+    return out
+
+
+def test_kmeans_fast_keeps_zeros_and_at_most_2_to_the_bits_values():
+    w = torch.randn(50, 40)
+    w[w.abs() < 0.5] = 0
+    for bits in (2, 3, 5):
+        q = quantized(w, bits)
+        assert torch.equal(q == 0, w == 0)
+        assert torch.unique(q[q != 0]).numel() <= 1 << bits
+    err = [float((quantized(w, b) - w).abs().mean()) for b in (2, 4, 6)]
+    assert err[0] > err[1] > err[2]
+    v = np.array([0.0, 0.0, 1.0, 1.0, 5.0])
+    assert set(kmeans_fast(v, 2)) == {0.0, 5.0} or set(kmeans_fast(v, 2)) == {1.0 / 2, 5.0}
+
+
+def test_choose_finds_the_least_drop_that_fits_the_budget():
+    rng = np.random.default_rng(0)
+    options = {}
+    for layer in "abc":  # sizes fall and drops rise with the compression of an option
+        sizes = np.sort(rng.integers(50, 1000, 6))[::-1]
+        drops = np.sort(rng.random(6) * 0.05)
+        options[layer] = [Option(0.1 * i, 4, float(d), int(s))
+                          for i, (d, s) in enumerate(zip(drops, sizes))]
+    fixed = 100
+    for budget in (900, 1300, 1800, 2500):
+        c = choose(options, budget, fixed)
+        assert fixed + sum(o.size_bytes for o in c.values()) <= budget
+        best = min((sum(o.drop for o in combo) for combo in itertools.product(*options.values())
+                    if fixed + sum(o.size_bytes for o in combo) <= budget))
+        assert sum(o.drop for o in c.values()) <= best + 0.01  # near the brute-force optimum
+
+
+def test_train_stores_the_recipe_and_lenet_trains_without_crop_flip(mlp):
+    ck = torch_load(mlp / "model.pt")
+    assert ck["recipe"]["augment"] is False and ck["recipe"]["weight_decay"] == 5e-4
+    cfg = json.loads((mlp / "train_config.json").read_text())
+    assert cfg["augment"] is False
+
+
+def test_retraining_follows_the_model_recipe_unless_overridden():
+    base = ["compress", "--model", "m", "--method", "prune", "--out", "o"]
+    meta = {"recipe": {"augment": False, "label_smoothing": 0.0, "weight_decay": 5e-4}}
+    ft = config_from(build_parser().parse_args(base), meta).finetune
+    assert (ft.augment, ft.label_smoothing, ft.weight_decay) == (False, 0.0, 5e-4)
+    args = build_parser().parse_args([*base, "--finetune-augment", "--finetune-wd", "1e-4"])
+    ft = config_from(args, meta).finetune
+    assert ft.augment and ft.weight_decay == 1e-4
+    old = config_from(build_parser().parse_args(base), {}).finetune  # model.pt without a recipe
+    assert old.augment and old.weight_decay == 5e-5
+    searched = config_from(build_parser().parse_args([*base, "--target-ratio", "20"]), meta)
+    assert (searched.prune_steps, searched.finetune.epochs, searched.finetune.lr) == (5, 5, 0.05)
+
+
+def test_target_ratio_chooses_per_layer_settings_and_saves_them(mlp, tiny_idx_dir, tmp_path,
+                                                                 capsys):
+    out = tmp_path / "t"
+    rc = main(["compress", "--model", str(mlp), "--method", "prune,share,huffman",
+               "--target-ratio", "20", "--data", str(tiny_idx_dir), "--out", str(out), *FAST])
+    assert rc == 0
+    m = json.loads((out / "metrics.json").read_text())
+    r = m["recipe"]
+    assert r["target_ratio"] == 20 and set(r["layer_sparsity"]) == set(r["layer_bits"]) == {
+        "1", "3", "5"}
+    assert r["finetune"]["augment"] is False and r["finetune"]["weight_decay"] == 5e-4
+    found = m["methods_report"]["recipe"]
+    assert found["predicted_ratio"] >= 20
+    rows = {row["layer"]: row for row in json.loads((out / "layers.json").read_text())}
+    for name, bits in r["layer_bits"].items():
+        assert rows[name]["unique_values"] <= (1 << bits) + 1  # + the zero
+        assert rows[name]["target_sparsity"] == pytest.approx(r["layer_sparsity"][name])
+    assert m["compression_ratio"] > 15 and "target_ratio_met" in m
+    printed = capsys.readouterr().out
+    assert "recipe (target 20x)" in printed and "augment off" in printed
+
+
+def test_max_loss_probes_and_compress_stage_returns_metrics(mlp, tiny_idx_dir, tmp_path):
+    m = compress_stage(mlp, tmp_path / "s", max_loss=2, data=str(tiny_idx_dir), threads=1,
+                       extra=["--quick", "--repeats", "3", "--valid-images", "300",
+                              "--probe-steps", "5"])
+    assert m == json.loads((tmp_path / "s" / "metrics.json").read_text())
+    probes = m["methods_report"]["recipe"]["probes"]
+    assert probes and all({"ratio", "probe_loss"} <= set(p) for p in probes)
+    assert m["recipe"]["max_loss"] == pytest.approx(0.02) and "max_loss_met" in m
+    kept = [p for p in probes if p["probe_loss"] <= 0.02]
+    if kept:  # the chosen recipe is the largest ratio that probed within the bound
+        assert m["methods_report"]["recipe"]["predicted_ratio"] == pytest.approx(
+            max(p["predicted_ratio"] for p in kept))
+
+
+@pytest.mark.parametrize("argv, word", [
+    (["--target-ratio", "20", "--max-loss", "1"], "not both"),
+    (["--target-ratio", "0.5"], "--target-ratio"),
+    (["--max-loss", "-1"], "--max-loss"),
+    (["--target-ratio", "20", "--sparsity", "0.9"], "--sparsity"),
+    (["--target-ratio", "1e6"], "ask for less"),
+])
+def test_bad_recipe_options_are_one_line_errors(mlp, tiny_idx_dir, tmp_path, capsys, argv, word):
+    rc = main(["compress", "--model", str(mlp), "--method", "prune,share,huffman",
+               "--data", str(tiny_idx_dir), "--out", str(tmp_path / "o"), *FAST, *argv])
+    errors = [ln for ln in capsys.readouterr().err.splitlines() if "error" in ln]
+    assert rc == 2 and len(errors) == 1 and word in errors[0]  # (log lines may precede it)
+
+
+def test_recipe_needs_prune_or_share(mlp, tiny_idx_dir, tmp_path, capsys):
+    rc = main(["compress", "--model", str(mlp), "--method", "fixed-point", "--target-ratio", "4",
+               "--data", str(tiny_idx_dir), "--out", str(tmp_path / "o"), *FAST])
+    assert rc == 2 and "prune" in capsys.readouterr().err
