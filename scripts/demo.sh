@@ -8,4 +8,6 @@ bash scripts/install.sh
 OUT="${1:-runs/demo}"
 # 1.5x the fastest net of the space on this machine's own table (or ms, e.g. TARGET_LATENCY=2.5)
 TARGET="${TARGET_LATENCY:-1.5x}"
-directnas run --space fashion-mnist --backend torch-cpu --target-latency "$TARGET" --out "$OUT"
+# searched for, measured in and shipped to ExecuTorch + XNNPACK (README: why this runtime)
+BACKEND="${BACKEND:-executorch-xnnpack}"
+directnas run --space fashion-mnist --backend "$BACKEND" --target-latency "$TARGET" --out "$OUT"
