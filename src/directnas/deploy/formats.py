@@ -148,7 +148,11 @@ def to_onnx(net: nn.Module, shape: tuple[int, ...], *, dynamic_batch: bool = Fal
 
 
 def ort_session(model: bytes | str | Path, threads: int) -> Any:
-    ort = _need("onnxruntime", "onnx", "the onnx format (onnxruntime)")
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise UserError("the onnx format and backend onnxruntime-cpu need onnxruntime: "
+                        "pip install onnxruntime") from None
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1

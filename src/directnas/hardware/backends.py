@@ -98,18 +98,9 @@ def export_onnx(module: nn.Module, shape: tuple[int, ...]) -> bytes:
 
 def ort_session(model: bytes, threads: int) -> "object":
     """An onnxruntime CPU session with fixed threads and full graph optimisation."""
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise UserError("backend onnxruntime-cpu needs onnxruntime: pip install onnxruntime") \
-            from None
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.log_severity_level = 3
-    return ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+    from directnas.deploy.formats import ort_session as session
+
+    return session(model, threads)
 
 
 def _onnxruntime_cpu(module: nn.Module, shape: tuple[int, ...], proto: Protocol) -> Runner:
