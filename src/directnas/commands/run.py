@@ -56,6 +56,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--train-ema", type=float,
                    help="exponential moving average of the weights, decay per step (e.g. 0.999; "
                         "default 0: off)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--compress-max-loss", type=float, metavar="P",
+                   help="last stage: directnas compress --max-loss P (points) on each trained net")
+    g.add_argument("--compress-target-ratio", type=float, metavar="R",
+                   help="last stage: directnas compress --target-ratio R on each trained net")
+    p.add_argument("--compress-method", default="prune,share,huffman",
+                   help="methods of the compression stage (default prune,share,huffman)")
     p.add_argument("--compare", nargs="+", default=[], metavar="DIR",
                    help="finished baseline/run folders to add to the report's accuracy-latency plane")
     p.add_argument("--no-tensorboard", action="store_true", help="write no TensorBoard event files")
@@ -81,6 +88,17 @@ def run(args: argparse.Namespace) -> int:
                            input_size=args.input_size, search=search, train=train,
                            compare=args.compare, tensorboard=not args.no_tensorboard, say=print,
                            progress=bar)
+    if args.compress_max_loss is not None or args.compress_target_ratio is not None:
+        from directnas.commands.compress import compress_stage
+
+        for r in results:
+            cdir = r.folder / "compress"
+            if (cdir / "metrics.json").exists():
+                print(f"compress: done, reusing {cdir / 'metrics.json'}")
+                continue
+            compress_stage(r.folder / "train", cdir, max_loss=args.compress_max_loss,
+                           target_ratio=args.compress_target_ratio, method=args.compress_method,
+                           data=str(args.data), threads=args.threads, seed=args.seed)
     summary = read_json(out / "report.json")
     print()
     for r in results:
