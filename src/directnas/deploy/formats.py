@@ -70,7 +70,7 @@ def not_delegated(edge: Any, method: str = "forward") -> list[str]:
         if node.op != "call_function":
             continue
         name = str(getattr(node.target, "__name__", node.target))
-        if "executorch_call_delegate" in name or name == "getitem" or "getitem" in name:
+        if "executorch_call_delegate" in name or "getitem" in name:
             continue
         out.append(name)
     return sorted(set(out))

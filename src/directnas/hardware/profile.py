@@ -14,7 +14,7 @@ import platform
 import random
 import statistics
 import time
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import Callable, Iterable
 
 from torch import nn
 
@@ -23,12 +23,9 @@ from directnas.hardware.backends import (BACKENDS, CLOCKS, STATS, Protocol, Runn
                                          RunnerFactory, backend_versions, get_backend,
                                          make_runners)
 from directnas.hardware.lut import LatencyTable
-from directnas.space.arch import build_fixed
+from directnas.space.arch import Arch, build_fixed
 from directnas.space.ops import ZERO, build_op, conv_bn
 from directnas.space.space import SearchSpace, conv_out
-
-if TYPE_CHECKING:
-    from directnas.space.arch import Arch
 
 log = logging.getLogger(__name__)
 
@@ -115,10 +112,8 @@ def space_modules(space: SearchSpace) -> Iterable[tuple[str, nn.Module, tuple[in
 REFERENCE = "reference"
 
 
-def reference_arch(space: SearchSpace) -> "Arch":
+def reference_arch(space: SearchSpace) -> Arch:
     """The drift reference timed in every round: each layer's first non-zero candidate."""
-    from directnas.space.arch import Arch
-
     return Arch(space, [next((c for c in l.candidates if c != ZERO), l.candidates[0])
                         for l in space.layers])
 
@@ -179,7 +174,7 @@ CALIBRATION_NETS = 24
 
 
 def measure_space(space: SearchSpace, *, backend: str, proto: Protocol, rounds: int,
-                  nets: dict[str, "Arch"], skip_ops: Iterable[str] | None = (), seed: int = 0,
+                  nets: dict[str, Arch], skip_ops: Iterable[str] | None = (), seed: int = 0,
                   progress: Callable[[Iterable], Iterable] = lambda it: it,
                   ) -> dict[str, dict[str, float]]:
     """One interleaved measurement (``measure_interleaved``) of the space's ops not in
@@ -203,7 +198,7 @@ NULL = "_null"
 
 
 def calibration_archs(space: SearchSpace, n: int = CALIBRATION_NETS, *, seed: int = 0
-                      ) -> dict[str, "Arch"]:
+                      ) -> dict[str, Arch]:
     """``n`` whole nets that together cover every (layer, op) pair (the D-optimal balanced
     design of ``latency design``)."""
     from directnas.hardware.fit import arch_from_op_indices, balanced_design
@@ -218,7 +213,7 @@ def profile_space(space: SearchSpace, *, backend: str = "torch-cpu", proto: Prot
                   existing: LatencyTable | None = None,
                   progress: Callable[[Iterable], Iterable] = lambda it: it,
                   rounds: int | None = None, calibrate: int = CALIBRATION_NETS,
-                  extra_nets: dict[str, "Arch"] | None = None, seed: int = 0,
+                  extra_nets: dict[str, Arch] | None = None, seed: int = 0,
                   measured_out: dict[str, dict[str, float]] | None = None) -> LatencyTable:
     """Measure every op of ``space`` not already in ``existing`` (a cache) and ``calibrate``
     whole nets (at most ``CALIBRATION_NETS``, covering every (layer, op) pair) in the same
