@@ -1,89 +1,170 @@
-"""binary-two search vs the random baseline at the same wall-clock budget (issue 4).
+"""Does the search beat random sampling at equal latency?  (issue 26)
 
-Per seed, run one after the other on an otherwise idle machine:
-  1. ``directnas search`` (binary-two, the default schedule) at target T on a fixed latency table;
-  2. ``directnas random-search`` with ``--budget-s`` = that search's measured wall time, accepting
-     only archs predicted in [0.9 T, T] (the window binary-two's constrained derivation uses);
-  3. ``directnas train`` of both archs with the same recipe (``--train-epochs``, same seed);
-and print one table row per (seed, method): predicted latency, archs tried, test accuracy.
-Each step is skipped when its output exists, so an interrupted run resumes.
+At one target T on a calibrated latency table of the deployment runtime:
+  1. ``--random`` nets drawn uniformly from the space (each layer's op uniform over its
+     candidates), kept when the table predicts them in [0.9 T, T] (the window the search's
+     constrained derivation uses);
+  2. the derived nets of ``--seeds`` searches at the default budget (``directnas search``);
+  3. every net trained from scratch with one recipe (``directnas train --epochs E``, training
+     seed 0 for all), two nets at a time on one thread each (``--lanes``);
+  4. every trained net re-timed side by side in the runtime (interleaved rounds with a drift
+     reference, ``remeasure``), so the latencies compare;
+then ``--out`` gets ``{"target_ms", "epochs", "random": [...], "searched": [...]}`` (accuracies as
+fractions) and ``--plot`` accuracy against measured latency for both groups.  Every step skips
+what its output folder already holds, so an interrupted run resumes.
 
-    python benchmarks/search_vs_random.py --table runs/demo/latency.json --target 3.5907 \
-        --seeds 0 1 --train-epochs 3 --reuse-search 0=runs/demo/search \
-        --root runs/cmp --out benchmarks/results/search_vs_random.json
+    python benchmarks/search_vs_random.py --table runs/s26/latency_et.json --target 1.5x \
+        --backend executorch-xnnpack --random 8 --seeds 0 1 2 --epochs 10 --root runs/svr \
+        --out benchmarks/results/search_vs_random.json --plot benchmarks/results/search_vs_random.png
 """
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
+import random
+import statistics
 import subprocess
 import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from directnas.hardware.backends import Protocol
+from directnas.hardware.lut import LatencyTable
+from directnas.hardware.predictor import predict_arch_ms
+from directnas.remeasure import remeasure
+from directnas.report_runs import load_run
+from directnas.space.arch import Arch
+from directnas.space.space import load_space
+from directnas.targets import parse_target, resolve_target
 
-def sh(args: list[str]) -> None:
-    print("+", " ".join(args), flush=True)
-    subprocess.run([sys.executable, "-m", "directnas", *args], check=True)
+
+def sh(args: list[str], log: Path) -> None:
+    print(time.strftime("%T"), "+ directnas", " ".join(args), flush=True)
+    with open(log, "w") as f:
+        subprocess.run([sys.executable, "-m", "directnas", *args], check=True, stdout=f,
+                       stderr=subprocess.STDOUT, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+
+
+def random_archs(space, table: LatencyTable, target: float, n: int, seed: int) -> list[Arch]:  # noqa: ANN001
+    """``n`` distinct archs, uniform over the space, predicted in [0.9 T, T] (rejection)."""
+    rng, out, seen = random.Random(seed), [], set()
+    for _ in range(2_000_000):
+        if len(out) == n:
+            return out
+        ops = tuple(rng.choice(l.candidates) for l in space.layers)
+        if ops in seen:
+            continue
+        a = Arch(space, list(ops))
+        if 0.9 * target <= predict_arch_ms(a, table) <= target:
+            seen.add(ops)
+            out.append(a)
+    raise SystemExit(f"only {len(out)} random nets fall in [0.9 T, T]: widen the target")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--table", required=True, help="latency table JSON (torch-cpu, batch 1)")
-    ap.add_argument("--target", type=float, required=True, help="target latency T in ms")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    ap.add_argument("--train-epochs", type=int, default=3)
-    ap.add_argument("--reuse-search", action="append", default=[],
-                    help="SEED=DIR: a finished binary-two search folder for that seed (same table, "
-                         "target and defaults) instead of running it again")
-    ap.add_argument("--root", default="runs/cmp")
-    ap.add_argument("--out", default=None)
+    ap.add_argument("--space", default="fashion-mnist")
+    ap.add_argument("--table", required=True, help="calibrated latency table (directnas profile)")
+    ap.add_argument("--target", required=True, help="ms, or a multiple of the fastest net: 1.5x")
+    ap.add_argument("--backend", default="executorch-xnnpack", help="runtime the nets are timed in")
+    ap.add_argument("--random", type=int, default=8)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--lanes", type=int, default=2)
+    ap.add_argument("--search-args", default="", help="extra flags for directnas search")
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--root", default="runs/svr")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--plot", default=None)
     a = ap.parse_args()
-    reuse = {int(k): Path(v) for k, v in (s.split("=", 1) for s in a.reuse_search)}
-    root, rows = Path(a.root), []
-    lo_frac = 0.9  # random accepts [0.9 T, T]: centre 0.95 T, tolerance 0.05 / 0.95
-    for seed in a.seeds:
-        d = root / f"s{seed}"
-        bt, rs = d / "binary-two", d / "random"
-        if not (bt / "arch.json").exists():
-            if seed in reuse:
-                shutil.copytree(reuse[seed], bt, dirs_exist_ok=True)
-            else:
-                sh(["search", "--space", "fashion-mnist", "--latency-table", a.table,
-                    "--target-latency", str(a.target), "--seed", str(seed), "--out", str(bt)])
-        wall = json.loads((bt / "search.json").read_text())["search_wall_s"]
-        if not (rs / "arch.json").exists():
-            centre = a.target * (1 + lo_frac) / 2
-            sh(["random-search", "--space", "fashion-mnist", "--latency-table", a.table,
-                "--target-latency", f"{centre:.4f}", "--tolerance", f"{(1 - lo_frac) / (1 + lo_frac):.5f}",
-                "--budget-s", f"{wall:.0f}", "--seed", str(seed), "--out", str(rs)])
-        for name, run in (("binary-two", bt), ("random", rs)):
-            tr = d / f"{name}-train"
-            if not (tr / "metrics.json").exists():
-                sh(["train", "--arch", str(run / "arch.json"), "--train-epochs", str(a.train_epochs),
-                    "--latency-table", a.table, "--seed", str(seed), "--out", str(tr)])
-            m = json.loads((tr / "metrics.json").read_text())
-            row = {"seed": seed, "method": name, "budget_s": round(wall, 1),
-                   "predicted_latency_ms": m.get("predicted_latency_ms"),
-                   "measured_latency_ms": m.get("latency_ms"), "test_accuracy": m["test_accuracy"],
-                   "params": m.get("params"), "arch": m.get("arch")}
-            if name == "random":
-                r = json.loads((rs / "random_search.json").read_text()) \
-                    if (rs / "random_search.json").exists() else {}
-                row["archs_tried"] = r.get("archs")
-                row["wall_s"] = r.get("search_wall_s")
-                row["valid_accuracy"] = r.get("valid_accuracy")
-            rows.append(row)
-    print(f"\ntarget {a.target} ms (random window [{lo_frac * a.target:.3f}, {a.target:.3f}]), "
-          f"final training {a.train_epochs} epochs")
-    print("| seed | method | budget s | archs tried | predicted ms | measured ms | test acc |")
-    print("|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['seed']} | {r['method']} | {r['budget_s']} | {r.get('archs_tried', 1)} | "
-              f"{r['predicted_latency_ms']:.3f} | {r['measured_latency_ms']:.3f} | {r['test_accuracy']:.4f} |")
-    if a.out:
-        Path(a.out).write_text(json.dumps({"target_ms": a.target, "train_epochs": a.train_epochs,
-                                           "rows": rows}, indent=1))
+    space, table = load_space(a.space), LatencyTable.load(a.table)
+    target = resolve_target(parse_target(a.target), space, table)
+    root = Path(a.root)
+    root.mkdir(parents=True, exist_ok=True)
+    print(f"target {target:.4f} ms ({a.target}); table {a.table}")
+
+    rand = random_archs(space, table, target, a.random, seed=1234)
+    for i, arch in enumerate(rand):
+        d = root / "archs"
+        d.mkdir(exist_ok=True)
+        if not (d / f"random{i}.json").exists():
+            arch.save(d / f"random{i}.json")
+
+    lane = ThreadPoolExecutor(max_workers=a.lanes)
+
+    def search(seed: int) -> None:
+        d = root / f"search{seed}"
+        if not (d / "arch.json").exists():
+            sh(["search", "--space", a.space, "--latency-table", a.table, "--target-latency",
+                f"{target}", "--seed", str(seed), "--threads", str(max(1, 2 // a.lanes)),
+                "--out", str(d), *(["--resume"] if (d / "search_checkpoint.pt").exists() else []),
+                *a.search_args.split()], root / f"search{seed}.log")
+
+    list(lane.map(search, a.seeds))
+    cfg = root / "train.yaml"
+    cfg.write_text(f"epochs: {a.epochs}\nthreads: {max(1, 2 // a.lanes)}\n")
+    jobs = [(f"random{i}", root / "archs" / f"random{i}.json") for i in range(a.random)] + \
+           [(f"searched{s}", root / f"search{s}" / "arch.json") for s in a.seeds]
+
+    def train(job: tuple[str, Path]) -> None:
+        name, arch = job
+        d = root / "train" / name
+        if not (d / "metrics.json").exists():
+            sh(["train", "--arch", str(arch), "--config", str(cfg), "--seed", "0", "--data", "fashion-mnist",
+                "--latency-table", a.table, "--backend", a.backend, "--repeats", "10", "--rounds", "2",
+                "--out", str(d), *(["--resume"] if d.exists() else [])], root / f"train_{name}.log")
+
+    list(lane.map(train, jobs))
+    runs = [load_run(root / "train" / n) for n, _ in jobs]
+    proto = Protocol(threads=1)
+    remeasure([r for r in runs if r is not None], backend=a.backend, proto=proto, rounds=a.rounds)
+    res: dict = {"target_ms": target, "epochs": a.epochs, "backend": a.backend, "table": a.table,
+                 "random": [], "searched": []}
+    for (name, arch_path), r in zip(jobs, runs):
+        arch = Arch.load(arch_path)
+        row = {"arch": arch.ops, "test_accuracy": r.metrics["test_accuracy"],
+               "latency_ms": r.metrics["latency_ms"], "latency_spread_ms": r.metrics.get("latency_spread_ms"),
+               "predicted_latency_ms": predict_arch_ms(arch, table)}
+        if name.startswith("searched"):
+            row = {"seed": int(name.removeprefix("searched")), **row}
+            sj = root / f"search{row['seed']}" / "search.json"
+            if sj.exists():
+                s = json.loads(sj.read_text())
+                row["mean_max_prob"] = s.get("decision", {}).get("mean_max_prob")
+                row["search_wall_s"] = s.get("search_wall_s")
+            res["searched"].append(row)
+        else:
+            res["random"].append(row)
+    ra = [x["test_accuracy"] for x in res["random"]]
+    sa = [x["test_accuracy"] for x in res["searched"]]
+    res["summary"] = {"random_mean": statistics.mean(ra), "random_std": statistics.stdev(ra) if len(ra) > 1 else 0.0,
+                      "searched_mean": statistics.mean(sa),
+                      "searched_std": statistics.stdev(sa) if len(sa) > 1 else 0.0}
+    res["summary"]["searched_beats_random_plus_1std"] = \
+        res["summary"]["searched_mean"] >= res["summary"]["random_mean"] + res["summary"]["random_std"]
+    from directnas.search.diagnostics import seed_agreement
+
+    res["seed_agreement"] = seed_agreement([x["arch"] for x in res["searched"]])
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(res, indent=1))
+    print(json.dumps(res["summary"]))
+    if a.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for key, mk, c in (("random", "o", "tab:gray"), ("searched", "*", "tab:red")):
+            ax.scatter([x["latency_ms"] for x in res[key]], [100 * x["test_accuracy"] for x in res[key]],
+                       marker=mk, s=80 if mk == "*" else 40, c=c, label=key)
+        ax.axvline(target, ls="--", c="k", lw=0.8, label=f"target {target:.3f} ms")
+        ax.set_xlabel(f"measured latency, {a.backend}, batch 1, 1 thread (ms)")
+        ax.set_ylabel(f"test accuracy after {a.epochs} epochs (%)")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(a.plot, dpi=120)
 
 
 if __name__ == "__main__":

@@ -100,8 +100,12 @@ def do_search(args: argparse.Namespace, out: Path, *, resume: bool, table: str |
 def log_search_epoch(row: dict[str, float]) -> None:
     lat = f", E[LAT] {row['expected_latency_ms']:.3f} ms, argmax {row['derived_latency_ms']:.3f} ms" \
         if "expected_latency_ms" in row else ""
-    log.info("epoch %d: train loss %.3f%s (%.0f s)", row["epoch"], row["train_loss"], lat,
-             row["epoch_s"])
+    acc = row.get("supernet_valid_accuracy")
+    decided = f", mean largest op probability {row['mean_max_prob']:.2f}" \
+        if "mean_max_prob" in row else ""
+    decided += f", supernet valid acc {100 * acc:.1f} %" if acc is not None else ""
+    log.info("epoch %d: train loss %.3f%s%s (%.0f s)", row["epoch"], row["train_loss"], lat,
+             decided, row["epoch_s"])
 
 
 def run(args: argparse.Namespace) -> int:

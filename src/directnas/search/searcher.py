@@ -31,6 +31,7 @@ from directnas.errors import UserError
 from directnas.fileio import remove_stale_temps, torch_load, torch_save, write_json
 from directnas.hardware.lut import LatencyTable
 from directnas.hardware.predictor import fastest_ms
+from directnas.search.diagnostics import decision
 from directnas.search.gates import make_strategy
 from directnas.search.loss import HardwareLoss
 from directnas.search.supernet import Supernet
@@ -74,6 +75,7 @@ class SearchConfig:
     checkpoint_every: int = 0  # also checkpoint every N steps inside an epoch (0: epoch ends only)
     device: str = "auto"  # cpu, cuda, cuda:N or auto (CUDA when there is one)
     amp: bool = False  # bfloat16 autocast of the weight steps (CUDA only)
+    eval_batches: int = 10  # per epoch: the argmax path's validation accuracy on N batches (0: off)
 
 
 @dataclass
@@ -86,7 +88,7 @@ class SearchState(LoopState):
 
 
 _INT_OPTIONS = ("warmup_epochs", "epochs", "batch_size", "arch_every", "arch_start_epoch",
-                "threads", "history_every", "checkpoint_every", "max_steps")
+                "threads", "history_every", "checkpoint_every", "max_steps", "eval_batches")
 
 
 def check_config(cfg: SearchConfig) -> None:
@@ -273,8 +275,12 @@ class Searcher:
         return self.valid.transform(self.valid_data.images[idx]), self.valid.labels(idx)
 
     def _record(self) -> None:
+        probs = self.net.probs()
+        d = decision(probs)
         entry: dict[str, Any] = {"epoch": self.state.epoch, "step": self.state.step,
-                                 "alpha_steps": self.state.alpha_steps, "probs": self.net.probs()}
+                                 "alpha_steps": self.state.alpha_steps, "probs": probs,
+                                 "max_prob": d["max_prob"], "entropy": d["entropy"],
+                                 "mean_max_prob": d["mean_max_prob"]}
         if self.table is not None:
             entry["expected_latency_ms"] = float(self.net.expected_latency().detach())
         self.state.history.append(entry)
@@ -294,6 +300,11 @@ class Searcher:
             alpha_on = not warmup and epoch - cfg.warmup_epochs >= cfg.arch_start_epoch
             desc = f"warm-up {epoch + 1}/{cfg.warmup_epochs}" if warmup else \
                 f"search {epoch - cfg.warmup_epochs + 1}/{cfg.epochs}"
+            if self.state.log:  # has it decided yet? (search/diagnostics.py)
+                last = self.state.log[-1]
+                acc = last.get("supernet_valid_accuracy")
+                desc += f" [p_max {last['mean_max_prob']:.2f}" + \
+                    (f", supernet acc {100 * acc:.1f}%]" if acc is not None else "]")
             hook = getattr(self.strategy, "on_epoch", None)
             if hook is not None:  # e.g. a temperature schedule (a pure function of the epoch)
                 hook(epoch, total_epochs)
@@ -325,6 +336,13 @@ class Searcher:
             if self.table is not None:
                 row["expected_latency_ms"] = float(self.net.expected_latency().detach())
                 row["derived_latency_ms"] = self.derived_latency_ms()
+            d = decision(self.net.probs())
+            row["mean_max_prob"] = d["mean_max_prob"]
+            row["mean_entropy"] = d["mean_entropy"]
+            if cfg.eval_batches:  # the argmax path inside the supernet, BN re-estimated
+                row["supernet_valid_accuracy"] = self.supernet_accuracy(
+                    max_batches=cfg.eval_batches, calib_batches=cfg.eval_batches)
+                self.net.train()
             self.state.log.append(row)
             self._record()
             self.save_checkpoint()
@@ -399,7 +417,8 @@ class Searcher:
                    "alpha_steps": self.state.alpha_steps, "epochs": self.state.log,
                    "history": self.state.history, "arch": arch.ops,
                    "layer_names": [list(l.candidates) for l in self.space.layers],
-                   "supernet_valid_accuracy": self.supernet_accuracy(arch)}
+                   "supernet_valid_accuracy": self.supernet_accuracy(arch),
+                   "decision": decision(self.net.probs())}
         if self.table is not None:
             summary["predicted_latency_ms"] = arch.meta.get("predicted_latency_ms")
             summary["fastest_latency_ms"] = self.fastest_ms
