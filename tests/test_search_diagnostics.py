@@ -47,3 +47,16 @@ def test_searcher_records_decision_and_supernet_accuracy_per_epoch(tiny_space_di
     assert h["mean_max_prob"] == pytest.approx(sum(h["max_prob"]) / len(h["max_prob"]))
     summary = s.write_outputs(arch, wall_s=1.0)
     assert summary["decision"]["mean_max_prob"] == pytest.approx(s.state.log[-1]["mean_max_prob"])
+
+
+def test_report_says_whether_the_search_decided():
+    from directnas.report import search_decision_lines
+
+    search = {"decision": decision([[0.7, 0.2, 0.1], [0.4, 0.3, 0.3]]),
+              "layer_names": [["a", "b", "c"], ["a", "b", "c"]],
+              "epochs": [{"epoch": 1, "supernet_valid_accuracy": 0.5},
+                         {"epoch": 2, "supernet_valid_accuracy": 0.75}]}
+    text = "\n".join(search_decision_lines(search))
+    assert "mean largest op probability 0.55 (uniform: 0.33)" in text and "0.70 0.40" in text
+    assert "1: 50.0 %, 2: 75.0 %" in text
+    assert search_decision_lines({"epochs": []}) == []

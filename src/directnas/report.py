@@ -160,5 +160,24 @@ def _markdown(title: str, runs: list[Run], summary: dict[str, Any]) -> str:
         lines += ["", f"## {r.name}", ""]
         if r.arch is not None:
             lines += [f"Architecture: `{r.arch.summary()}` (`-` = skipped layer)", ""]
+        lines += search_decision_lines(r.search)
         lines += [f"![{kind}]({name})" for kind, name in p.items()]
     return "\n".join(lines) + "\n"
+
+
+def search_decision_lines(search: dict[str, Any] | None) -> list[str]:
+    """Has the search decided?  Largest op probability per layer at the end, and the supernet's
+    accuracy on the argmax path per epoch (search/diagnostics.py); empty for older searches."""
+    if not search or "decision" not in search:
+        return []
+    d = search["decision"]
+    lines = [f"Search decision: mean largest op probability {d['mean_max_prob']:.2f} "
+             f"(uniform: {1 / max(len(c) for c in search.get('layer_names', [[0]])):.2f}), per layer "
+             + " ".join(f"{p:.2f}" for p in d["max_prob"]) + "."]
+    accs = [(e["epoch"], e["supernet_valid_accuracy"]) for e in search.get("epochs", [])
+            if "supernet_valid_accuracy" in e]
+    if accs:
+        lines.append("Supernet validation accuracy of the argmax path by epoch: "
+                     + ", ".join(f"{ep}: {100 * a:.1f} %" for ep, a in accs) + ".")
+    return lines + [""]
+
