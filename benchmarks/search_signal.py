@@ -5,8 +5,9 @@ loss) outgrows its noise (which paths and which batch were drawn) within the bud
 supernet after its warm-up (``--warmup-steps`` weight steps, paths uniform; the default
 search's first epoch), this draws ``--samples`` alpha gradients of the cross-entropy alone
 (weights and alpha fixed) with each estimator and reports, per layer, the per-step SNR
-||mean|| / sqrt(sum of variances) and the number of steps K* = 1 / SNR^2 after which the summed
-mean exceeds one noise standard deviation.  It also gives the argmax path's validation accuracy
+||mean|| / sqrt(sum of variances) (``snr_raw``; pure noise reads 1/sqrt(samples), so ``snr`` is
+sqrt(snr_raw^2 - 1/samples), the part above that floor) and the number of steps K* = 1 / SNR^2
+after which the summed mean exceeds one noise standard deviation.  It also gives the argmax path's validation accuracy
 in the supernet and the weight steps per second.
 
     nice -n 10 python benchmarks/search_signal.py --out benchmarks/results/search_signal.json
@@ -60,12 +61,17 @@ def gradient_stats(s: Searcher, strategy: str, samples: int) -> dict:
     for l, g in enumerate(grads):
         G = torch.stack(g)  # (samples, N)
         mean, var = G.mean(0), G.var(0)
-        snr = float(mean.norm() / var.sum().sqrt().clamp_min(1e-12))
-        layers.append({"layer": l, "snr": snr, "steps_to_signal": 1 / max(snr, 1e-9) ** 2,
+        raw = float(mean.norm() / var.sum().sqrt().clamp_min(1e-12))
+        # pure noise reads raw ~ 1/sqrt(samples): E||mean||^2 = ||mu||^2 + tr(Sigma)/samples
+        snr = max(0.0, raw ** 2 - 1 / samples) ** 0.5
+        layers.append({"layer": l, "snr_raw": raw, "snr": snr,
+                       "steps_to_signal": 1 / max(snr, 1e-9) ** 2,
                        "mean": mean.tolist(), "std": var.sqrt().tolist(),
                        "best_op_by_mean": s.net.mixed[l].names[int(torch.argmin(mean))]})
     snrs = [x["snr"] for x in layers]
     return {"strategy": strategy, "samples": samples, "alpha_step_s": step_s,
+            "pure_noise_raw_snr": samples ** -0.5,
+            "median_raw_snr": sorted(x["snr_raw"] for x in layers)[len(layers) // 2],
             "median_snr": sorted(snrs)[len(snrs) // 2],
             "median_steps_to_signal": sorted(x["steps_to_signal"] for x in layers)[len(layers) // 2],
             "layers": layers}
@@ -99,7 +105,8 @@ def main() -> None:
     for name in a.strategies.split(","):
         st = gradient_stats(s, name, a.samples)
         res["estimators"].append(st)
-        print(f"{name}: median per-step SNR {st['median_snr']:.3f}, median steps to signal "
+        print(f"{name}: median per-step SNR {st['median_raw_snr']:.3f} raw (pure noise: "
+              f"{st['pure_noise_raw_snr']:.3f}), {st['median_snr']:.3f} above it; median steps to signal "
               f"{st['median_steps_to_signal']:.0f}, {st['alpha_step_s']:.2f} s/step")
         print("  per layer SNR:", " ".join(f"{x['snr']:.2f}" for x in st["layers"]))
     print(f"supernet: loss {res['train_loss_last_epoch']}, argmax-path valid acc {acc:.3f}")

@@ -71,3 +71,32 @@ def test_cli_rejects_a_bad_budget(tiny_space_dict, tiny_space_yaml, tiny_idx_dir
     rc = main(["random-search", "--space", str(tiny_space_yaml), "--data", str(tiny_idx_dir),
                "--latency-table", str(table), "--budget-s", "0", "--out", str(tmp_path / "o")])
     assert rc == 2 and "budget" in capsys.readouterr().err
+
+
+def test_sampler_is_uniform_over_the_window_at_a_tight_target(tiny_space_dict):
+    """Every arch predicted in the window is drawn, each about equally often, even where uniform
+    per-layer draws almost never land (the window is a small corner of the space)."""
+    import collections
+    import itertools
+    import random
+
+    space = SearchSpace.from_dict(tiny_space_dict)
+    rng = random.Random(0)
+    keys = LatencyTable().required_keys(space)
+    table = LatencyTable({"backend": "fake"},
+                         {k: {"ms": rng.uniform(0.5, 3.0), "spread_ms": 0.0} for k in keys})
+    from directnas.hardware.predictor import fastest_ms, predict_arch_ms
+
+    t = 1.25 * fastest_ms(space, table)
+    inside = [ops for ops in itertools.product(*(l.candidates for l in space.layers))
+              if 0.9 * t <= predict_arch_ms(Arch(space, list(ops)), table) <= t]
+    n_all = 1
+    for l in space.layers:
+        n_all *= len(l.candidates)
+    assert 2 <= len(inside) < n_all / 4
+    s = ArchSampler(space, table, target_ms=t * 0.95, tolerance=0.05 / 0.95, seed=1)
+    draws = 300 * len(inside)
+    freq = collections.Counter(tuple(s.sample().ops) for _ in range(draws))
+    assert set(freq) <= set(inside) and len(freq) == len(inside)
+    expected = draws / len(inside)
+    assert all(abs(c - expected) < 0.3 * expected for c in freq.values())
