@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import statistics
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from directnas.hardware.backends import Protocol
 from directnas.hardware.lut import LatencyTable
 from directnas.hardware.predictor import predict_arch_ms
 from directnas.remeasure import remeasure
+from directnas.search.random_search import ArchSampler
 from directnas.report_runs import load_run
 from directnas.space.arch import Arch
 from directnas.space.space import load_space
@@ -47,19 +47,16 @@ def sh(args: list[str], log: Path) -> None:
 
 
 def random_archs(space, table: LatencyTable, target: float, n: int, seed: int) -> list[Arch]:  # noqa: ANN001
-    """``n`` distinct archs, uniform over the space, predicted in [0.9 T, T] (rejection)."""
-    rng, out, seen = random.Random(seed), [], set()
-    for _ in range(2_000_000):
+    """``n`` distinct archs drawn uniformly from those the table predicts in [0.9 T, T]."""
+    sampler = ArchSampler(space, table, target_ms=0.95 * target, tolerance=0.05 / 0.95, seed=seed)
+    out: list[Arch] = []
+    for _ in range(100 * n):
+        a = sampler.sample()
+        if a.ops not in [b.ops for b in out]:
+            out.append(a)
         if len(out) == n:
             return out
-        ops = tuple(rng.choice(l.candidates) for l in space.layers)
-        if ops in seen:
-            continue
-        a = Arch(space, list(ops))
-        if 0.9 * target <= predict_arch_ms(a, table) <= target:
-            seen.add(ops)
-            out.append(a)
-    raise SystemExit(f"only {len(out)} random nets fall in [0.9 T, T]: widen the target")
+    raise SystemExit(f"only {len(out)} distinct nets in [0.9 T, T]: widen the target")
 
 
 def main() -> None:
