@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 from dataclasses import asdict, replace
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
