@@ -1,4 +1,4 @@
-"""`directnas compress` end to end on a tiny trained net, and int8 through onnxruntime."""
+"""`directnas compress` end to end on a tiny trained net, and int8 artifacts (pte, onnx)."""
 
 from __future__ import annotations
 
@@ -73,19 +73,69 @@ def test_compress_lowrank_model_reloads(trained, tiny_idx_dir, tmp_path):
     assert set(m["methods_report"]["fixed_point"]["test_accuracy_by_bits"]) >= {"16", "8", "6", "4"}
 
 
-def test_int8_onnx_runs_and_agrees(trained, tiny_idx_dir, tmp_path):
+def test_int8_writes_pte_and_onnx_artifacts_and_records(trained, tiny_idx_dir, tmp_path, capsys):
+    import onnx
+
+    from directnas.deploy.export import artifact_logits
     out = tmp_path / "q"
     rc = main(["compress", "--model", str(trained["lenet-5"]), "--method", "int8",
                "--data", str(tiny_idx_dir), "--out", str(out), *FAST])
     assert rc == 0
+    printed = capsys.readouterr().out
+    assert "int8 pte (executorch-xnnpack" in printed and "int8 onnx (onnxruntime-cpu" in printed
     m = json.loads((out / "metrics.json").read_text())
-    d = m["methods_report"]["int8"]
-    assert d["int8_agreement_with_float"] >= 0.9
-    assert d["float_onnx_max_abs_error_vs_torch"] < 1e-3
-    assert m["latency_backend"] == "onnxruntime-cpu"
-    assert m["size_bytes_after"] == (out / "model_int8.onnx").stat().st_size
-    assert m["size_bytes_after"] < d["float_onnx_bytes"] / 3
+    e = json.loads((out / "export.json").read_text())
+    assert e["formats"] == ["pte", "onnx"]
+    arts = e["artifacts"]
+    assert set(arts) == {"pte", "pte-int8", "onnx", "onnx-int8"}
+    for fmt in ("pte", "onnx"):
+        f, q = arts[fmt], arts[f"{fmt}-int8"]
+        assert Path(f["path"]).name == f"model_fp32.{fmt}" and Path(q["path"]).name == f"model_int8.{fmt}"
+        assert f["max_abs_diff"] < 1e-3 and f["top1_agreement"] == 1.0  # fp32: the torch net
+        assert q["top1_agreement_with_fp32"] >= 0.9 and abs(q["accuracy_drop"]) < 0.05
+        assert q["size_bytes"] < f["size_bytes"] / 2.5  # int8 weights
+        for r in (f, q):
+            assert r["latency_ms"] > 0 and r["noise_floor"] >= 0 and r["runtime_version"]
+            assert r["test_images"] == 300 and r["size_bytes"] == Path(r["path"]).stat().st_size
+        assert q["speedup"] == pytest.approx(f["latency_ms"] / q["latency_ms"])
+    assert arts["pte-int8"]["runtime_version"].startswith("executorch")
+    assert arts["onnx-int8"]["onnx_layout"] in ("qdq", "qoperator")
+    ops = onnx.load(str(out / "model_int8.onnx")).graph.node
+    kinds = {n.op_type for n in ops}
+    assert "QuantizeLinear" in kinds and ({"QLinearConv", "DequantizeLinear"} & kinds)
+    assert not list(out.glob(".model_int8_*"))  # the slower layout is not left behind
+    # the headline: the first format's int8 artifact against its fp32 counterpart
+    assert m["latency_backend"] == "executorch-xnnpack" and m["compressed_file"] == "model_int8.pte"
+    assert m["size_bytes_after"] == (out / "model_int8.pte").stat().st_size
+    assert m["accuracy_after"] == arts["pte-int8"]["accuracy"]
+    assert m["latency_ms_before"] == arts["pte"]["latency_ms"]
+    assert m["speedup"] == pytest.approx(arts["pte-int8"]["speedup"])
+    assert set(m["int8"]) == set(arts) and "noise_floor" in m
     assert abs(m["accuracy_after"] - m["accuracy_before"]) < 0.05
+    # the artifacts run standalone on pixels in [0, 1] and score what export.json says
+    data = load_dataset(tiny_idx_dir)
+    x = data.test.images.float() / 255
+    y = data.test.labels.numpy()
+    for key in ("pte-int8", "onnx-int8"):
+        r = arts[key]
+        acc = float((artifact_logits(r["format"], Path(r["path"]), x).argmax(1) == y).mean())
+        assert acc == pytest.approx(r["accuracy"])
+    assert "model_int8.pte" in (out / "README.md").read_text()
+
+
+def test_int8_formats_option(trained, tiny_idx_dir, tmp_path, monkeypatch, capsys):
+    import directnas.compress.int8 as int8
+    out = tmp_path / "q1"
+    monkeypatch.setattr(int8, "installed", lambda fmt: fmt == "onnx")  # no executorch here
+    rc = main(["compress", "--model", str(trained["lenet-5"]), "--method", "int8",
+               "--int8-formats", "pte,onnx", "--data", str(tiny_idx_dir), "--out", str(out),
+               *FAST])
+    assert rc == 0
+    assert "warning: int8 pte skipped: executorch is not installed" in capsys.readouterr().out
+    assert json.loads((out / "export.json").read_text())["formats"] == ["onnx"]
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["compressed_file"] == "model_int8.onnx" and m["latency_backend"] == "onnxruntime-cpu"
+    assert not (out / "model_int8.pte").exists()
 
 
 @pytest.mark.parametrize("argv, word", [
@@ -93,6 +143,7 @@ def test_int8_onnx_runs_and_agrees(trained, tiny_idx_dir, tmp_path):
     (["--method", "int8,prune"], "last"),
     (["--method", "prune", "--sparsity", "1.5"], "--sparsity"),
     (["--method", "prune", "--finetune-wd", "-1"], "--finetune-wd"),
+    (["--method", "int8", "--int8-formats", "pte,tflite"], "int8 format"),
 ])
 def test_bad_options_are_one_line_errors(trained, tiny_idx_dir, tmp_path, capsys, argv, word):
     rc = main(["compress", "--model", str(trained["lenet-5"]), "--data", str(tiny_idx_dir),

@@ -15,13 +15,14 @@ from directnas.compress.finetune import FinetuneConfig, Progress
 from directnas.compress.model_io import load_model
 from directnas.compress.pipeline import METHODS, compress, parse_methods
 from directnas.compress.state import CompressConfig, State
+from directnas.deploy.int8 import parse_int8_formats
 from directnas.data import load_dataset
 from directnas.errors import UserError
 from directnas.fileio import read_json, write_json
 
 QUICK_FT = {"epochs": 1, "max_steps": 20}
 QUICK = {"prune_steps": 2, "valid_images": 500, "calib_images": 128, "latency_repeats": 10,
-         "latency_warmup": 2}
+         "latency_warmup": 2, "latency_rounds": 2}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -72,6 +73,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--speedup", type=float, help="lowrank: target speed-up per conv (default 2)")
     g.add_argument("--threshold", type=float, dest="ternary_threshold",
                    help="ternary: threshold t as a fraction of max|w| (default 0.05)")
+    g.add_argument("--int8-formats", default="pte,onnx",
+                   help="int8: the artifacts to write, a comma list of pte (ExecuTorch + "
+                        "XNNPACK), onnx (onnxruntime) (default both; a runtime that is not "
+                        "installed is skipped with a warning)")
+    g.add_argument("--calib-images", type=int,
+                   help="int8: training images calibrating the activation ranges (default 256)")
     p.add_argument("--threads", type=int, default=2, help="threads for fine-tuning and latency")
     p.add_argument("--repeats", type=int, help="timed latency repeats (default 50)")
     p.add_argument("--quick", action="store_true", help="a 1-minute smoke budget")
@@ -106,12 +113,13 @@ def config_from(args: argparse.Namespace, meta: dict[str, Any] | None = None) ->
     top.update(QUICK if args.quick else {})
     names = ("sparsity", "tolerance", "prune_steps", "bits_conv", "bits_fc", "fixed_bits",
              "gap_bits", "speedup", "ternary_threshold", "allocation", "target_ratio",
-             "valid_images", "probe_steps")
+             "valid_images", "probe_steps", "calib_images")
     top.update({k: getattr(args, k) for k in names if getattr(args, k) is not None})
     if args.max_loss is not None:
         top["max_loss"] = args.max_loss / 100  # points -> fraction
     if args.repeats is not None:
         top["latency_repeats"] = args.repeats
+    top["int8_formats"] = tuple(parse_int8_formats(getattr(args, "int8_formats", "pte,onnx")))
     cfg = CompressConfig(finetune=replace(FinetuneConfig(), **ft), uniform=args.uniform,
                          threads=args.threads, **top)
     check(cfg)
@@ -143,6 +151,8 @@ def check(cfg: CompressConfig) -> None:
                         "--uniform")
     if cfg.valid_images < 1 or cfg.probe_steps < 1:
         raise UserError("--valid-images and --probe-steps must be >= 1")
+    if cfg.calib_images < 1:
+        raise UserError(f"--calib-images {cfg.calib_images} must be >= 1")
     if cfg.finetune.weight_decay < 0:
         raise UserError(f"--finetune-wd {cfg.finetune.weight_decay} must be >= 0")
 
@@ -182,6 +192,10 @@ def compress_model(model: str | Path, methods: list[str], out: Path, *, data_spe
           f"size {m['size_bytes_before']} -> {m['size_bytes_after']} bytes "
           f"({m['compression_ratio']:.1f}x), latency {m['latency_ms_before']:.3f} -> "
           f"{m['latency_ms_after']:.3f} ms ({m['latency_backend']})")
+    if "int8" in m["methods_report"]:
+        from directnas.compress.int8 import print_summary
+
+        print_summary(m["methods_report"]["int8"])
     for key, what in (("target_ratio_met", "target ratio"), ("max_loss_met", "loss bound")):
         if m.get(key) is False:
             print(f"warning: the {what} was not met (see metrics.json)")

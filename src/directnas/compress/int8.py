@@ -1,107 +1,164 @@
-"""Real int8 inference: export to ONNX, quantize statically with onnxruntime (per-channel int8
-weights, uint8 activations calibrated on training images), check both models with onnxruntime
-and measure their accuracy and latency."""
+"""Real int8 inference: the compressed net as int8 artifacts of its runtimes, beside their
+float32 counterparts, checked on the real test set and timed interleaved in the same runtime.
+
+For every format of ``cfg.int8_formats`` (a runtime that is not installed is skipped with a
+warning) the out folder gets ``model_fp32.<ext>`` and ``model_int8.<ext>``, both taking float32
+(N, C, H, W) pixels in [0, 1] with the normalisation folded in (``inference.Classifier``):
+
+* ``pte``: ExecuTorch + XNNPACK, PT2E with ``XNNPACKQuantizer`` (``deploy.int8.pte_int8``);
+* ``onnx``: onnxruntime ``quantize_static``; both the QDQ and the QOperator layouts are made and
+  timed, the faster one at the timed batch / threads is kept (``onnx_layout`` says which).
+
+``export.json`` (and ``methods_report.int8`` of metrics.json) records per artifact the figures of
+``directnas export`` (accuracy, top-1 agreement with the PyTorch net, latency with the noise
+floor, size, runtime version) and for the int8 ones the agreement with the float32 artifact and
+the speed-up over it."""
 
 from __future__ import annotations
 
 import logging
-import warnings
 from pathlib import Path
-from typing import Iterable
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from directnas.compress.finetune import eval_batches
 from directnas.compress.state import State
-from directnas.hardware.profile import Protocol, summarize, time_runner
+from directnas.deploy.export import (FORMAT_BACKEND, _readme, _test_images, artifact_logits,
+                                     parity, time_artifacts)
+from directnas.deploy.formats import SUFFIX, runtime_version, write_artifact
+from directnas.deploy.int8 import ONNX_LAYOUTS, describe, installed, int8_artifact, runtime_name
+from directnas.errors import UserError
+from directnas.fileio import write_bytes, write_json, write_text
+from directnas.inference import Classifier
 
 log = logging.getLogger(__name__)
 
 
-def export_onnx(net: nn.Module, input_shape: tuple[int, int, int], path: Path) -> None:
-    net = net.eval()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(net, (torch.zeros(1, *input_shape),), str(path), dynamo=False,
-                          input_names=["input"], output_names=["logits"], opset_version=17,
-                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+def deployed_net(state: State) -> nn.Module:
+    """The compressed net behind the normalisation it was trained with (pixels in [0, 1])."""
+    mean = state.meta.get("mean") or state.data.mean
+    std = state.meta.get("std") or state.data.std
+    return Classifier(state.net, mean, std).eval().float().cpu()
 
 
-def session(path: Path, threads: int):  # -> onnxruntime.InferenceSession
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.log_severity_level = 3
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+def calib_images(state: State, n: int) -> torch.Tensor:
+    """``n`` training images (a fixed random draw) as floats in [0, 1]."""
+    imgs = state.data.train.images
+    idx = torch.randperm(len(imgs), generator=torch.Generator().manual_seed(0))[:n]
+    return (imgs[idx].float() / 255.0).contiguous()
 
 
-def quantize_int8(float_path: Path, int8_path: Path, calib: np.ndarray) -> None:
-    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
-                                         quantize_static)
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.it = iter([{"input": calib[i:i + 32]} for i in range(0, len(calib), 32)])
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            return next(self.it, None)
-
-    prep = int8_path.with_name(f".{int8_path.stem}.prep.onnx")
-    quant_pre_process(str(float_path), str(prep))
-    quantize_static(str(prep), str(int8_path), Reader(), quant_format=QuantFormat.QOperator,
-                    per_channel=True, weight_type=QuantType.QInt8,
-                    activation_type=QuantType.QUInt8)
-    prep.unlink(missing_ok=True)
+def available(formats: list[str], say: Any = print) -> list[str]:
+    keep = []
+    for fmt in formats:
+        if installed(fmt):
+            keep.append(fmt)
+        else:
+            say(f"warning: int8 {fmt} skipped: {runtime_name(fmt)} is not installed")
+    if not keep:
+        raise UserError(f"int8: none of the runtimes of {', '.join(formats)} is installed: "
+                        "pip install executorch or onnxruntime")
+    return keep
 
 
-def ort_logits(sess, x: np.ndarray) -> np.ndarray:  # noqa: ANN001
-    return sess.run(None, {"input": x})[0]
+def _record(fmt: str, path: Path, logits: np.ndarray, ref: np.ndarray, labels: np.ndarray,
+            data_name: str, shape: tuple[int, ...]) -> dict[str, Any]:
+    return {"format": fmt, "path": str(path.resolve()), "runtime_version": runtime_version(fmt),
+            "input": f"float32 (N, {shape[1]}, {shape[2]}, {shape[3]}) pixel values in [0, 1]",
+            "output": "logits", "test_images": int(len(labels)), "data": data_name,
+            "size_bytes": path.stat().st_size, **parity(ref, logits, labels)}
 
 
-def ort_accuracy(sess, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> float:  # noqa: ANN001
-    correct = total = 0
-    for x, y in batches:
-        correct += int((ort_logits(sess, x.numpy()).argmax(1) == y.numpy()).sum())
-        total += int(y.numel())
-    return correct / max(total, 1)
+def _write_int8(fmt: str, net: nn.Module, shape: tuple[int, ...], calib: torch.Tensor,
+                out: Path, threads: int, state: State) -> tuple[Path, dict[str, Any]]:
+    """Write ``model_int8.<ext>``; for onnx make both layouts and keep the faster one."""
+    path = out / f"model_int8{SUFFIX[fmt]}"
+    if fmt != "onnx":
+        write_bytes(path, int8_artifact(fmt, net, shape, calib))
+        return path, describe(fmt)
+    tries = {lay: out / f".model_int8_{lay}.onnx" for lay in ONNX_LAYOUTS}
+    for lay, p in tries.items():
+        write_bytes(p, int8_artifact(fmt, net, shape, calib, lay))
+    t = time_artifacts(fmt, tries, shape, threads=threads, rounds=3,
+                       repeats=state.cfg.latency_repeats, warmup=state.cfg.latency_warmup)
+    best = min(tries, key=lambda lay: t[lay]["latency_ms"])
+    tries[best].replace(path)
+    for p in tries.values():
+        p.unlink(missing_ok=True)
+    return path, {**describe(fmt, best), "onnx_layout": best,
+                  "layout_latency_ms": {lay: t[lay]["latency_ms"] for lay in tries}}
 
 
-def ort_latency(sess, input_shape: tuple[int, int, int], proto: Protocol) -> float:  # noqa: ANN001
-    x = np.random.default_rng(0).standard_normal((proto.batch_size, *input_shape)).astype(np.float32)
-    return summarize(time_runner(lambda: ort_logits(sess, x), proto))["ms"]
+def export_format(fmt: str, state: State, net: nn.Module, calib: torch.Tensor,
+                  test: tuple[torch.Tensor, np.ndarray, np.ndarray, str]) -> dict[str, Any]:
+    """fp32 and int8 artifacts of ``fmt``: their records (key ``fmt`` and ``fmt-int8``)."""
+    cfg, out = state.cfg, state.out
+    images, labels, ref, data_name = test
+    shape = (1, *state.input_shape)
+    fpath = write_artifact(fmt, net, shape, out / f"model_fp32{SUFFIX[fmt]}")
+    qpath, how = _write_int8(fmt, net, shape, calib, out, cfg.threads, state)
+    flog = artifact_logits(fmt, fpath, images, cfg.threads)
+    qlog = artifact_logits(fmt, qpath, images, cfg.threads)
+    rec = {fmt: _record(fmt, fpath, flog, ref, labels, data_name, shape),
+           f"{fmt}-int8": {**_record(fmt, qpath, qlog, ref, labels, data_name, shape), **how,
+                           "top1_agreement_with_fp32": float(np.mean(flog.argmax(1)
+                                                                     == qlog.argmax(1)))}}
+    t = time_artifacts(fmt, {fmt: fpath, f"{fmt}-int8": qpath}, shape, threads=cfg.threads,
+                       rounds=cfg.latency_rounds, repeats=cfg.latency_repeats,
+                       warmup=cfg.latency_warmup, reference=reference_net(state))
+    for k in rec:
+        rec[k].update(t[k])
+    q = rec[f"{fmt}-int8"]
+    q["speedup"] = rec[fmt]["latency_ms"] / q["latency_ms"]
+    q["accuracy_drop"] = rec[fmt]["accuracy"] - q["accuracy"]
+    q["size_ratio"] = rec[fmt]["size_bytes"] / q["size_bytes"]
+    return rec
+
+
+def reference_net(state: State) -> nn.Module | None:
+    """The space's drift reference for the timing rounds (nets of a search space only)."""
+    if not state.meta.get("arch"):
+        return None
+    from directnas.hardware.profile import reference_arch
+    from directnas.space.arch import Arch
+
+    return reference_arch(Arch.from_dict(state.meta["arch"]).space).build()
 
 
 def run(state: State) -> None:
     cfg = state.cfg
-    fpath, qpath = state.out / "model_float.onnx", state.out / "model_int8.onnx"
-    export_onnx(state.net, state.input_shape, fpath)
-    calib = state.calib_batch(cfg.calib_images)
-    fsess = session(fpath, cfg.threads)
-    with torch.no_grad():
-        ref = state.net.eval()(calib[:64]).numpy()
-    err = float(np.abs(ort_logits(fsess, calib[:64].numpy()) - ref).max())
-    if err > 1e-3 * max(1.0, float(np.abs(ref).max())):
-        raise RuntimeError(f"float ONNX export differs from torch by {err:.3g}")
-    quantize_int8(fpath, qpath, calib.numpy())
-    qsess = session(qpath, cfg.threads)
-    agree = float((ort_logits(qsess, calib.numpy()).argmax(1)
-                   == ort_logits(fsess, calib.numpy()).argmax(1)).mean())
-    test = list(eval_batches(state.data))
-    proto = Protocol(threads=cfg.threads, warmup=cfg.latency_warmup, repeats=cfg.latency_repeats)
-    state.deployed = {
-        "float_onnx": fpath.name, "int8_onnx": qpath.name,
-        "float_onnx_max_abs_error_vs_torch": err,
-        "int8_agreement_with_float": agree,
-        "float_onnx_accuracy": ort_accuracy(fsess, test),
-        "int8_accuracy": ort_accuracy(qsess, test),
-        "float_onnx_bytes": fpath.stat().st_size, "int8_onnx_bytes": qpath.stat().st_size,
-        "float_onnx_latency_ms": ort_latency(fsess, state.input_shape, proto),
-        "int8_latency_ms": ort_latency(qsess, state.input_shape, proto),
-    }
-    log.info("int8: %s", state.deployed)
-    state.report["int8"] = state.deployed
+    formats = available(list(cfg.int8_formats))
+    net = deployed_net(state)
+    calib = calib_images(state, cfg.calib_images)
+    images, labels, data_name = _test_images(state.data, state.input_shape, None)
+    with torch.inference_mode():
+        ref = torch.cat([net(images[i:i + 500]) for i in range(0, len(images), 500)]).numpy()
+    artifacts: dict[str, Any] = {}
+    for fmt in formats:
+        artifacts.update(export_format(fmt, state, net, calib, (images, labels, ref, data_name)))
+        q = artifacts[f"{fmt}-int8"]
+        log.info("int8 %s: accuracy %.4f -> %.4f, %.3f -> %.3f ms (%.2fx)", fmt,
+                 artifacts[fmt]["accuracy"], q["accuracy"], artifacts[fmt]["latency_ms"],
+                 q["latency_ms"], q["speedup"])
+    summary = {"model": state.meta.get("name"), "batch_size": 1, "threads": cfg.threads,
+               "calib_images": int(len(calib)), "formats": formats, "artifacts": artifacts}
+    write_json(state.out / "export.json", summary)
+    write_text(state.out / "README.md", _readme(artifacts, state.input_shape, 1))
+    state.deployed = {"format": formats[0], **artifacts[f"{formats[0]}-int8"],
+                      "fp32": artifacts[formats[0]]}
+    state.report["int8"] = summary
+
+
+def print_summary(report: dict[str, Any]) -> None:
+    """One line per format: fp32 -> int8 accuracy, latency and size in its runtime."""
+    arts = report["artifacts"]
+    for fmt in report["formats"]:
+        f, q = arts[fmt], arts[f"{fmt}-int8"]
+        print(f"int8 {fmt} ({FORMAT_BACKEND[fmt]}, {q['runtime_version']}): accuracy "
+              f"{100 * f['accuracy']:.2f} -> {100 * q['accuracy']:.2f} %, latency "
+              f"{f['latency_ms']:.3f} -> {q['latency_ms']:.3f} ms ({q['speedup']:.2f}x, noise "
+              f"floor {100 * q['noise_floor']:.1f} %), {f['size_bytes']} -> {q['size_bytes']} "
+              f"bytes, agreement with fp32 {100 * q['top1_agreement_with_fp32']:.2f} %"
+              + (f", {q['onnx_layout']}" if "onnx_layout" in q else ""))

@@ -2,13 +2,15 @@
 
 Outputs in the run folder: ``model.pt`` (decoded net, loadable like a trained one), ``model.dnz``
 (the encoded file whose size is reported), ``metrics.json``, ``layers.json`` and whatever the
-methods write (``sensitivity.png``, ONNX files)."""
+methods write (``sensitivity.png``; int8: the fp32 and int8 artifacts and
+``export.json``)."""
 
 from __future__ import annotations
 
 import logging
 import time
 from dataclasses import asdict, replace
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -21,6 +23,12 @@ from directnas.errors import UserError
 from directnas.fileio import torch_save, write_bytes, write_json
 
 log = logging.getLogger(__name__)
+
+
+# the figures of each int8 / fp32 artifact copied to metrics.json["int8"] (all in export.json)
+INT8_KEYS = ("path", "accuracy", "top1_agreement", "top1_agreement_with_fp32", "latency_ms",
+             "noise_floor", "speedup", "accuracy_drop", "size_bytes", "runtime_version",
+             "latency_backend", "onnx_layout")
 
 
 def _huffman(state: State) -> None:
@@ -41,7 +49,7 @@ def parse_methods(spec: str) -> list[str]:
     if len(set(methods)) != len(methods):
         raise UserError(f"method list {spec!r} repeats a method: give each once")
     if "int8" in methods[:-1]:
-        raise UserError("int8 exports the final ONNX model: put it last in --method")
+        raise UserError("int8 exports the final artifacts: put it last in --method")
     return methods
 
 
@@ -109,15 +117,20 @@ def compress(state: State, methods: list[str]) -> dict[str, Any]:
         "latency_backend": "torch-cpu", "latency_threads": cfg.threads, "latency_batch_size": 1,
         "compressed_file": "model.dnz", "huffman": state.huffman,
     }
-    if state.deployed is not None:  # int8: the deployed model is the int8 ONNX one
+    if state.deployed is not None:  # int8: the deployed model is the int8 artifact
         d = state.deployed
         metrics.update({"torch_accuracy_after": metrics["accuracy_after"],
                         "torch_latency_ms_before": lat_before,
                         "torch_latency_ms_after": metrics["latency_ms_after"],
-                        "accuracy_after": d["int8_accuracy"], "size_bytes_after": d["int8_onnx_bytes"],
-                        "latency_ms_before": d["float_onnx_latency_ms"],
-                        "latency_ms_after": d["int8_latency_ms"], "latency_backend": "onnxruntime-cpu",
-                        "compressed_file": d["int8_onnx"]})
+                        "accuracy_fp32_artifact": d["fp32"]["accuracy"],
+                        "accuracy_after": d["accuracy"], "size_bytes_after": d["size_bytes"],
+                        "latency_ms_before": d["fp32"]["latency_ms"],
+                        "latency_ms_after": d["latency_ms"], "noise_floor": d["noise_floor"],
+                        "latency_backend": d["latency_backend"],
+                        "latency_threads": d["latency_threads"],
+                        "compressed_file": Path(d["path"]).name,
+                        "int8": {k: {f: r[f] for f in INT8_KEYS if f in r}
+                                 for k, r in state.report["int8"]["artifacts"].items()}})
     metrics["compression_ratio"] = metrics["size_bytes_before"] / metrics["size_bytes_after"]
     metrics["accuracy_drop"] = metrics["accuracy_before"] - metrics["accuracy_after"]
     metrics["speedup"] = metrics["latency_ms_before"] / metrics["latency_ms_after"]

@@ -31,9 +31,11 @@ class CompressConfig:
     ternary_threshold: float = 0.05
     valid_images: int = 2000        # training images scored by sensitivity / greedy choices
     calib_images: int = 256         # int8 calibration images
+    int8_formats: tuple[str, ...] = ("pte", "onnx")  # int8 artifacts (deploy.int8)
     threads: int = 2
     latency_repeats: int = 50
     latency_warmup: int = 10
+    latency_rounds: int = 5         # int8: interleaved timing rounds of the artifacts
     target_ratio: float | None = None  # recipe search: least loss at this ratio (x)
     max_loss: float | None = None   # recipe search: largest ratio within this loss (fraction)
     probe_steps: int = 300          # max-loss search: retraining steps of one probe
@@ -54,7 +56,7 @@ class State:
     structure: dict[str, Any] = field(default_factory=dict)  # rebuild info (lowrank, act_fl)
     layers: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-layer notes
     report: dict[str, Any] = field(default_factory=dict)     # per-method results
-    deployed: dict[str, Any] | None = None                   # int8: ONNX results
+    deployed: dict[str, Any] | None = None                   # int8: headline artifact
 
     @property
     def input_shape(self) -> tuple[int, int, int]:

@@ -94,23 +94,37 @@ def time_artifact(fmt: str, path: Path, shape: tuple[int, ...], *, threads: int 
     """The artifact's batch latency in its runtime: ``rounds`` interleaved rounds (p10 of
     ``repeats`` calls each, median over rounds) beside ``reference`` (a fixed net in the same
     runtime) whose round spread is the noise floor."""
+    return time_artifacts(fmt, {"artifact": path}, shape, threads=threads, rounds=rounds,
+                          repeats=repeats, warmup=warmup, reference=reference)["artifact"]
+
+
+def time_artifacts(fmt: str, paths: dict[str, Path], shape: tuple[int, ...], *,
+                   threads: int = 1, rounds: int = 5, repeats: int = 30, warmup: int = 10,
+                   reference: nn.Module | None = None) -> dict[str, dict[str, Any]]:
+    """``time_artifact`` for several artifacts of one format, timed interleaved in the same
+    rounds (so that they are compared under the same drift); ``name: figures``.  Without a
+    reference the noise floor is each artifact's own relative round spread."""
     from directnas.hardware.backends import Protocol, get_backend
     from directnas.hardware.profile import NOISE, REFERENCE, measure_interleaved
 
     proto = Protocol(batch_size=shape[0], threads=threads, warmup=warmup, repeats=repeats,
                      stat="p10", rounds=rounds)
-    runners = {"artifact": artifact_runner(fmt, path, torch.rand(*shape), threads)}
+    runners = {name: artifact_runner(fmt, path, torch.rand(*shape), threads)
+               for name, path in paths.items()}
     if reference is not None:
         runners[REFERENCE] = get_backend(FORMAT_BACKEND[fmt])(reference, shape, proto)
     m = measure_interleaved(runners, proto, rounds=max(2, rounds))
-    out = {"latency_ms": m["artifact"]["ms"], "latency_spread_ms": m["artifact"]["spread_ms"],
-           "latency_backend": FORMAT_BACKEND[fmt], "latency_threads": threads,
-           "latency_batch_size": shape[0], "latency_rounds": max(2, rounds)}
-    if NOISE in m:
-        out["noise_floor"] = m[NOISE]["noise_floor"]
-        out["reference_ms"] = m[NOISE]["ms"]
-    else:
-        out["noise_floor"] = m["artifact"]["spread_ms"] / m["artifact"]["ms"]
+    out = {}
+    for name in paths:
+        r = {"latency_ms": m[name]["ms"], "latency_spread_ms": m[name]["spread_ms"],
+             "latency_backend": FORMAT_BACKEND[fmt], "latency_threads": threads,
+             "latency_batch_size": shape[0], "latency_rounds": max(2, rounds)}
+        if NOISE in m:
+            r["noise_floor"] = m[NOISE]["noise_floor"]
+            r["reference_ms"] = m[NOISE]["ms"]
+        else:
+            r["noise_floor"] = m[name]["spread_ms"] / m[name]["ms"]
+        out[name] = r
     return out
 
 
@@ -194,6 +208,7 @@ def export(model: str | Path, out: str | Path, *, formats: Sequence[str] | str =
 
 
 def _readme(results: dict[str, Any], shape: tuple[int, ...], batch: int) -> str:
+    """The README of an export folder (``results``: any key -> an artifact's record)."""
     lines = ["# Exported model", "",
              f"Input: a float32 tensor (N, {shape[0]}, {shape[1]}, {shape[2]}) of pixel values in "
              "[0, 1] (uint8 / 255); the normalisation the net was trained with is inside the "
@@ -211,7 +226,7 @@ def _readme(results: dict[str, Any], shape: tuple[int, ...], batch: int) -> str:
                      f"{100 * r['noise_floor']:.1f} % |")
     for fmt, r in results.items():
         lines += ["", f"## {fmt}", "", "```python",
-                  _EXAMPLE[fmt].format(name=Path(r["path"]).name,
+                  _EXAMPLE[r["format"]].format(name=Path(r["path"]).name,
                                        shape=", ".join(str(v) for v in (batch, *shape))),
                   "```"]
     return "\n".join(lines) + "\n"

@@ -83,8 +83,14 @@ def pte_program(nets: dict[str, tuple[nn.Module, tuple[int, ...]]]) -> bytes:
         warnings.simplefilter("ignore")
         eps = {name: torch.export.export(frozen_copy(net), (torch.zeros(*shape),))
                for name, (net, shape) in nets.items()}
+    return lowered_program(eps)
+
+
+def lowered_program(eps: dict[str, Any]) -> bytes:
+    """The ExecuTorch program of ``name: ExportedProgram`` lowered to XNNPACK; refuses programs
+    with ops XNNPACK does not take, naming them."""
     edge = _lower(eps)
-    for name in nets:
+    for name in eps:
         bad = not_delegated(edge, name)
         if bad:
             raise UserError(f"{name}: ops not delegated to XNNPACK: {', '.join(bad)}; use another "
