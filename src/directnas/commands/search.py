@@ -38,7 +38,7 @@ def add_search_args(p: argparse.ArgumentParser) -> None:
                         "space's fastest net on the table (1.6x)")
     p.add_argument("--latency-table", help="use this table instead of profiling the device")
     p.add_argument("--config", help="YAML file of search options (flags override it)")
-    p.add_argument("--strategy", choices=sorted(STRATEGIES), help="gate strategy (default binary-two)")
+    p.add_argument("--strategy", choices=sorted(STRATEGIES), help="gate strategy (default binary-full-v2)")
     p.add_argument("--loss", choices=LOSS_FORMS, help="hardware-aware loss form (default hinge)")
     p.add_argument("--epochs", type=int, help="search epochs after warm-up")
     p.add_argument("--warmup-epochs", type=int, dest="warmup_epochs")
