@@ -1,5 +1,7 @@
 """Latency backends (torch-cpu, onnxruntime-cpu, cuda), statistics and interleaved measuring."""
 
+import importlib.util
+
 import numpy as np
 import pytest
 import torch
@@ -143,3 +145,29 @@ def test_profile_space_in_rounds_covers_space(tiny_space_dict):
     table = profile_space(space, proto=FAST, rounds=2)
     table.check_covers(space)
     assert table.meta["rounds"] == 2
+
+
+class Cumsum(torch.nn.Module):  # an op XNNPACK does not take (module level: workers unpickle it)
+    def forward(self, x):
+        return torch.cumsum(x, 1)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("executorch") is None, reason="executorch not installed")
+def test_executorch_lowers_chunks_in_parallel_processes(monkeypatch):
+    """Chunks are lowered in worker processes (one per core); the programs they return run in
+    this process, and a module XNNPACK does not take is refused with its op named."""
+    from directnas.deploy.formats import as_numpy
+    from directnas.hardware.backends import executorch_runners
+
+    monkeypatch.setenv("DIRECTNAS_LOWER_WORKERS", "2")
+    items = {"relu": (torch.nn.ReLU(), (1, 3, 4, 4)),
+             "conv": (torch.nn.Conv2d(3, 5, 3, padding=1), (1, 3, 6, 6)),
+             "pool": (torch.nn.AdaptiveAvgPool2d(1), (1, 4, 5, 5))}
+    runners = executorch_runners(items, FAST, chunk=1)
+    assert set(runners) == set(items)
+    shapes = {k: as_numpy(r()).shape for k, r in runners.items()}
+    assert shapes == {"relu": (1, 3, 4, 4), "conv": (1, 5, 6, 6), "pool": (1, 4, 1, 1)}
+    assert (as_numpy(runners["relu"]()) >= 0).all()
+
+    with pytest.raises(UserError, match="not delegated to XNNPACK"):
+        executorch_runners({"a": (torch.nn.ReLU(), (1, 2)), "b": (Cumsum(), (1, 4))}, FAST, chunk=1)

@@ -4,6 +4,7 @@ TensorBoard, several targets."""
 import argparse
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -107,3 +108,34 @@ def test_parse_target():
     for bad in ("fast", "0", "-1", "0.5x", "x"):
         with pytest.raises(argparse.ArgumentTypeError):
             parse_target(bad)
+
+
+def test_run_compress_stage_compresses_exports_and_reports(tmp_path, tiny_idx_dir, tiny_space_yaml,
+                                                           monkeypatch, capsys):
+    """`run --compress-target-ratio R` ends with directnas compress on the trained net, whose
+    compressed net is exported for the runtime searched for and shown in report.md."""
+    monkeypatch.setenv("DIRECTNAS_CACHE", str(tmp_path / "cache"))
+    cfg = tmp_path / "fast.yaml"
+    cfg.write_text("max_steps: 4\n")
+    out = tmp_path / "rc"
+    argv = _argv(tiny_space_yaml, tiny_idx_dir, out, "20", "--train-epochs", "1", "--config",
+                 str(cfg), "--train-config", str(cfg), "--no-tensorboard",
+                 "--compress-target-ratio", "4",
+                 "--compress-args", "--quick --repeats 3 --valid-images 300")
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    m = json.loads((out / "compress" / "metrics.json").read_text())
+    assert m["recipe"]["target_ratio"] == 4 and m["compression_ratio"] > 1
+    assert (out / "compress" / "model.dnz").stat().st_size == m["size_bytes_after"]
+    (art,) = m["export"].values()
+    assert art["format"] == "torchscript" and art["latency_ms"] > 0 and art["top1_agreement"] > 0.99
+    assert Path(art["path"]).is_file() and Path(art["path"]).parent == out / "compress" / "export"
+    assert "compressed: " in printed and f"({m['compression_ratio']:.1f}x" in printed
+    md = (out / "report.md").read_text()
+    assert md.count("## Compressed") == 1 and f"{m['compression_ratio']:.1f}x" in md
+    # the same command again reuses the stage and keeps one section
+    stamp = (out / "compress" / "model.dnz").stat().st_mtime_ns
+    assert main(argv) == 0
+    assert "compress: done, reusing" in capsys.readouterr().out
+    assert (out / "compress" / "model.dnz").stat().st_mtime_ns == stamp
+    assert (out / "report.md").read_text().count("## Compressed") == 1

@@ -230,3 +230,28 @@ def append_export_section(report: Path, metrics: Mapping[str, Any], exported: Ma
             f"{100 * exported['top1_agreement']:.2f} % | {100 * exported['accuracy']:.2f} % |", ""]
     text = report.read_text() if report.exists() else ""
     write_text(report, text.rstrip("\n") + "\n" + "\n".join(rows))
+
+
+def append_compress_section(report: Path, m: Mapping[str, Any]) -> None:
+    """The compression stage (``run --compress-*``) in report.md: ratio, accuracy, artifact."""
+    from directnas.fileio import write_text
+
+    text = report.read_text() if report.exists() else ""
+    head = "## Compressed"
+    text = text.split("\n" + head + "\n")[0]  # re-running replaces the section
+    r = m.get("recipe") or {}
+    goal = (f"--target-ratio {r['target_ratio']:g}" if r.get("target_ratio") is not None
+            else f"--max-loss {100 * r['max_loss']:g}" if r.get("max_loss") is not None else "")
+    rows = ["", head, "",
+            f"`directnas compress --method {','.join(m['methods'])} {goal}` (compress/metrics.json)",
+            "", "| ratio | bytes | accuracy before -> after | artifact | runtime | latency | noise floor |",
+            "|---|---|---|---|---|---|---|"]
+    arts = list((m.get("export") or {}).values()) or [None]
+    for a in arts:
+        rows.append(f"| {m['compression_ratio']:.1f}x | {m['size_bytes_before']} -> "
+                    f"{m['size_bytes_after']} | {100 * m['accuracy_before']:.2f} -> "
+                    f"{100 * m['accuracy_after']:.2f} % | "
+                    + ("- | - | - | - |" if a is None else
+                       f"{a['path']} | {a['runtime_version']} | {a['latency_ms']:.3f} ms | "
+                       f"{100 * a['noise_floor']:.1f} % |"))
+    write_text(report, text.rstrip("\n") + "\n" + "\n".join(rows) + "\n")

@@ -79,6 +79,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "installed is skipped with a warning)")
     g.add_argument("--calib-images", type=int,
                    help="int8: training images calibrating the activation ranges (default 256)")
+    p.add_argument("--export", metavar="FORMATS",
+                   help="also export the compressed net (pte, onnx, openvino, torchscript, a comma "
+                        "list or all) into OUT/export: parity with PyTorch on the test set and its "
+                        "latency in its own runtime, saved in metrics.json")
     p.add_argument("--threads", type=int, default=2, help="threads for fine-tuning and latency")
     p.add_argument("--repeats", type=int, help="timed latency repeats (default 50)")
     p.add_argument("--quick", action="store_true", help="a 1-minute smoke budget")
@@ -220,23 +224,54 @@ def print_recipe(m: dict[str, Any]) -> None:
                       for n in searched["sparsity"]))
 
 
+def export_compressed(out: Path, formats: str, data_spec: str, threads: int = 1) -> dict[str, Any]:
+    """Export ``out/model.pt`` (the compressed net, dense weights) into ``out/export``; its
+    figures go into ``out/metrics.json`` under ``export``."""
+    from directnas.deploy.export import export
+    from directnas.fileio import write_json as write
+
+    s = export(out / "model.pt", out / "export", formats=formats, data=data_spec, threads=threads,
+               progress=lambda it: bar(list(it), "export"))
+    keys = ("format", "path", "runtime_version", "latency_ms", "noise_floor", "top1_agreement",
+            "max_abs_diff", "accuracy", "size_bytes", "latency_batch_size", "latency_threads")
+    figures = {fmt: {k: r[k] for k in keys if k in r} for fmt, r in s["artifacts"].items()}
+    m = read_json(out / "metrics.json")
+    m["export"] = figures
+    write(out / "metrics.json", m)
+    for fmt, r in figures.items():
+        print(f"artifact: {r['path']}  ({r['runtime_version']}: {r['latency_ms']:.3f} ms, noise "
+              f"floor {100 * r['noise_floor']:.1f} %; accuracy {100 * r['accuracy']:.2f} %, top-1 "
+              f"agreement with the compressed PyTorch net {100 * r['top1_agreement']:.2f} %)")
+    return m
+
+
 def run(args: argparse.Namespace) -> int:
     methods = parse_methods(args.method)
+    if args.export and "int8" in methods:
+        raise UserError("--method int8 writes its own artifacts (--int8-formats): drop --export")
+    if args.export:
+        from directnas.deploy.export import parse_formats
+
+        parse_formats(args.export)  # a bad format fails before the compression, not after
     compress_model(args.model, methods, Path(args.out), data_spec=args.data,
                    make_cfg=lambda meta: config_from(args, meta))
+    if args.export:
+        export_compressed(Path(args.out), args.export, args.data)
     return 0
 
 
 def compress_stage(model_dir: str | Path, out_dir: str | Path, *, max_loss: float | None = None,
                    target_ratio: float | None = None, method: str = "prune,share,huffman",
                    data: str = "fashion-mnist", threads: int = 2, seed: int | None = None,
+                   export_format: str | None = None,
                    extra: list[str] | None = None) -> dict[str, Any]:
     """The pipeline's last stage (``directnas run --compress``): exactly ``directnas compress
-    --model MODEL_DIR --out OUT_DIR --method METHOD [--max-loss P | --target-ratio R] ...``
-    (``extra``: further compress flags); returns its metrics.json."""
+    --model MODEL_DIR --out OUT_DIR --method METHOD [--max-loss P | --target-ratio R]
+    [--export FORMAT] ...`` (``extra``: further compress flags); returns its metrics.json."""
     argv = ["--model", str(model_dir), "--out", str(out_dir), "--method", method, "--data", data,
             "--threads", str(threads)]
-    for flag, v in (("--max-loss", max_loss), ("--target-ratio", target_ratio), ("--seed", seed)):
+    for flag, v in (("--max-loss", max_loss), ("--target-ratio", target_ratio), ("--seed", seed),
+                    ("--export", export_format)):
         if v is not None:
             argv += [flag, str(v)]
     from directnas.cli import build_parser  # the very parser of `directnas compress`

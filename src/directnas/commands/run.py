@@ -63,6 +63,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="last stage: directnas compress --target-ratio R on each trained net")
     p.add_argument("--compress-method", default="prune,share,huffman",
                    help="methods of the compression stage (default prune,share,huffman)")
+    p.add_argument("--compress-args", default="", metavar="FLAGS",
+                   help="further directnas compress flags of the compression stage, one quoted "
+                        "string (e.g. \"--probe-steps 200 --valid-images 1000\")")
     p.add_argument("--compare", nargs="+", default=[], metavar="DIR",
                    help="finished baseline/run folders to add to the report's accuracy-latency plane")
     p.add_argument("--no-tensorboard", action="store_true", help="write no TensorBoard event files")
@@ -88,17 +91,26 @@ def run(args: argparse.Namespace) -> int:
                            input_size=args.input_size, search=search, train=train,
                            compare=args.compare, tensorboard=not args.no_tensorboard, say=print,
                            progress=bar)
+    compressed = {}
     if args.compress_max_loss is not None or args.compress_target_ratio is not None:
-        from directnas.commands.compress import compress_stage
+        import shlex
 
+        from directnas.commands.compress import compress_stage
+        from directnas.hardware.backends import BACKEND_FORMAT
+
+        fmt = None if "int8" in args.compress_method else BACKEND_FORMAT.get(
+            search_kwargs(args)["backend"] or "torch-cpu", "torchscript")
         for r in results:
             cdir = r.folder / "compress"
-            if (cdir / "metrics.json").exists():
+            if (cdir / "metrics.json").exists() and "export" in read_json(cdir / "metrics.json"):
                 print(f"compress: done, reusing {cdir / 'metrics.json'}")
-                continue
-            compress_stage(r.folder / "train", cdir, max_loss=args.compress_max_loss,
-                           target_ratio=args.compress_target_ratio, method=args.compress_method,
-                           data=str(args.data), threads=args.threads, seed=args.seed)
+            else:
+                compress_stage(r.folder / "train", cdir, max_loss=args.compress_max_loss,
+                               target_ratio=args.compress_target_ratio, method=args.compress_method,
+                               data=str(args.data), threads=args.threads, seed=args.seed,
+                               export_format=fmt, extra=shlex.split(args.compress_args))
+            compressed[r.folder] = read_json(cdir / "metrics.json")
+            pipeline.append_compress_section(r.folder / "report.md", compressed[r.folder])
     summary = read_json(out / "report.json")
     print()
     for r in results:
@@ -114,6 +126,14 @@ def run(args: argparse.Namespace) -> int:
                   f"noise floor {100 * e['noise_floor']:.1f} %; top-1 agreement with PyTorch "
                   f"{100 * e['top1_agreement']:.2f} %; how to run it: "
                   f"{Path(e['path']).parent / 'README.md'})")
+        if r.folder in compressed:
+            c = compressed[r.folder]
+            print(f"compressed: {(r.folder / 'compress' / c['compressed_file']).resolve()}  "
+                  f"({c['compression_ratio']:.1f}x, {c['size_bytes_after']} bytes; accuracy "
+                  f"{100 * c['accuracy_before']:.2f} -> {100 * c['accuracy_after']:.2f} %)")
+            for x in (c.get("export") or {}).values():
+                print(f"  artifact: {x['path']}  ({x['runtime_version']}: {x['latency_ms']:.3f} ms, "
+                      f"noise floor {100 * x['noise_floor']:.1f} %)")
     pngs = sorted({p for plots in summary["plots"].values() for p in plots.values()}
                   | ({summary["pareto_plot"]} if summary["pareto_plot"] else set()))
     print(f"report: {(out / 'report.md').resolve()}  (+ report.json)")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import io
 import logging
+import os
 import warnings
 from dataclasses import dataclass
 from typing import Callable
@@ -164,19 +165,48 @@ def _executorch_xnnpack(module: nn.Module, shape: tuple[int, ...], proto: Protoc
     return executorch_runners({"forward": (module, shape)}, proto)["forward"]
 
 
+def _lower_chunk(part: dict[str, tuple[nn.Module, tuple[int, ...]]]) -> bytes:
+    """One chunk lowered to a pte program (``executorch_runners``' worker)."""
+    from directnas.deploy.formats import pte_program
+
+    return pte_program(part)
+
+
+def lowering_workers(chunks: int) -> int:
+    """Processes lowering to ExecuTorch at once: one per usable core (``DIRECTNAS_LOWER_WORKERS``
+    overrides; 1 lowers in this process)."""
+    env = os.environ.get("DIRECTNAS_LOWER_WORKERS")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(chunks, int(env) if env else (cores or 1)))
+
+
 def executorch_runners(items: dict[str, tuple[nn.Module, tuple[int, ...]]], proto: Protocol,
                        *, chunk: int = 16) -> dict[str, Runner]:
-    """Runners for many modules, lowered to ExecuTorch/XNNPACK ``chunk`` at a time (one program
-    with one method per module: about 3x cheaper than lowering each alone)."""
-    from directnas.deploy.formats import PteProgram, pte_program
+    """Runners for many modules, lowered to ExecuTorch/XNNPACK in chunks of at most ``chunk``
+    (one program with one method per module: about 3x cheaper than lowering each alone), the
+    chunks in parallel processes, one per core (lowering is single-threaded Python: 3-7 s per
+    op here, so a space of 50 ops + 24 calibration nets takes minutes)."""
+    from directnas.deploy.formats import PteProgram
 
     _float32_only("executorch-xnnpack", proto)
     names = list(items)
+    workers = lowering_workers(-(-len(names) // chunk))
+    size = max(1, min(chunk, -(-len(names) // (2 * workers)))) if workers > 1 else chunk
+    groups = [names[i:i + size] for i in range(0, len(names), size)]
+    parts = [{f"m{j}": items[n] for j, n in enumerate(g)} for g in groups]
+    if workers > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
+                                 initializer=torch.set_num_threads, initargs=(1,)) as pool:
+            programs = list(pool.map(_lower_chunk, parts))
+    else:
+        programs = [_lower_chunk(p) for p in parts]
     out: dict[str, Runner] = {}
-    for i in range(0, len(names), chunk):
-        part = {f"m{j}": items[n] for j, n in enumerate(names[i:i + chunk])}
-        prog = PteProgram(pte_program(part), proto.threads)
-        for j, n in enumerate(names[i:i + chunk]):
+    for g, program in zip(groups, programs):
+        prog = PteProgram(program, proto.threads)
+        for j, n in enumerate(g):
             out[n] = prog.runner(f"m{j}", torch.randn(*items[n][1]))
     return out
 
