@@ -13,6 +13,7 @@ import textwrap
 import pytest
 
 from directnas.cli import main
+from directnas.errors import UserError
 from directnas.space.arch import Arch
 from directnas.space.space import SearchSpace
 from tests.conftest import TINY_SPACE
@@ -99,3 +100,19 @@ def test_export_agrees_with_pytorch_and_runs_without_directnas(trained, tiny_idx
 def test_export_refuses_an_unknown_format(trained, tmp_path, capsys):
     assert main(["export", str(trained), "--format", "tflite", "--out", str(tmp_path / "x")]) == 2
     assert "unknown export format" in capsys.readouterr().err
+
+
+def test_model_data_reads_what_run_records(tmp_path):
+    """`directnas run` trains on a Dataset object and records it as 'Dataset:<name>'; export then
+    takes the embedded dataset by name and asks for --data otherwise."""
+    import json as _json
+
+    from directnas.deploy.export import model_data
+
+    for recorded, want in (("Dataset:fashion-mnist", "fashion-mnist"), ("fashion-mnist", "fashion-mnist"),
+                           (str(tmp_path), str(tmp_path))):
+        (tmp_path / "train_config.json").write_text(_json.dumps({"data": recorded}))
+        assert model_data(tmp_path) == want
+    (tmp_path / "train_config.json").write_text(_json.dumps({"data": "TensorData:mine"}))
+    with pytest.raises(UserError, match="--data"):
+        model_data(tmp_path)

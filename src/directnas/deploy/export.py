@@ -147,10 +147,18 @@ def _test_images(data: Any, shape: tuple[int, int, int], limit: int | None
 
 
 def model_data(model_dir: Path) -> str:
+    """The dataset a trained net's ``train_config.json`` names, as ``--data`` takes it.  Data
+    given in memory (``directnas run``, the library) is recorded as ``Type:name``: its name is
+    used when it is the embedded ``fashion-mnist``, otherwise the user must say where it is."""
     cfg = model_dir / "train_config.json"
-    if cfg.is_file():
-        return str(read_json(cfg).get("data") or "fashion-mnist")
-    return "fashion-mnist"
+    data = str(read_json(cfg).get("data") or "fashion-mnist") if cfg.is_file() else "fashion-mnist"
+    kind, sep, name = data.partition(":")
+    if sep and kind and not Path(data).exists() and "/" not in kind:
+        if name in ("fashion-mnist", "fashion_mnist"):
+            return "fashion-mnist"
+        raise UserError(f"{model_dir} was trained on data given in memory ({data}): pass its test "
+                        "data with --data DIR")
+    return data
 
 
 def export(model: str | Path, out: str | Path, *, formats: Sequence[str] | str = "all",
