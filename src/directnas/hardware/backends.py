@@ -197,10 +197,17 @@ def executorch_runners(items: dict[str, tuple[nn.Module, tuple[int, ...]]], prot
     if workers > 1:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
+        from concurrent.futures.process import BrokenProcessPool
 
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
-                                 initializer=torch.set_num_threads, initargs=(1,)) as pool:
-            programs = list(pool.map(_lower_chunk, parts))
+        # fork, as DataLoader workers do: spawn would re-run a caller's unguarded script
+        ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+        try:
+            with ProcessPoolExecutor(workers, mp_context=ctx, initializer=torch.set_num_threads,
+                                     initargs=(1,)) as pool:
+                programs = list(pool.map(_lower_chunk, parts))
+        except BrokenProcessPool:
+            log.warning("parallel ExecuTorch lowering failed; lowering in this process")
+            programs = [_lower_chunk(p) for p in parts]
     else:
         programs = [_lower_chunk(p) for p in parts]
     out: dict[str, Runner] = {}
