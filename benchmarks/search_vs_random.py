@@ -15,7 +15,8 @@ what its output folder already holds, so an interrupted run resumes.
 
     python benchmarks/search_vs_random.py --table runs/s26/latency_et.json --target 1.5x \
         --backend executorch-xnnpack --random 8 --seeds 0 1 2 --epochs 10 --root runs/svr \
-        --out benchmarks/results/search_vs_random.json --plot benchmarks/results/search_vs_random.png
+        --train-subset 20000 --out benchmarks/results/search_vs_random.json \
+        --plot benchmarks/results/search_vs_random.png
 """
 from __future__ import annotations
 
@@ -59,6 +60,34 @@ def random_archs(space, table: LatencyTable, target: float, n: int, seed: int) -
     raise SystemExit(f"only {len(out)} distinct nets in [0.9 T, T]: widen the target")
 
 
+def write_subset(root: Path, n: int) -> Path:
+    """An IDX folder with ``n`` Fashion-MNIST training images (the same share of every class,
+    drawn with seed 0) and the whole test set: a ``--data`` folder every net trains on."""
+    import numpy as np
+
+    from directnas.data import FASHION_MNIST_DIR, _find, read_idx
+
+    d = root / f"fashion-mnist-{n}"
+    if (d / "t10k-labels-idx1-ubyte").exists():
+        return d
+    d.mkdir(parents=True, exist_ok=True)
+    x = read_idx(_find(FASHION_MNIST_DIR, "train-images-idx3-ubyte"))
+    y = read_idx(_find(FASHION_MNIST_DIR, "train-labels-idx1-ubyte"))
+    rng = np.random.default_rng(0)
+    k = int(y.max()) + 1
+    keep = np.sort(np.concatenate([rng.permutation(np.flatnonzero(y == c))[: n // k] for c in range(k)]))
+
+    def idx(path: Path, a: np.ndarray) -> None:
+        head = bytes([0, 0, 8, a.ndim]) + b"".join(int(v).to_bytes(4, "big") for v in a.shape)
+        path.write_bytes(head + a.astype(np.uint8).tobytes())
+
+    idx(d / "train-images-idx3-ubyte", x[keep])
+    idx(d / "train-labels-idx1-ubyte", y[keep])
+    for stem in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        idx(d / stem, read_idx(_find(FASHION_MNIST_DIR, stem)))
+    return d
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--space", default="fashion-mnist")
@@ -71,6 +100,9 @@ def main() -> None:
     ap.add_argument("--lanes", type=int, default=2)
     ap.add_argument("--search-args", default="", help="extra flags for directnas search")
     ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--train-subset", type=int, default=0,
+                    help="train every net on this many training images (stratified, seed 0; the "
+                         "test set stays whole); 0: all of them")
     ap.add_argument("--root", default="runs/svr")
     ap.add_argument("--out", required=True)
     ap.add_argument("--plot", default=None)
@@ -88,35 +120,46 @@ def main() -> None:
         if not (d / f"random{i}.json").exists():
             arch.save(d / f"random{i}.json")
 
-    lane = ThreadPoolExecutor(max_workers=a.lanes)
+    data = str(write_subset(root, a.train_subset)) if a.train_subset else "fashion-mnist"
+    threads = max(1, 2 // a.lanes)
+    cfg = root / "train.yaml"
+    cfg.write_text(f"epochs: {a.epochs}\nthreads: {threads}\n")
 
     def search(seed: int) -> None:
         d = root / f"search{seed}"
         if not (d / "arch.json").exists():
             sh(["search", "--space", a.space, "--latency-table", a.table, "--target-latency",
-                f"{target}", "--seed", str(seed), "--threads", str(max(1, 2 // a.lanes)),
+                f"{target}", "--seed", str(seed), "--threads", str(threads),
                 "--out", str(d), *(["--resume"] if (d / "search_checkpoint.pt").exists() else []),
                 *a.search_args.split()], root / f"search{seed}.log")
 
-    list(lane.map(search, a.seeds))
-    cfg = root / "train.yaml"
-    cfg.write_text(f"epochs: {a.epochs}\nthreads: {max(1, 2 // a.lanes)}\n")
-    jobs = [(f"random{i}", root / "archs" / f"random{i}.json") for i in range(a.random)] + \
-           [(f"searched{s}", root / f"search{s}" / "arch.json") for s in a.seeds]
-
-    def train(job: tuple[str, Path]) -> None:
-        name, arch = job
+    def train(name: str, arch: Path) -> None:
         d = root / "train" / name
         if not (d / "metrics.json").exists():
-            sh(["train", "--arch", str(arch), "--config", str(cfg), "--seed", "0", "--data", "fashion-mnist",
+            sh(["train", "--arch", str(arch), "--config", str(cfg), "--seed", "0", "--data", data,
                 "--latency-table", a.table, "--backend", a.backend, "--repeats", "10", "--rounds", "2",
                 "--out", str(d), *(["--resume"] if d.exists() else [])], root / f"train_{name}.log")
 
-    list(lane.map(train, jobs))
+    jobs = [(f"random{i}", root / "archs" / f"random{i}.json") for i in range(a.random)] + \
+           [(f"searched{s}", root / f"search{s}" / "arch.json") for s in a.seeds]
+    # one queue over the lanes: the searches first, then the random nets (while the last searches
+    # run), then the searched nets, each waiting for its own search
+    with ThreadPoolExecutor(max_workers=a.lanes) as lane:
+        searches = {s: lane.submit(search, s) for s in a.seeds}
+
+        def after(seed: int, name: str, arch: Path) -> None:
+            searches[seed].result()
+            train(name, arch)
+
+        done = [lane.submit(train, n, p) for n, p in jobs if n.startswith("random")]
+        done += [lane.submit(after, s, f"searched{s}", root / f"search{s}" / "arch.json") for s in a.seeds]
+        for f in [*searches.values(), *done]:
+            f.result()
     runs = [load_run(root / "train" / n) for n, _ in jobs]
     proto = Protocol(threads=1)
     remeasure([r for r in runs if r is not None], backend=a.backend, proto=proto, rounds=a.rounds)
     res: dict = {"target_ms": target, "epochs": a.epochs, "backend": a.backend, "table": a.table,
+                 "train_images": a.train_subset or None,
                  "random": [], "searched": []}
     for (name, arch_path), r in zip(jobs, runs):
         arch = Arch.load(arch_path)

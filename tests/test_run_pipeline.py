@@ -12,6 +12,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from directnas.cli import main
 from directnas.commands.common import parse_target
 from directnas.hardware.lut import LatencyTable
+from directnas.hardware.predictor import fastest_ms
 from directnas.space.space import load_space
 
 COMMON = ["--threads", "1", "--repeats", "5", "--warmup", "1"]
@@ -86,11 +87,18 @@ def test_run_several_targets(tmp_path, tiny_idx_dir, tiny_space_yaml, monkeypatc
     argv = _argv(tiny_space_yaml, tiny_idx_dir, out, "1.5x,20", "--train-epochs", "1",
                  "--config", str(cfg), "--train-config", str(cfg), "--no-tensorboard")
     assert main(argv) == 0
-    # a relative target is 1.5 times the fastest net on this machine's table
-    table = LatencyTable.load(out / "latency.json")
+    # a relative target is 1.5 times the fastest net on this machine's table, re-anchored on
+    # nets timed near it before the search (the profiled table is kept beside it)
+    profiled = LatencyTable.load(out / "latency.json")
+    table = LatencyTable.load(out / "t1.5x" / "latency_near.json")
+    near = table.meta["near_target"]
+    assert near["nets"] and near["scale"] > 0 and "near_target" not in profiled.meta
+    assert near["target_ms"] == pytest.approx(1.5 * fastest_ms(load_space(str(tiny_space_yaml)), profiled), rel=1e-3)
+    assert "latency near the target" in capsys.readouterr().out
     fixed, per_layer = table.space_latencies(load_space(str(tiny_space_yaml)))
     rel = json.loads((out / "t1.5x" / "search" / "arch.json").read_text())["target_latency_ms"]
     assert rel == pytest.approx(1.5 * (fixed + sum(min(v) for v in per_layer)), rel=1e-3)
+    assert rel == pytest.approx(near["scale"] * near["target_ms"], rel=1e-3)
     for t in ("t1.5x", "t20"):
         assert (out / t / "search" / "arch.json").exists() and (out / t / "report.md").exists()
         assert json.loads((out / t / "train" / "metrics.json").read_text())["latency_ms"] > 0

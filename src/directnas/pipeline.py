@@ -30,7 +30,9 @@ from directnas.fileio import read_json, write_json
 from directnas.report import write_report
 from directnas.space.arch import Arch
 from directnas.space.space import SearchSpace, load_space
-from directnas.targets import Target, parse_target
+from directnas.hardware.lut import LatencyTable
+from directnas.hardware.near_target import NEAR_NETS
+from directnas.targets import Target, parse_target, resolve_target
 from directnas.tblog import EpochLog
 from directnas.trainer import Progress, no_progress
 
@@ -129,11 +131,14 @@ def run(space: str | Path | SearchSpace = "fashion-mnist", data: DataLike = "fas
         input_size: int | None = None, search: Mapping[str, Any] | None = None,
         train: Mapping[str, Any] | None = None, compare: Sequence[str | Path] = (),
         tensorboard: bool = True, say: Callable[[str], None] = log.info,
-        progress: Progress = no_progress) -> list[TargetResult]:
+        progress: Progress = no_progress, near_nets: int = NEAR_NETS) -> list[TargetResult]:
     """Profile, search, train and report for each target in ``out``; call it again to resume.
 
     ``search`` / ``train``: keyword options of ``api.search`` / ``api.train`` (their config
     fields, ``quick``, ``seed``, ``config_file``, ...).  ``say`` gets one line per stage.
+    ``near_nets``: when the table is profiled here, that many whole nets predicted near each
+    target are timed and the table re-anchored on them before the search
+    (``hardware.near_target``; 0: off).
     """
     targets = target_latency if isinstance(target_latency, (list, tuple)) else [target_latency]
     targets = list(dict.fromkeys(None if t is None else parse_target(t) for t in targets))
@@ -154,7 +159,11 @@ def run(space: str | Path | SearchSpace = "fashion-mnist", data: DataLike = "fas
         folder = out if len(targets) == 1 else out / f"t{_label(t)}"
         if len(targets) > 1:
             say(f"== target {_label(t)}{'' if isinstance(t, str) or t is None else ' ms'} -> {folder}")
-        results.append(run_target(folder, fitted, dataset, t, table_path,
+        ttable = table_path
+        if table is None and t is not None and near_nets > 0:  # profiled here: re-anchor at the target
+            ttable = near_stage(folder, fitted, table_path, t, backend=backend, protocol=protocol,
+                                nets=near_nets, say=say)
+        results.append(run_target(folder, fitted, dataset, t, ttable,
                                   search={**(search or {}), **common, "backend": backend},
                                   train={**(train or {}), **common, "backend": backend},
                                   stage_data=stage_data, compare=compare,
@@ -176,6 +185,37 @@ def profile_stage(out: Path, space: SearchSpace, *, table: str | Path | None, ba
     api.get_table(space, table=table, backend=backend, proto=api.make_protocol(protocol),
                   fitted=fitted).save(path)
     say(f"latency table: {path}")
+    return path
+
+
+def near_stage(folder: Path, space: SearchSpace, table_path: Path, target: Target, *,
+               backend: str | None, protocol: Mapping[str, Any] | None, nets: int,
+               say: Callable[[str], None]) -> Path:
+    """``folder/latency_near.json``: the table re-anchored at ``target`` (``refine_near_target``)."""
+    from directnas.hardware.near_target import refine_near_target
+
+    key = {**(protocol or {}), "backend": backend, "table_digest": file_digest(table_path),
+           "target": target, "nets": nets}
+    path = folder / "latency_near.json"
+    folder.mkdir(parents=True, exist_ok=True)
+    if enter_stage(folder, key, done=path.exists(), name="near_stage.json"):
+        say(f"latency near the target: reusing {path}")
+        return path
+    t = LatencyTable.load(table_path)
+    ms = resolve_target(target, space, t)
+    assert ms is not None
+    refined = refine_near_target(t, space, ms, backend=backend or "torch-cpu",
+                                 proto=api.make_protocol(protocol), n=nets)
+    refined.save(path)
+    near = refined.meta.get("near_target") or {}
+    if not near:
+        say(f"latency near the target: no net of the space is predicted near {ms:.3f} ms; "
+            "the table is used as profiled")
+    else:
+        ratios = [r["ratio"] for r in near["nets"]]
+        say(f"latency near the target: {len(ratios)} nets predicted near {ms:.3f} ms run at "
+            f"{min(ratios):.2f}-{max(ratios):.2f}x their prediction (median {near['scale']:.2f}, "
+            f"noise floor {100 * float(near.get('noise_floor') or 0):.1f} %): table re-anchored, {path}")
     return path
 
 

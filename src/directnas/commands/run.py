@@ -23,6 +23,7 @@ from directnas.commands.common import bar, parse_target
 from directnas.commands.search import add_search_args, search_kwargs
 from directnas.commands.train import train_kwargs
 from directnas.fileio import read_json
+from directnas.hardware.near_target import NEAR_NETS
 
 # run's training flags -> TrainConfig fields (--epochs, --lr, ... belong to the search)
 TRAIN_FLAGS = {"train_epochs": "epochs", "train_batch_size": "batch_size", "train_lr": "lr",
@@ -45,6 +46,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target-latency", type=parse_targets, dest="targets",
                    help="target latency in ms (1.5) or as a multiple of the space's fastest net on "
                         "this device's table (1.6x); several (1.2,1.5,2.0): one search + train each")
+    p.add_argument("--near-target-nets", type=int, default=NEAR_NETS, metavar="N",
+                   help="when the table is profiled by this run: time N whole nets predicted near "
+                        "each target and re-anchor the table on them before the search "
+                        f"(default {NEAR_NETS}; 0: off)")
     p.add_argument("--train-config", help="YAML file of training options")
     p.add_argument("--train-epochs", type=int, help="training epochs of the searched net")
     p.add_argument("--train-batch-size", type=int)
@@ -90,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
                            protocol=search_kwargs(args)["protocol"], device=args.device,
                            input_size=args.input_size, search=search, train=train,
                            compare=args.compare, tensorboard=not args.no_tensorboard, say=print,
-                           progress=bar)
+                           progress=bar, near_nets=args.near_target_nets)
     compressed = {}
     if args.compress_max_loss is not None or args.compress_target_ratio is not None:
         import shlex

@@ -246,7 +246,8 @@ def profile_space(space: SearchSpace, *, backend: str = "torch-cpu", proto: Prot
                        "reference_arch": reference_arch(space).ops})
     if cal:
         corr = fit_best_correction([cal[k] for k in cal], [measured[k]["ms"] for k in cal], table)
-        corr.fit.update({"backend": backend, "nets": len(cal)})
+        corr.fit.update({"backend": backend, "nets": len(cal),
+                         "measured": [{"ops": list(cal[k].ops), "ms": measured[k]["ms"]} for k in cal]})
         table = LatencyTable(table.meta, table.entries, corr)
     if measured_out is not None:
         measured_out.update(measured)

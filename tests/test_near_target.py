@@ -1,0 +1,84 @@
+"""Re-anchoring a table at the target: nets predicted near it are timed, the correction scaled."""
+
+import pytest
+
+from directnas.hardware import near_target as nt
+from directnas.hardware.lut import LatencyTable
+from directnas.hardware.near_target import NEAR_WINDOW, near_target_archs, refine_near_target
+from directnas.hardware.predictor import predict_arch_ms
+from directnas.hardware.profile import NOISE, REFERENCE, Protocol, profile_space
+from directnas.space.arch import Arch
+from directnas.space.space import SearchSpace
+
+FAST = Protocol(threads=1, warmup=1, repeats=3, rounds=2)
+
+
+@pytest.fixture(scope="module")
+def space_table():
+    from conftest import TINY_SPACE
+
+    space = SearchSpace.from_dict(TINY_SPACE)
+    return space, profile_space(space, proto=FAST)
+
+
+def mid_target(space, table) -> float:  # noqa: ANN001
+    """A target with a net predicted at 0.95 of it (the tiny space has few nets)."""
+    return predict_arch_ms(Arch(space, [l.candidates[1] for l in space.layers]), table) / 0.95
+
+
+def test_near_nets_lie_in_the_window_and_differ(space_table):
+    space, table = space_table
+    t = mid_target(space, table)
+    archs = near_target_archs(space, table, t, 6, seed=0)
+    assert len(archs) >= 1 and len({tuple(a.ops) for a in archs}) == len(archs)
+    lo, hi = NEAR_WINDOW
+    for a in archs:
+        assert lo * t <= predict_arch_ms(a, table) <= hi * t
+
+
+def test_scale_makes_the_near_nets_predicted_at_their_measurement(space_table, monkeypatch):
+    """The runtime runs every net 1.6x its prediction: the refined table predicts them there,
+    keeps the ranking (one scale), records the nets, and refining again does not compound."""
+    space, table = space_table
+
+    def fake_measure(space, *, nets, **kw):  # noqa: ANN001
+        out = {k: {"ms": 1.6 * predict_arch_ms(a, table)} for k, a in nets.items()}
+        out[NOISE] = {"ms": 0.5, "noise_floor": 0.03}
+        out[REFERENCE] = {"ms": 0.5}
+        return out
+
+    monkeypatch.setattr("directnas.hardware.profile.measure_space", fake_measure)
+    t = mid_target(space, table)
+    refined = refine_near_target(table, space, t, backend="torch-cpu", proto=FAST, n=5)
+    near = refined.meta["near_target"]
+    assert near["scale"] == pytest.approx(1.6) and len(near["nets"]) >= 1
+    for row in near["nets"]:
+        a = Arch(space, row["ops"])
+        assert predict_arch_ms(a, refined) == pytest.approx(row["measured_ms"], rel=1e-6)
+    other = Arch(space, [l.candidates[-1] for l in space.layers])
+    assert predict_arch_ms(other, refined) == pytest.approx(1.6 * predict_arch_ms(other, table), rel=1e-6)
+    assert refined.correction is not None and refined.correction.fit["near_target_scale"] == pytest.approx(1.6)
+    # saved and loaded, then refined again: still 1.6x the profile's prediction, not 1.6^2
+    again = refine_near_target(refined, space, t, backend="torch-cpu", proto=FAST, n=5)
+    assert predict_arch_ms(other, again) == pytest.approx(1.6 * predict_arch_ms(other, table), rel=1e-6)
+
+
+def test_real_measurement_records_nets_and_noise(space_table, tmp_path):
+    space, table = space_table
+    t = mid_target(space, table)
+    refined = refine_near_target(table, space, t, backend="torch-cpu", proto=FAST, n=3)
+    refined.save(tmp_path / "near.json")
+    back = LatencyTable.load(tmp_path / "near.json")
+    near = back.meta["near_target"]
+    assert near["target_ms"] == pytest.approx(t) and near["scale"] > 0
+    assert all(r["measured_ms"] > 0 and r["predicted_ms"] > 0 for r in near["nets"])
+    assert near["reference_ms"] > 0 and near["noise_floor"] is not None
+
+
+def test_target_beyond_the_space_keeps_the_table(space_table, monkeypatch):
+    space, table = space_table
+    monkeypatch.setattr(nt, "NEAR_WINDOW", (0.85, 1.10))
+    slowest = predict_arch_ms(Arch(space, [max(l.candidates, key=lambda c: c != "zero") for l in space.layers]),
+                              table)
+    out = refine_near_target(table, space, 100 * slowest + 100, backend="torch-cpu", proto=FAST)
+    assert out is table or "near_target" not in out.meta
