@@ -82,3 +82,15 @@ def test_target_beyond_the_space_keeps_the_table(space_table, monkeypatch):
                               table)
     out = refine_near_target(table, space, 100 * slowest + 100, backend="torch-cpu", proto=FAST)
     assert out is table or "near_target" not in out.meta
+
+
+def test_profile_command_re_anchors_near_a_target(tmp_path, tiny_space_yaml, capsys):
+    from directnas.cli import main
+
+    out = tmp_path / "t.json"
+    assert main(["profile", "--space", str(tiny_space_yaml), "--out", str(out), "--near-target", "1.5x",
+                 "--near-target-nets", "3", "--threads", "1", "--repeats", "3", "--warmup", "1",
+                 "--rounds", "2"]) == 0
+    printed = capsys.readouterr().out
+    near = LatencyTable.load(out).meta.get("near_target")
+    assert near and 1 <= len(near["nets"]) <= 3 and "re-anchored" in printed
