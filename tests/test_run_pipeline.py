@@ -63,7 +63,9 @@ def test_run_pipeline_resumes_and_skips(tmp_path, tiny_idx_dir, tiny_space_yaml,
     printed = capsys.readouterr().out
     assert "latency table: reusing" in printed and printed.count("done, reusing") == 3
     assert "artifact: " in printed and (out / "export" / "export.json").exists()
-    assert "## Shipped artifact" in (out / "report.md").read_text()
+    md = (out / "report.md").read_text()
+    exp = json.loads((out / "export" / "export.json").read_text())
+    assert "## Shipped artifact" in md and f"at **{exp['latency_ms'] / 5:.2f} T** of its target" in md
     assert all((out / p).stat().st_mtime_ns == t for p, t in stamps.items())
 
     # an interrupted training (its folder gone) is redone; search is kept

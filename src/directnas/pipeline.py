@@ -31,7 +31,7 @@ from directnas.report import write_report
 from directnas.space.arch import Arch
 from directnas.space.space import SearchSpace, load_space
 from directnas.hardware.lut import LatencyTable
-from directnas.hardware.near_target import NEAR_NETS
+from directnas.hardware.near_target import NEAR_NETS, NEAR_WINDOW
 from directnas.targets import Target, parse_target, resolve_target
 from directnas.tblog import EpochLog
 from directnas.trainer import Progress, no_progress
@@ -268,6 +268,11 @@ def append_export_section(report: Path, metrics: Mapping[str, Any], exported: Ma
             f"{exported['latency_ms']:.3f} ms (batch {exported['latency_batch_size']}, "
             f"{exported['latency_threads']} thread(s)) | {100 * exported['noise_floor']:.1f} % | "
             f"{100 * exported['top1_agreement']:.2f} % | {100 * exported['accuracy']:.2f} % |", ""]
+    if t:
+        r = exported["latency_ms"] / t
+        lo, hi = NEAR_WINDOW
+        rows += [f"The artifact runs at **{r:.2f} T** of its target "
+                 f"({'inside' if lo <= r <= hi else 'outside'} [{lo:.2f} T, {hi:.2f} T]).", ""]
     text = report.read_text() if report.exists() else ""
     write_text(report, text.rstrip("\n") + "\n" + "\n".join(rows))
 
