@@ -15,7 +15,7 @@ what its output folder already holds, so an interrupted run resumes.
 
     python benchmarks/search_vs_random.py --table runs/s26/latency_et.json --target 1.5x \
         --backend executorch-xnnpack --random 8 --seeds 0 1 2 --epochs 10 --root runs/svr \
-        --train-subset 20000 --out benchmarks/results/search_vs_random.json \
+        --train-subset 10000 --out benchmarks/results/search_vs_random.json \
         --plot benchmarks/results/search_vs_random.png
 """
 from __future__ import annotations

@@ -94,6 +94,9 @@ def test_search_resumes_bitwise(tmp_path, tiny, reference, crash_at):
     assert 0 < ck["state"]["step"] <= crash_at
     s2 = Searcher(space, data, table, search_cfg(), out)
     assert s2.resume()
+    # search_wall_s counts the loop time of the epochs the crashed run finished
+    done_s = sum(r["epoch_s"] for r in ck["state"]["log"])
+    assert s2.earlier_s == pytest.approx(done_s) and (done_s > 0) == (crash_at >= 16)
     arch = s2.run()
     for a, b in zip(alphas(ref), alphas(s2)):
         assert torch.equal(a, b)

@@ -186,6 +186,7 @@ class Searcher:
             self.a_opt.register_step_pre_hook(
                 lambda opt, a, kw: dist.all_reduce_grads(self.net.arch_parameters()))
         self.state = SearchState()
+        self.earlier_s = 0.0
         self.loop = Trainer(self.net, self.w_opt, self.train, lr=cfg.lr,
                             epochs=cfg.warmup_epochs + cfg.epochs,
                             steps_per_epoch=self.steps_per_epoch, state=self.state,
@@ -252,6 +253,8 @@ class Searcher:
             self.a_opt.load_state_dict(ck["a_opt"])
             self.objective.load_state_dict(ck["objective"])
             self.state = self.loop.state = SearchState(**ck["state"])
+            # the loop time of the epochs done before this process (search_wall_s counts them)
+            self.earlier_s = sum(float(r.get("epoch_s", 0.0)) for r in self.state.log)
             for k, v in ck.get("strategy", {}).items():
                 setattr(self.strategy, k, v)
             self.gen.set_state(ck["gen"])
@@ -423,7 +426,8 @@ class Searcher:
     def write_outputs(self, arch: Arch, *, wall_s: float) -> dict[str, Any]:
         arch.save(self.out / "arch.json")
         summary = {"config": asdict(self.cfg), "space": self.space.name,
-                   "search_wall_s": wall_s, "steps": self.state.step,
+                   "search_wall_s": wall_s + self.earlier_s, "resumed": self.earlier_s > 0,
+                   "steps": self.state.step,
                    "alpha_steps": self.state.alpha_steps, "epochs": self.state.log,
                    "history": self.state.history, "arch": arch.ops,
                    "layer_names": [list(l.candidates) for l in self.space.layers],
