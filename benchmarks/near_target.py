@@ -10,6 +10,8 @@
     python benchmarks/near_target.py --table runs/svr/latency_et.json --target 1.5x \
         --backend executorch-xnnpack --heldout benchmarks/results/search_vs_random.json \
         --out benchmarks/results/near_target.json
+    python benchmarks/near_target.py --table runs/svr/latency_et.json --target 2x --heldout-random 10 \
+        --out benchmarks/results/near_target_2x.json
 """
 from __future__ import annotations
 
@@ -34,7 +36,9 @@ def main() -> None:
     ap.add_argument("--table", required=True)
     ap.add_argument("--target", required=True)
     ap.add_argument("--backend", default="executorch-xnnpack")
-    ap.add_argument("--heldout", required=True, help="search_vs_random.json (its random + searched archs)")
+    ap.add_argument("--heldout", help="search_vs_random.json (its random + searched archs)")
+    ap.add_argument("--heldout-random", type=int, default=0, metavar="N",
+                    help="also N nets drawn near T with another seed than the re-anchoring nets")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
@@ -44,9 +48,16 @@ def main() -> None:
     proto = Protocol(threads=1, rounds=a.rounds)
     refined = refine_near_target(table, space, target, backend=a.backend, proto=proto)
     near = refined.meta["near_target"]
-    svr = json.loads(Path(a.heldout).read_text())
-    held = {f"{g}{i}": Arch(space, row["arch"]) for g in ("random", "searched")
-            for i, row in enumerate(svr.get(g, []))}
+    held: dict[str, Arch] = {}
+    if a.heldout:
+        svr = json.loads(Path(a.heldout).read_text())
+        held = {f"{g}{i}": Arch(space, row["arch"]) for g in ("random", "searched")
+                for i, row in enumerate(svr.get(g, []))}
+    if a.heldout_random:
+        from directnas.hardware.near_target import near_target_archs
+
+        held.update({f"draw{i}": x for i, x in
+                     enumerate(near_target_archs(space, table, target, a.heldout_random, seed=1))})
     held = {k: v for k, v in held.items() if all(v.ops != r["ops"] for r in near["nets"])}
     m = measure_space(space, backend=a.backend, proto=proto, rounds=a.rounds, nets=held, skip_ops=None)
     rows = []
