@@ -115,6 +115,38 @@ def test_max_loss_probes_and_compress_stage_returns_metrics(mlp, tiny_idx_dir, t
     if kept:  # the chosen recipe is the largest ratio that probed within the bound
         assert m["methods_report"]["recipe"]["predicted_ratio"] == pytest.approx(
             max(p["predicted_ratio"] for p in kept))
+    # every probe is scored against the control: the same retraining of the uncompressed net
+    control = m["methods_report"]["probe_control"]
+    assert control["steps"] == 5 and 0 <= control["accuracy_after_retraining"] <= 1
+    for p in probes:
+        assert p["probe_loss"] == pytest.approx(control["accuracy_after_retraining"] - p["probe_accuracy"])
+
+
+def test_rerun_reuses_the_sensitivity_curves(mlp, tiny_idx_dir, tmp_path, monkeypatch):
+    """The same compression into the same folder does not measure the curves again; other
+    weights do."""
+    import directnas.compress.recipe as recipe
+
+    argv = ["compress", "--model", str(mlp), "--method", "prune,share,huffman", "--target-ratio",
+            "20", "--data", str(tiny_idx_dir), "--out", str(tmp_path / "t"), *FAST]
+    assert main(argv) == 0
+    first = json.loads((tmp_path / "t" / "metrics.json").read_text())
+    assert (tmp_path / "t" / recipe.CURVES_FILE).is_file()
+
+    def fail(*a, **k):  # noqa: ANN002, ANN003
+        raise AssertionError("curves measured again")
+
+    monkeypatch.setattr(recipe, "sensitivity", fail)
+    monkeypatch.setattr(recipe, "share_sensitivity", fail)
+    assert main(argv) == 0
+    again = json.loads((tmp_path / "t" / "metrics.json").read_text())
+    assert again["methods_report"]["recipe_curves"] == first["methods_report"]["recipe_curves"]
+    cache = tmp_path / "t" / recipe.CURVES_FILE
+    data = json.loads(cache.read_text())
+    data["key"]["weights_and_images"] = "other"
+    cache.write_text(json.dumps(data))
+    with pytest.raises(AssertionError, match="measured again"):
+        main(argv)
 
 
 @pytest.mark.parametrize("argv, word", [

@@ -6,8 +6,9 @@ Two ways to ask (``directnas compress --target-ratio R`` / ``--max-loss P``):
   most ``size_before / R`` bytes;
 * ``max_loss``: the largest ratio whose *probe* loses at most ``P`` points, where a probe applies
   the settings of one ratio, retrains briefly (``probe_steps`` steps) and scores the training
-  images the sensitivity uses; a ladder of ratios is bisected, assuming the loss grows with the
-  ratio.
+  images the sensitivity uses, against a *control* probe (the same retraining of the uncompressed
+  net: a short retraining at the fine-tuning LR moves a converged net by about a point by
+  itself); a ladder of ratios is bisected, assuming the loss grows with the ratio.
 
 Both rest on per-layer curves, each measured with one layer changed and the rest untouched (no
 retraining): the pruning sensitivity (``prune.sensitivity``) and the same for k-means weight
@@ -225,9 +226,9 @@ def build_search(state: State, methods: list[str]) -> Search:
     batches = state.valid()
     base = accuracy(net, batches)
     sparsities = GRID if prune else (0.0,)
-    pcurves = sensitivity(net, batches) if prune else {n: [base] for n, _ in weight_layers(net)}
     bits_all = BITS if share else (NO_SHARE,)
-    scurves = share_sensitivity(net, batches, bits_all) if share else None
+    pcurves, scurves = cached_curves(state, prune=prune, share=share, bits=bits_all, base=base,
+                                     batches=batches)
     options = {}
     for name, m in weight_layers(net):
         kind_bits = bits_all
@@ -248,19 +249,65 @@ def build_search(state: State, methods: list[str]) -> Search:
                   size_before, curves)
 
 
-def probe(state: State, recipe: Recipe, base: float,
+CURVES_FILE = "recipe_curves.json"
+
+
+def cached_curves(state: State, *, prune: bool, share: bool, bits: tuple[int, ...], base: float,
+                  batches: list[tuple[torch.Tensor, torch.Tensor]]
+                  ) -> tuple[dict[str, list[float]], dict[str, list[float]] | None]:
+    """The pruning and sharing sensitivity curves of ``state.net``, measured, or read from
+    ``OUT/recipe_curves.json`` when that holds them for the same weights and scoring images (a
+    re-run of the same compression skips the most expensive pass)."""
+    import hashlib
+    import json
+
+    h = hashlib.sha256()
+    for k, v in state.net.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    for x, y in batches:
+        h.update(x.contiguous().numpy().tobytes())
+    key = {"weights_and_images": h.hexdigest(), "prune": prune, "share": share, "bits": list(bits),
+           "sparsities": list(SPARSITIES)}
+    path = state.out / CURVES_FILE
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text())
+            if old.get("key") == key:
+                log.info("sensitivity curves: reusing %s", path)
+                return old["prune"], old["share"]
+        except (OSError, ValueError, KeyError):
+            pass
+    pcurves = sensitivity(state.net, batches) if prune else {n: [base] for n, _ in weight_layers(state.net)}
+    scurves = share_sensitivity(state.net, batches, bits) if share else None
+    from directnas.fileio import write_json
+
+    state.out.mkdir(parents=True, exist_ok=True)
+    write_json(path, {"key": key, "prune": pcurves, "share": scurves})
+    return pcurves, scurves
+
+
+def probe(state: State, recipe: Recipe | None,
           batches: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
-    """Loss (fraction) on ``batches`` of a copy of the net pruned to ``recipe``, retrained
-    ``probe_steps`` steps with the masks held, then clustered (without centroid retraining)."""
+    """Accuracy on ``batches`` of a copy of the net pruned to ``recipe``, retrained
+    ``probe_steps`` steps with the masks held (over as many epochs as that takes), then clustered
+    (without centroid retraining).  ``None``: the control, the same retraining of the net as it
+    is -- a short retraining at the fine-tuning LR moves a converged net by itself, and that
+    must not be charged to the compression."""
     net = copy.deepcopy(state.net)
-    apply_masks(net, recipe.sparsity)
-    ft = replace(state.cfg.finetune, epochs=1, max_steps=state.cfg.probe_steps)
-    finetune(net, state.data, ft, progress=state.progress, desc="probe")
-    remove_masks(net)
-    with torch.no_grad():
-        for name, m in weight_layers(net):
-            m.weight.copy_(quantized(m.weight.detach(), recipe.bits[name]))
-    return base - accuracy(net, batches)
+    if recipe is not None:
+        apply_masks(net, recipe.sparsity)
+    ft = state.cfg.finetune
+    per_epoch = max(1, len(state.data.train) // ft.batch_size)
+    epochs = max(1, math.ceil(state.cfg.probe_steps / per_epoch))
+    ft = replace(ft, epochs=epochs, max_steps=math.ceil(state.cfg.probe_steps / epochs))
+    finetune(net, state.data, ft, progress=state.progress, desc="probe" if recipe else "probe control")
+    if recipe is not None:
+        remove_masks(net)
+        with torch.no_grad():
+            for name, m in weight_layers(net):
+                m.weight.copy_(quantized(m.weight.detach(), recipe.bits[name]))
+    return accuracy(net, batches)
 
 
 def ladder(lo: float, hi: float, step: float = 1.15) -> list[float]:
@@ -291,15 +338,22 @@ def search_recipe(state: State, methods: list[str], *, target_ratio: float | Non
     lo, hi, best = 0, len(rungs) - 1, None
     probes: list[dict[str, Any]] = []
     seen: dict[tuple, float] = {}  # rungs below the free ratio share one recipe: probe it once
+    control = probe(state, None, batches)  # the retraining's own effect, paired with every probe
+    state.report["probe_control"] = {"accuracy_before": base, "accuracy_after_retraining": control,
+                                     "steps": state.cfg.probe_steps}
+    log.info("probe control (%d retraining steps, nothing compressed): %.4f -> %.4f",
+             state.cfg.probe_steps, base, control)
     while lo <= hi:  # the largest rung whose probe stays within max_loss
         mid = (lo + hi) // 2
         r = s.recipe(rungs[mid])
         key = (tuple(sorted(r.sparsity.items())), tuple(sorted(r.bits.items())))
         if key not in seen:
-            seen[key] = probe(state, r, base, batches)
+            acc = probe(state, r, batches)
+            seen[key] = control - acc
             probes.append({"ratio": rungs[mid], "predicted_ratio": r.predicted_ratio,
-                           "probe_loss": seen[key]})
-            log.info("probe %.1fx: loss %.4f", r.predicted_ratio, seen[key])
+                           "probe_accuracy": acc, "probe_loss": seen[key]})
+            log.info("probe %.1fx: accuracy %.4f, loss %.4f against the control", r.predicted_ratio,
+                     acc, seen[key])
         loss = seen[key]
         if loss <= max_loss:
             best, lo = r, mid + 1
