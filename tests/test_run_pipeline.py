@@ -66,6 +66,8 @@ def test_run_pipeline_resumes_and_skips(tmp_path, tiny_idx_dir, tiny_space_yaml,
     md = (out / "report.md").read_text()
     exp = json.loads((out / "export" / "export.json").read_text())
     assert "## Shipped artifact" in md and f"at **{exp['latency_ms'] / 5:.2f} T** of its target" in md
+    ref = LatencyTable.load(out / "latency.json").meta["reference_ms"]  # target in ms: not re-anchored
+    assert f"at **{exp['latency_ms'] / 5 * ref / exp['reference_ms']:.2f} T**" in md
     assert all((out / p).stat().st_mtime_ns == t for p, t in stamps.items())
 
     # an interrupted training (its folder gone) is redone; search is kept

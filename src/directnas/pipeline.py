@@ -249,13 +249,18 @@ def run_target(folder: Path, space: SearchSpace, dataset: Dataset, target: Targe
                             data=dataset, threads=int(proto.get("threads", 1)),
                             rounds=int(proto.get("rounds", 5)), say=say)
     write_report([folder, *compare], folder, title=f"directnas run {folder.name}")
-    append_export_section(folder / "report.md", metrics, exported, arch.meta.get("target_latency_ms"))
+    meta = LatencyTable.load(table).meta
+    table_ref = (meta.get("near_target") or {}).get("reference_ms") or meta.get("reference_ms")
+    append_export_section(folder / "report.md", metrics, exported, arch.meta.get("target_latency_ms"),
+                          table_reference_ms=table_ref)
     return TargetResult(folder, target, arch, metrics, exported)
 
 
 def append_export_section(report: Path, metrics: Mapping[str, Any], exported: Mapping[str, Any],
-                          target_ms: float | None) -> None:
-    """The shipped artifact beside the target and the prediction, in report.md."""
+                          target_ms: float | None, *, table_reference_ms: float | None = None) -> None:
+    """The shipped artifact beside the target and the prediction, in report.md; with the
+    reference net's latency when the table was measured, also in reference units (the machine's
+    speed drifts between sessions, and the reference net is timed in both)."""
     from directnas.fileio import write_text
 
     t = target_ms
@@ -271,8 +276,14 @@ def append_export_section(report: Path, metrics: Mapping[str, Any], exported: Ma
     if t:
         r = exported["latency_ms"] / t
         lo, hi = NEAR_WINDOW
-        rows += [f"The artifact runs at **{r:.2f} T** of its target "
-                 f"({'inside' if lo <= r <= hi else 'outside'} [{lo:.2f} T, {hi:.2f} T]).", ""]
+        line = (f"The artifact runs at **{r:.2f} T** of its target "
+                f"({'inside' if lo <= r <= hi else 'outside'} [{lo:.2f} T, {hi:.2f} T])")
+        ref = exported.get("reference_ms")
+        if ref and table_reference_ms:
+            u = r * table_reference_ms / ref
+            line += (f"; in units of the reference net (timed at {table_reference_ms:.3f} ms with the "
+                     f"table, {ref:.3f} ms with the artifact) at **{u:.2f} T**")
+        rows += [line + ".", ""]
     text = report.read_text() if report.exists() else ""
     write_text(report, text.rstrip("\n") + "\n" + "\n".join(rows))
 
