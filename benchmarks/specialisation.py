@@ -27,9 +27,11 @@ import torch
 from directnas.cli import main as directnas
 from directnas.data import load_dataset
 from directnas.fileio import write_json, write_text
+from directnas.hardware.backends import make_runners
 from directnas.hardware.lut import LatencyTable
 from directnas.hardware.predictor import predict_arch_ms
-from directnas.hardware.profile import BACKENDS, Protocol, get_backend, measure_interleaved
+from directnas.hardware.profile import (BACKENDS, NOISE, REFERENCE, Protocol,
+                                        measure_interleaved, reference_arch)
 from directnas.space.arch import Arch
 from directnas.space.space import load_space
 
@@ -59,13 +61,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=50)
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--rounds", type=int, default=5, help="interleaved measuring rounds of the cross table")
+    p.add_argument("--target", help="target as a multiple of each table's fastest net, e.g. 1.5x "
+                                    "(the demo's relative target); overrides --target-frac")
+    p.add_argument("--only", help="profile and search for this one backend and stop (run one process "
+                                  "per backend side by side, then once without --only for the cross table)")
     return p.parse_args(argv)
 
 
-def target_for(table: Path, space: str, frac: float) -> float:
+def target_for(table: Path, space: str, frac: float, mult: str | None = None) -> float:
     fixed, per_layer = LatencyTable.load(table).space_latencies(load_space(space))
     lo, hi = fixed + sum(map(min, per_layer)), fixed + sum(map(max, per_layer))
-    return round(lo + frac * (hi - lo), 3)
+    if mult:
+        return round(lo * float(mult.rstrip("x")), 4)
+    return round(lo + frac * (hi - lo), 4)
 
 
 def search_for(args: argparse.Namespace, backend: str, out: Path, proto: list[str]) -> Path:
@@ -74,8 +82,9 @@ def search_for(args: argparse.Namespace, backend: str, out: Path, proto: list[st
     if not table.exists() and directnas(["profile", "--space", args.space, "--out", str(table),
                                          "--backend", backend, *proto]):
         raise SystemExit(2)
-    target = target_for(table, args.space, args.target_frac)
-    print(f"{backend}: target {target:g} ms ({args.target_frac:g} of the space's range on its table)")
+    target = target_for(table, args.space, args.target_frac, args.target)
+    how = f"{args.target} its fastest net" if args.target else f"{args.target_frac:g} of the space's range"
+    print(f"{backend}: target {target:g} ms ({how} on its table)")
     common = ["--space", args.space, "--data", args.data, "--latency-table", str(table),
               "--backend", backend, "--target-latency", f"{target:g}", "--seed", str(args.seed), *proto,
               *(["--epochs", str(args.search_epochs)] if args.search_epochs else []),
@@ -106,14 +115,27 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     proto_args = ["--threads", str(args.threads), "--repeats", str(args.repeats), "--warmup", str(args.warmup)]
+    if args.only:
+        if args.only not in backends:
+            print(f"--only {args.only} is not in --backends {args.backends}", file=sys.stderr)
+            return 2
+        print(f"arch: {search_for(args, args.only, out, proto_args)}")
+        return 0
     archs = {b: Arch.load(search_for(args, b, out, proto_args)) for b in backends}
 
     # the cross table: every searched net on every backend, interleaved rounds
     shape = load_dataset(args.data).input_shape
     proto = Protocol(batch_size=1, threads=args.threads, warmup=args.warmup, repeats=args.repeats)
-    runners = {f"{a}|{b}": get_backend(b)(archs[a].build(), (1, *shape), proto)
-               for a in backends for b in backends}
-    measured = measure_interleaved(runners, proto, rounds=args.rounds, seed=args.seed)
+    # one interleaved session per runtime (its column), with the space's reference net in every
+    # round: drift-normalised, and the reference's round spread is the column's noise floor
+    measured: dict[str, dict[str, float]] = {}
+    noise: dict[str, float | None] = {}
+    for b in backends:
+        items = {a: (archs[a].build(), (1, *shape)) for a in backends}
+        items[REFERENCE] = (reference_arch(load_space(args.space)).build(), (1, *shape))
+        col = measure_interleaved(make_runners(b, items, proto), proto, rounds=args.rounds, seed=args.seed)
+        noise[b] = col[NOISE]["noise_floor"]
+        measured.update({f"{a}|{b}": col[a] for a in backends})
     tables = {b: LatencyTable.load(out / f"latency-{b}.json") for b in backends}
     latency = {a: {b: measured[f"{a}|{b}"]["ms"] for b in backends} for a in backends}
     spread = {a: {b: measured[f"{a}|{b}"]["spread_ms"] for b in backends} for a in backends}
@@ -123,10 +145,10 @@ def main(argv: list[str] | None = None) -> int:
               for i, a in enumerate(backends) for b in backends[i + 1:]}
     result = {"command": "python benchmarks/specialisation.py " + " ".join(sys.argv[1:] if argv is None else argv),
               "space": args.space, "backends": backends, "threads": args.threads,
-              "target_frac": args.target_frac,
+              "target_frac": None if args.target else args.target_frac, "target": args.target,
               "targets_ms": {b: archs[b].meta.get("target_latency_ms") for b in backends},
               "archs": {b: archs[b].ops for b in backends}, "layers_differing": differ,
-              "latency_ms": latency, "latency_spread_ms": spread, "predicted_latency_ms": predicted,
+              "latency_ms": latency, "latency_spread_ms": spread, "noise_floor": noise, "predicted_latency_ms": predicted,
               "own_backend_fastest": own_fastest, "specialised": all(own_fastest.values())
               and all(v > 0 for v in differ.values()), "rounds": args.rounds}
     write_json(out / "specialisation.json", result)
@@ -138,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {a} | " + " | ".join(cells) + " |")
     for a in backends:
         print(f"{a}: {archs[a].summary()}")
+    print(f"noise floor per runtime (the reference net's round spread): {noise}")
     print(f"layers that differ: {differ}; each net fastest on its own backend: {own_fastest}")
     print(f"JSON: {(out / 'specialisation.json').resolve()}")
     return 0

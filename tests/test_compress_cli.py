@@ -73,7 +73,8 @@ def test_compress_lowrank_model_reloads(trained, tiny_idx_dir, tmp_path):
     assert set(m["methods_report"]["fixed_point"]["test_accuracy_by_bits"]) >= {"16", "8", "6", "4"}
 
 
-def test_int8_writes_pte_and_onnx_artifacts_and_records(trained, tiny_idx_dir, tmp_path, capsys):
+def test_int8_writes_pte_onnx_openvino_artifacts_and_records(trained, tiny_idx_dir, tmp_path,
+                                                            capsys):
     import onnx
 
     from directnas.deploy.export import artifact_logits
@@ -83,20 +84,23 @@ def test_int8_writes_pte_and_onnx_artifacts_and_records(trained, tiny_idx_dir, t
     assert rc == 0
     printed = capsys.readouterr().out
     assert "int8 pte (executorch-xnnpack" in printed and "int8 onnx (onnxruntime-cpu" in printed
+    assert "int8 openvino (openvino-cpu" in printed
     m = json.loads((out / "metrics.json").read_text())
     e = json.loads((out / "export.json").read_text())
-    assert e["formats"] == ["pte", "onnx"]
+    assert e["formats"] == ["pte", "onnx", "openvino"]
     arts = e["artifacts"]
-    assert set(arts) == {"pte", "pte-int8", "onnx", "onnx-int8"}
-    for fmt in ("pte", "onnx"):
+    assert set(arts) == {"pte", "pte-int8", "onnx", "onnx-int8", "openvino", "openvino-int8"}
+    for fmt, ext in (("pte", "pte"), ("onnx", "onnx"), ("openvino", "xml")):
         f, q = arts[fmt], arts[f"{fmt}-int8"]
-        assert Path(f["path"]).name == f"model_fp32.{fmt}" and Path(q["path"]).name == f"model_int8.{fmt}"
+        assert Path(f["path"]).name == f"model_fp32.{ext}" and Path(q["path"]).name == f"model_int8.{ext}"
         assert f["max_abs_diff"] < 1e-3 and f["top1_agreement"] == 1.0  # fp32: the torch net
         assert q["top1_agreement_with_fp32"] >= 0.9 and abs(q["accuracy_drop"]) < 0.05
         assert q["size_bytes"] < f["size_bytes"] / 2.5  # int8 weights
         for r in (f, q):
             assert r["latency_ms"] > 0 and r["noise_floor"] >= 0 and r["runtime_version"]
-            assert r["test_images"] == 300 and r["size_bytes"] == Path(r["path"]).stat().st_size
+            p = Path(r["path"])
+            assert r["test_images"] == 300 and r["size_bytes"] == p.stat().st_size + (
+                p.with_suffix(".bin").stat().st_size if fmt == "openvino" else 0)
         assert q["speedup"] == pytest.approx(f["latency_ms"] / q["latency_ms"])
     assert arts["pte-int8"]["runtime_version"].startswith("executorch")
     assert arts["onnx-int8"]["onnx_layout"] in ("qdq", "qoperator")
@@ -104,6 +108,9 @@ def test_int8_writes_pte_and_onnx_artifacts_and_records(trained, tiny_idx_dir, t
     kinds = {n.op_type for n in ops}
     assert "QuantizeLinear" in kinds and ({"QLinearConv", "DequantizeLinear"} & kinds)
     assert not list(out.glob(".model_int8_*"))  # the slower layout is not left behind
+    import openvino as ov
+    ov_ops = {op.get_type_name() for op in ov.Core().read_model(str(out / "model_int8.xml")).get_ops()}
+    assert "FakeQuantize" in ov_ops  # NNCF's int8 quantize / dequantize points
     # the headline: the first format's int8 artifact against its fp32 counterpart
     assert m["latency_backend"] == "executorch-xnnpack" and m["compressed_file"] == "model_int8.pte"
     assert m["size_bytes_after"] == (out / "model_int8.pte").stat().st_size
@@ -116,7 +123,7 @@ def test_int8_writes_pte_and_onnx_artifacts_and_records(trained, tiny_idx_dir, t
     data = load_dataset(tiny_idx_dir)
     x = data.test.images.float() / 255
     y = data.test.labels.numpy()
-    for key in ("pte-int8", "onnx-int8"):
+    for key in ("pte-int8", "onnx-int8", "openvino-int8"):
         r = arts[key]
         acc = float((artifact_logits(r["format"], Path(r["path"]), x).argmax(1) == y).mean())
         assert acc == pytest.approx(r["accuracy"])

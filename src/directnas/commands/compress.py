@@ -73,10 +73,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--speedup", type=float, help="lowrank: target speed-up per conv (default 2)")
     g.add_argument("--threshold", type=float, dest="ternary_threshold",
                    help="ternary: threshold t as a fraction of max|w| (default 0.05)")
-    g.add_argument("--int8-formats", default="pte,onnx",
+    g.add_argument("--int8-formats", default="pte,onnx,openvino",
                    help="int8: the artifacts to write, a comma list of pte (ExecuTorch + "
-                        "XNNPACK), onnx (onnxruntime) (default both; a runtime that is not "
-                        "installed is skipped with a warning)")
+                        "XNNPACK), onnx (onnxruntime), openvino (OpenVINO + NNCF) (default all "
+                        "three; a runtime that is not installed is skipped with a warning)")
     g.add_argument("--calib-images", type=int,
                    help="int8: training images calibrating the activation ranges (default 256)")
     p.add_argument("--export", metavar="FORMATS",
@@ -123,7 +123,7 @@ def config_from(args: argparse.Namespace, meta: dict[str, Any] | None = None) ->
         top["max_loss"] = args.max_loss / 100  # points -> fraction
     if args.repeats is not None:
         top["latency_repeats"] = args.repeats
-    top["int8_formats"] = tuple(parse_int8_formats(getattr(args, "int8_formats", "pte,onnx")))
+    top["int8_formats"] = tuple(parse_int8_formats(getattr(args, "int8_formats", "pte,onnx,openvino")))
     cfg = CompressConfig(finetune=replace(FinetuneConfig(), **ft), uniform=args.uniform,
                          threads=args.threads, **top)
     check(cfg)

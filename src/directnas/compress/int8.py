@@ -7,7 +7,9 @@ warning) the out folder gets ``model_fp32.<ext>`` and ``model_int8.<ext>``, both
 
 * ``pte``: ExecuTorch + XNNPACK, PT2E with ``XNNPACKQuantizer`` (``deploy.int8.pte_int8``);
 * ``onnx``: onnxruntime ``quantize_static``; both the QDQ and the QOperator layouts are made and
-  timed, the faster one at the timed batch / threads is kept (``onnx_layout`` says which).
+  timed, the faster one at the timed batch / threads is kept (``onnx_layout`` says which);
+* ``openvino``: NNCF post-training quantization, run by OpenVINO's CPU plugin
+  (``deploy.int8.openvino_int8``).
 
 ``export.json`` (and ``methods_report.int8`` of metrics.json) records per artifact the figures of
 ``directnas export`` (accuracy, top-1 agreement with the PyTorch net, latency with the noise
@@ -27,8 +29,9 @@ from torch import nn
 from directnas.compress.state import State
 from directnas.deploy.export import (FORMAT_BACKEND, _readme, _test_images, artifact_logits,
                                      parity, time_artifacts)
-from directnas.deploy.formats import SUFFIX, runtime_version, write_artifact
-from directnas.deploy.int8 import ONNX_LAYOUTS, describe, installed, int8_artifact, runtime_name
+from directnas.deploy.formats import SUFFIX, artifact_size, runtime_version, save_openvino, write_artifact
+from directnas.deploy.int8 import (ONNX_LAYOUTS, describe, installed, int8_artifact,
+                                   openvino_int8, runtime_name)
 from directnas.errors import UserError
 from directnas.fileio import write_bytes, write_json, write_text
 from directnas.inference import Classifier
@@ -59,7 +62,7 @@ def available(formats: list[str], say: Any = print) -> list[str]:
             say(f"warning: int8 {fmt} skipped: {runtime_name(fmt)} is not installed")
     if not keep:
         raise UserError(f"int8: none of the runtimes of {', '.join(formats)} is installed: "
-                        "pip install executorch or onnxruntime")
+                        "pip install \"directnas[runtimes]\"")
     return keep
 
 
@@ -68,13 +71,16 @@ def _record(fmt: str, path: Path, logits: np.ndarray, ref: np.ndarray, labels: n
     return {"format": fmt, "path": str(path.resolve()), "runtime_version": runtime_version(fmt),
             "input": f"float32 (N, {shape[1]}, {shape[2]}, {shape[3]}) pixel values in [0, 1]",
             "output": "logits", "test_images": int(len(labels)), "data": data_name,
-            "size_bytes": path.stat().st_size, **parity(ref, logits, labels)}
+            "size_bytes": artifact_size(fmt, path), **parity(ref, logits, labels)}
 
 
 def _write_int8(fmt: str, net: nn.Module, shape: tuple[int, ...], calib: torch.Tensor,
                 out: Path, threads: int, state: State) -> tuple[Path, dict[str, Any]]:
     """Write ``model_int8.<ext>``; for onnx make both layouts and keep the faster one."""
     path = out / f"model_int8{SUFFIX[fmt]}"
+    if fmt == "openvino":
+        save_openvino(openvino_int8(net, shape, calib.numpy()), path)
+        return path, describe(fmt)
     if fmt != "onnx":
         write_bytes(path, int8_artifact(fmt, net, shape, calib))
         return path, describe(fmt)

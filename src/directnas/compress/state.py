@@ -31,7 +31,7 @@ class CompressConfig:
     ternary_threshold: float = 0.05
     valid_images: int = 2000        # training images scored by sensitivity / greedy choices
     calib_images: int = 256         # int8 calibration images
-    int8_formats: tuple[str, ...] = ("pte", "onnx")  # int8 artifacts (deploy.int8)
+    int8_formats: tuple[str, ...] = ("pte", "onnx", "openvino")  # int8 artifacts (deploy.int8)
     threads: int = 2
     latency_repeats: int = 50
     latency_warmup: int = 10

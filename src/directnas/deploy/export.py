@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from directnas.deploy.formats import (FORMATS, artifact_runner, as_numpy, runtime_version,
+from directnas.deploy.formats import (FORMATS, artifact_runner, artifact_size, as_numpy,
+                                      runtime_version,
                                       write_artifact)
 from directnas.errors import UserError
 from directnas.fileio import read_json, write_json, write_text
@@ -198,8 +199,7 @@ def export(model: str | Path, out: str | Path, *, formats: Sequence[str] | str =
         res = {"format": fmt, "path": str(path.resolve()), "runtime_version": runtime_version(fmt),
                "input": f"float32 (N, {shape[0]}, {shape[1]}, {shape[2]}) pixel values in [0, 1]",
                "output": "logits", "test_images": int(len(images)), "data": data_name,
-               "size_bytes": path.stat().st_size + (path.with_suffix(".bin").stat().st_size
-                                                    if fmt == "openvino" else 0),
+               "size_bytes": artifact_size(fmt, path),
                "export_s": export_s, **parity(ref_logits, logits, labels),
                **time_artifact(fmt, path, (batch_size, *shape), threads=threads, rounds=rounds,
                                reference=reference)}

@@ -191,6 +191,24 @@ def ov_compile(model: Any, threads: int) -> Any:
                                              "INFERENCE_PRECISION_HINT": "f32"})
 
 
+def save_openvino(model: Any, path: Path) -> Path:
+    """Save an ``openvino.Model`` as ``path`` (.xml) + its .bin, atomically (weights as they are)."""
+    import openvino as ov
+
+    path = path.with_suffix(".xml")
+    tmp = path.with_name(f".{path.stem}.tmp.xml")
+    ov.save_model(model, str(tmp), compress_to_fp16=False)
+    tmp.with_suffix(".bin").replace(path.with_suffix(".bin"))
+    tmp.replace(path)
+    return path
+
+
+def artifact_size(fmt: str, path: Path) -> int:
+    """Bytes on disk of the artifact at ``path`` (OpenVINO: the .xml and its .bin)."""
+    path = Path(path)
+    return path.stat().st_size + (path.with_suffix(".bin").stat().st_size if fmt == "openvino" else 0)
+
+
 # ---- TorchScript ---------------------------------------------------------------------------------
 def to_torchscript(net: nn.Module, shape: tuple[int, ...]) -> bytes:
     with warnings.catch_warnings():
@@ -215,13 +233,7 @@ def write_artifact(fmt: str, net: nn.Module, shape: tuple[int, ...], path: Path)
     elif fmt == "torchscript":
         write_bytes(path, to_torchscript(net, shape))
     elif fmt == "openvino":
-        import openvino as ov
-
-        model = to_openvino(net, shape)
-        tmp = path.with_name(f".{path.stem}.tmp.xml")
-        ov.save_model(model, str(tmp), compress_to_fp16=False)
-        tmp.with_suffix(".bin").replace(path.with_suffix(".bin"))
-        tmp.replace(path)
+        save_openvino(to_openvino(net, shape), path)
     else:
         raise UserError(f"unknown export format {fmt!r}: use one of {', '.join(FORMATS)} or all")
     return path

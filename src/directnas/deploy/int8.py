@@ -3,7 +3,10 @@
 * ``pte``: PT2E quantization (torchao ``prepare_pt2e`` / ``convert_pt2e``) with ExecuTorch's
   ``XNNPACKQuantizer`` (symmetric int8, per-channel weights), lowered to XNNPACK;
 * ``onnx``: onnxruntime's ``quantize_static`` (int8 per-channel weights, uint8 activations) in
-  the QDQ or the QOperator layout.
+  the QDQ or the QOperator layout;
+* ``openvino``: NNCF's post-training ``nncf.quantize`` (the performance preset: symmetric int8,
+  per-channel weights) of the OpenVINO model, run by OpenVINO's CPU plugin (VNNI / AMX int8
+  kernels where the CPU has them).
 
 Both take the net as deployed (``inference.Classifier``: float32 pixels in [0, 1], normalisation
 folded in) and calibrate its activation ranges on ``calib`` (N, C, H, W) images in [0, 1].
@@ -12,6 +15,7 @@ folded in) and calibrate its activation ranges on ``calib`` (N, C, H, W) images 
 from __future__ import annotations
 
 import importlib.util
+import logging
 import tempfile
 import warnings
 from pathlib import Path
@@ -24,10 +28,11 @@ from torch import nn
 from directnas.deploy.formats import frozen_copy, lowered_program, to_onnx
 from directnas.errors import UserError
 
-INT8_FORMATS = ("pte", "onnx")
+INT8_FORMATS = ("pte", "onnx", "openvino")
 ONNX_LAYOUTS = ("qdq", "qoperator")
-_RUNTIME = {"pte": ("executorch.exir", "executorch"), "onnx": ("onnxruntime.quantization",
-                                                              "onnxruntime")}
+_RUNTIME = {"pte": ("executorch.exir", "executorch"),
+            "onnx": ("onnxruntime.quantization", "onnxruntime"),
+            "openvino": ("nncf", "openvino + nncf (pip install \"directnas[openvino]\")")}
 
 
 def parse_int8_formats(text: str) -> list[str]:
@@ -99,6 +104,26 @@ def onnx_int8(net: nn.Module, shape: tuple[int, ...], calib: np.ndarray,
         return q.read_bytes()
 
 
+def openvino_int8(net: nn.Module, shape: tuple[int, ...], calib: np.ndarray) -> Any:
+    """``net`` as an int8 ``openvino.Model`` (input ``shape``), NNCF post-training quantization
+    calibrated on ``calib`` (N, C, H, W) float32 images in [0, 1], one image per sample."""
+    try:
+        import nncf
+    except ImportError:
+        raise UserError('int8 openvino needs nncf: pip install "directnas[openvino]"') from None
+    from directnas.deploy.formats import to_openvino
+
+    model = to_openvino(net, shape)
+    b = shape[0]
+    samples = [np.ascontiguousarray(calib[i:i + b], dtype=np.float32)
+               for i in range(0, len(calib) - b + 1, b)]
+    logging.getLogger("nncf").setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return nncf.quantize(model, nncf.Dataset(samples), subset_size=len(samples),
+                             preset=nncf.QuantizationPreset.PERFORMANCE)
+
+
 def onnx_op_types(path: str | Path) -> dict[str, int]:
     """How many nodes of each op type the ONNX graph at ``path`` holds."""
     import onnx
@@ -115,11 +140,18 @@ def int8_artifact(fmt: str, net: nn.Module, shape: tuple[int, ...], calib: torch
         return pte_int8(net, shape, calib)
     if fmt == "onnx":
         return onnx_int8(net, shape, calib.numpy(), layout)
+    if fmt == "openvino":
+        raise UserError("int8 openvino is a model, not bytes: use openvino_int8 + save_openvino")
     raise UserError(f"unknown int8 format {fmt!r}: use {', '.join(INT8_FORMATS)}")
 
 
 def describe(fmt: str, layout: str | None = None) -> dict[str, Any]:
     if fmt == "pte":
         return {"quantizer": "XNNPACKQuantizer (PT2E), symmetric int8, per-channel weights"}
+    if fmt == "openvino":
+        import nncf
+
+        return {"quantizer": f"NNCF {nncf.__version__} quantize (performance preset), symmetric "
+                             "int8, per-channel weights"}
     return {"quantizer": f"onnxruntime quantize_static ({layout}), int8 per-channel weights, "
                          "uint8 activations (MinMax)"}
