@@ -29,6 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S",
                         force=True)
+    # torchao (under ExecuTorch's quantizer) logs its optional CUDA kernels' absence at import on
+    # every CPU machine; a user needs none of it
+    for noisy in ("torchao", "torchao.kernel.intmm"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
     try:
         return int(args.func(args) or 0)
     except UserError as e:
