@@ -99,10 +99,10 @@ def test_run_several_targets(tmp_path, tiny_idx_dir, tiny_space_yaml, monkeypatc
     assert near["nets"] and near["scale"] > 0 and "near_target" not in profiled.meta
     assert near["target_ms"] == pytest.approx(1.5 * fastest_ms(load_space(str(tiny_space_yaml)), profiled), rel=1e-3)
     assert "latency near the target" in capsys.readouterr().out
-    fixed, per_layer = table.space_latencies(load_space(str(tiny_space_yaml)))
+    # the search looks for that T in ms, the one the nets were timed near: it is not re-resolved
+    # on the scaled table (where the fastest net, far from T, would move T with the scale)
     rel = json.loads((out / "t1.5x" / "search" / "arch.json").read_text())["target_latency_ms"]
-    assert rel == pytest.approx(1.5 * (fixed + sum(min(v) for v in per_layer)), rel=1e-3)
-    assert rel == pytest.approx(near["scale"] * near["target_ms"], rel=1e-3)
+    assert rel == pytest.approx(near["target_ms"], rel=1e-3)
     for t in ("t1.5x", "t20"):
         assert (out / t / "search" / "arch.json").exists() and (out / t / "report.md").exists()
         assert json.loads((out / t / "train" / "metrics.json").read_text())["latency_ms"] > 0
