@@ -29,7 +29,8 @@ from torch import nn
 from directnas.compress.state import State
 from directnas.deploy.export import (FORMAT_BACKEND, _readme, _test_images, artifact_logits,
                                      parity, time_artifacts)
-from directnas.deploy.formats import SUFFIX, artifact_size, runtime_version, save_openvino, write_artifact
+from directnas.deploy.formats import (SUFFIX, artifact_size, runtime_version, save_openvino,
+                                      write_artifact)
 from directnas.deploy.int8 import (ONNX_LAYOUTS, describe, installed, int8_artifact,
                                    openvino_int8, runtime_name)
 from directnas.errors import UserError

@@ -19,8 +19,7 @@ import torch
 from torch import nn
 
 from directnas.deploy.formats import (FORMATS, artifact_runner, artifact_size, as_numpy,
-                                      runtime_version,
-                                      write_artifact)
+                                      runtime_version, write_artifact)
 from directnas.errors import UserError
 from directnas.fileio import read_json, write_json, write_text
 

@@ -8,7 +8,7 @@
   per-channel weights) of the OpenVINO model, run by OpenVINO's CPU plugin (VNNI / AMX int8
   kernels where the CPU has them).
 
-Both take the net as deployed (``inference.Classifier``: float32 pixels in [0, 1], normalisation
+All three take the net as deployed (``inference.Classifier``: float32 pixels in [0, 1], normalisation
 folded in) and calibrate its activation ranges on ``calib`` (N, C, H, W) images in [0, 1].
 """
 
@@ -141,7 +141,8 @@ def int8_artifact(fmt: str, net: nn.Module, shape: tuple[int, ...], calib: torch
     if fmt == "onnx":
         return onnx_int8(net, shape, calib.numpy(), layout)
     if fmt == "openvino":
-        raise UserError("int8 openvino is a model, not bytes: use openvino_int8 + save_openvino")
+        raise ValueError("int8 openvino is an openvino.Model, not bytes: use openvino_int8 and "
+                         "formats.save_openvino")
     raise UserError(f"unknown int8 format {fmt!r}: use {', '.join(INT8_FORMATS)}")
 
 
