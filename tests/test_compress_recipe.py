@@ -167,3 +167,41 @@ def test_recipe_needs_prune_or_share(mlp, tiny_idx_dir, tmp_path, capsys):
     rc = main(["compress", "--model", str(mlp), "--method", "fixed-point", "--target-ratio", "4",
                "--data", str(tiny_idx_dir), "--out", str(tmp_path / "o"), *FAST])
     assert rc == 2 and "prune" in capsys.readouterr().err
+
+
+def test_max_loss_refines_between_the_ladder_rungs(monkeypatch):
+    """The ladder steps by 15 %; two geometric bisections between the last rung kept and the
+    first refused put the ratio found within 4 % of where the probe loss crosses the bound."""
+    import directnas.compress.recipe as recipe
+
+    crossing = 10.0  # the probe loses 0.5 points below this ratio, 2 points above it
+
+    class FakeSearch:
+        curves = {"valid_accuracy": 0.9}
+
+        def max_ratio(self) -> float:
+            return 40.0
+
+        def recipe(self, ratio: float) -> recipe.Recipe:
+            return recipe.Recipe({"l": round(ratio, 6)}, {"l": 4}, int(1e6 / ratio), ratio, 0.0)
+
+    class FakeState:
+        report: dict = {}
+        cfg = type("C", (), {"probe_steps": 1})()
+
+        def valid(self) -> list:
+            return []
+
+    def fake_probe(state, r, batches):  # noqa: ANN001, ANN202
+        if r is None:
+            return 0.9
+        return 0.9 - (0.005 if r.predicted_ratio <= crossing else 0.02)
+
+    monkeypatch.setattr(recipe, "build_search", lambda state, methods: FakeSearch())
+    monkeypatch.setattr(recipe, "probe", fake_probe)
+    r = recipe.search_recipe(FakeState(), ["prune", "share"], target_ratio=None, max_loss=0.01)
+    assert crossing / 1.04 <= r.predicted_ratio <= crossing
+    ratios = [p["ratio"] for p in r.probes]
+    assert len(ratios) == len(set(ratios))  # no recipe probed twice
+    refined = [x for x in ratios if not any(abs(x - 2.0 * 1.15 ** i) < 1e-9 for i in range(40))]
+    assert len(refined) == recipe.REFINE

@@ -47,6 +47,9 @@ GRID = tuple(sorted(set(SPARSITIES) | {round(0.5 + 0.01 * i, 2) for i in range(5
 # against 24912): retrained weights fill the k-means clusters more evenly (longer Huffman codes)
 # and their masks are less clustered (longer gaps).  A recipe aims this much higher.
 MARGIN = 1.10
+# geometric bisections between the last ladder rung a --max-loss probe kept and the first it
+# refused (2: the ratio is resolved to 1.15 ** (1 / 4), about 3.6 %)
+REFINE = 2
 NO_SHARE = 32  # "bits" of a layer kept in float32 (no weight sharing in the chain)
 
 
@@ -343,22 +346,37 @@ def search_recipe(state: State, methods: list[str], *, target_ratio: float | Non
                                      "steps": state.cfg.probe_steps}
     log.info("probe control (%d retraining steps, nothing compressed): %.4f -> %.4f",
              state.cfg.probe_steps, base, control)
-    while lo <= hi:  # the largest rung whose probe stays within max_loss
-        mid = (lo + hi) // 2
-        r = s.recipe(rungs[mid])
+
+    def probed(ratio: float) -> tuple[Recipe, float]:
+        r = s.recipe(ratio)
         key = (tuple(sorted(r.sparsity.items())), tuple(sorted(r.bits.items())))
         if key not in seen:
             acc = probe(state, r, batches)
             seen[key] = control - acc
-            probes.append({"ratio": rungs[mid], "predicted_ratio": r.predicted_ratio,
+            probes.append({"ratio": ratio, "predicted_ratio": r.predicted_ratio,
                            "probe_accuracy": acc, "probe_loss": seen[key]})
             log.info("probe %.1fx: accuracy %.4f, loss %.4f against the control", r.predicted_ratio,
                      acc, seen[key])
-        loss = seen[key]
+        return r, seen[key]
+
+    best_ratio, failed_ratio = None, None
+    while lo <= hi:  # the largest rung whose probe stays within max_loss
+        mid = (lo + hi) // 2
+        r, loss = probed(rungs[mid])
         if loss <= max_loss:
-            best, lo = r, mid + 1
+            best, best_ratio, lo = r, rungs[mid], mid + 1
         else:
-            hi = mid - 1
+            failed_ratio, hi = rungs[mid], mid - 1
+    # the ladder's steps are 15 %: bisect (geometrically) between the last rung kept and the
+    # first one refused, so the ratio found is within ~4 % of where the loss crosses max_loss
+    if best_ratio is not None and failed_ratio is not None and failed_ratio > best_ratio:
+        for _ in range(REFINE):
+            mid_ratio = math.sqrt(best_ratio * failed_ratio)
+            r, loss = probed(mid_ratio)
+            if loss <= max_loss:
+                best, best_ratio = r, mid_ratio
+            else:
+                failed_ratio = mid_ratio
     if best is None:
         best = s.recipe(rungs[0])
         log.warning("no ratio probed kept the loss within %.4f: using %.1fx", max_loss,
