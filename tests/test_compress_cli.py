@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -145,7 +146,29 @@ def test_int8_formats_option(trained, tiny_idx_dir, tmp_path, monkeypatch, capsy
     assert not (out / "model_int8.pte").exists()
 
 
+def test_int8_batch_exports_and_times_fixed_batch_artifacts(trained, tiny_idx_dir, tmp_path):
+    """--int8-batch 7: the fixed-shape artifacts take 7 images a call; all 300 test images are
+    still scored (the last call padded) and the figures say batch 7."""
+    from directnas.deploy.export import artifact_logits
+    out = tmp_path / "qb"
+    rc = main(["compress", "--model", str(trained["lenet-5"]), "--method", "int8",
+               "--int8-formats", "pte,openvino", "--int8-batch", "7", "--data", str(tiny_idx_dir),
+               "--out", str(out), *FAST])
+    assert rc == 0
+    e = json.loads((out / "export.json").read_text())
+    assert e["batch_size"] == 7
+    for name, r in e["artifacts"].items():
+        assert r["latency_batch_size"] == 7 and r["test_images"] == 300, name
+        assert r["top1_agreement"] >= (1.0 if "int8" not in name else 0.9), name
+    c, h, w = (int(v) for v in e["artifacts"]["pte"]["input"].split("(N, ")[1].split(")")[0].split(", "))
+    images = torch.rand(10, c, h, w)
+    one = artifact_logits("pte", out / "model_fp32.pte", images, 1, 7)
+    assert one.shape[0] == 10 and np.allclose(one[:7], artifact_logits("pte", out / "model_fp32.pte", images[:7], 1, 7), atol=1e-5)
+    assert "N = 7" in (out / "README.md").read_text()
+
+
 @pytest.mark.parametrize("argv, word", [
+    (["--method", "int8", "--int8-batch", "0"], "--int8-batch"),
     (["--method", "prune,zip"], "unknown method"),
     (["--method", "int8,prune"], "last"),
     (["--method", "prune", "--sparsity", "1.5"], "--sparsity"),

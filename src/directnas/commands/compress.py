@@ -77,6 +77,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="int8: the artifacts to write, a comma list of pte (ExecuTorch + "
                         "XNNPACK), onnx (onnxruntime), openvino (OpenVINO + NNCF) (default all "
                         "three; a runtime that is not installed is skipped with a warning)")
+    g.add_argument("--int8-batch", type=int,
+                   help="int8: batch the fp32 and int8 artifacts are exported and timed at "
+                        "(default 1)")
     g.add_argument("--calib-images", type=int,
                    help="int8: training images calibrating the activation ranges (default 256)")
     p.add_argument("--export", metavar="FORMATS",
@@ -117,7 +120,7 @@ def config_from(args: argparse.Namespace, meta: dict[str, Any] | None = None) ->
     top.update(QUICK if args.quick else {})
     names = ("sparsity", "tolerance", "prune_steps", "bits_conv", "bits_fc", "fixed_bits",
              "gap_bits", "speedup", "ternary_threshold", "allocation", "target_ratio",
-             "valid_images", "probe_steps", "calib_images")
+             "valid_images", "probe_steps", "calib_images", "int8_batch")
     top.update({k: getattr(args, k) for k in names if getattr(args, k) is not None})
     if args.max_loss is not None:
         top["max_loss"] = args.max_loss / 100  # points -> fraction
@@ -157,6 +160,8 @@ def check(cfg: CompressConfig) -> None:
         raise UserError("--valid-images and --probe-steps must be >= 1")
     if cfg.calib_images < 1:
         raise UserError(f"--calib-images {cfg.calib_images} must be >= 1")
+    if cfg.int8_batch < 1:
+        raise UserError(f"--int8-batch {cfg.int8_batch} must be >= 1")
     if cfg.finetune.weight_decay < 0:
         raise UserError(f"--finetune-wd {cfg.finetune.weight_decay} must be >= 0")
 

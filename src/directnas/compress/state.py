@@ -32,6 +32,7 @@ class CompressConfig:
     valid_images: int = 2000        # training images scored by sensitivity / greedy choices
     calib_images: int = 256         # int8 calibration images
     int8_formats: tuple[str, ...] = ("pte", "onnx", "openvino")  # int8 artifacts (deploy.int8)
+    int8_batch: int = 1             # int8: batch the artifacts are exported and timed at
     threads: int = 2
     latency_repeats: int = 50
     latency_warmup: int = 10

@@ -62,21 +62,25 @@ def parse_formats(text: str) -> list[str]:
     return fmts
 
 
-def artifact_logits(fmt: str, path: Path, images: torch.Tensor, threads: int = 1) -> np.ndarray:
-    """Logits of the artifact on ``images`` (N, C, H, W) floats in [0, 1]."""
+def artifact_logits(fmt: str, path: Path, images: torch.Tensor, threads: int = 1,
+                    batch: int = 1) -> np.ndarray:
+    """Logits of the artifact on ``images`` (N, C, H, W) floats in [0, 1]; ``batch``: the fixed
+    batch a pte / openvino artifact was exported with (the last chunk is padded with zeros)."""
     if fmt in ("onnx", "torchscript"):
         outs = []
         for i in range(0, len(images), 500):
             x = images[i:i + 500].contiguous()
             outs.append(as_numpy(artifact_runner(fmt, path, x, threads)()).copy())
         return np.concatenate(outs)
-    x = images[:1].clone()
+    x = torch.zeros(batch, *images.shape[1:])
     run = artifact_runner(fmt, path, x, threads)  # reads x in place on every call
     rows = []
-    for i in range(len(images)):
-        x.copy_(images[i:i + 1])
-        rows.append(as_numpy(run()).reshape(-1).copy())
-    return np.stack(rows)
+    for i in range(0, len(images), batch):
+        chunk = images[i:i + batch]
+        x.zero_()
+        x[:len(chunk)].copy_(chunk)
+        rows.append(as_numpy(run()).reshape(batch, -1)[:len(chunk)].copy())
+    return np.concatenate(rows)
 
 
 def parity(torch_logits: np.ndarray, art_logits: np.ndarray, labels: np.ndarray
@@ -194,7 +198,7 @@ def export(model: str | Path, out: str | Path, *, formats: Sequence[str] | str =
         t0 = time.perf_counter()
         path = write_artifact(fmt, net, (batch_size, *shape), out / name)
         export_s = time.perf_counter() - t0
-        logits = artifact_logits(fmt, path, images, threads)
+        logits = artifact_logits(fmt, path, images, threads, batch_size)
         res = {"format": fmt, "path": str(path.resolve()), "runtime_version": runtime_version(fmt),
                "input": f"float32 (N, {shape[0]}, {shape[1]}, {shape[2]}) pixel values in [0, 1]",
                "output": "logits", "test_images": int(len(images)), "data": data_name,
