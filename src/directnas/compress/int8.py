@@ -168,7 +168,8 @@ def print_summary(report: dict[str, Any]) -> None:
         f, q = arts[fmt], arts[f"{fmt}-int8"]
         print(f"int8 {fmt} ({FORMAT_BACKEND[fmt]}, {q['runtime_version']}): accuracy "
               f"{100 * f['accuracy']:.2f} -> {100 * q['accuracy']:.2f} %, latency "
-              f"{f['latency_ms']:.3f} -> {q['latency_ms']:.3f} ms ({q['speedup']:.2f}x, noise "
+              f"{f['latency_ms']:.3f} -> {q['latency_ms']:.3f} ms at batch {q['latency_batch_size']} "
+              f"({q['speedup']:.2f}x, noise "
               f"floor {100 * q['noise_floor']:.1f} %), {f['size_bytes']} -> {q['size_bytes']} "
               f"bytes, agreement with fp32 {100 * q['top1_agreement_with_fp32']:.2f} %"
               + (f", {q['onnx_layout']}" if "onnx_layout" in q else ""))
