@@ -152,7 +152,8 @@ def run(state: State) -> None:
         log.info("int8 %s: accuracy %.4f -> %.4f, %.3f -> %.3f ms (%.2fx)", fmt,
                  artifacts[fmt]["accuracy"], q["accuracy"], artifacts[fmt]["latency_ms"],
                  q["latency_ms"], q["speedup"])
-    summary = {"model": state.meta.get("name"), "batch_size": cfg.int8_batch, "threads": cfg.threads,
+    summary = {"model": state.meta.get("name"), "batch_size": cfg.int8_batch,
+               "threads": cfg.threads,
                "calib_images": int(len(calib)), "formats": formats, "artifacts": artifacts}
     write_json(state.out / "export.json", summary)
     write_text(state.out / "README.md", _readme(artifacts, state.input_shape, cfg.int8_batch))
@@ -168,8 +169,8 @@ def print_summary(report: dict[str, Any]) -> None:
         f, q = arts[fmt], arts[f"{fmt}-int8"]
         print(f"int8 {fmt} ({FORMAT_BACKEND[fmt]}, {q['runtime_version']}): accuracy "
               f"{100 * f['accuracy']:.2f} -> {100 * q['accuracy']:.2f} %, latency "
-              f"{f['latency_ms']:.3f} -> {q['latency_ms']:.3f} ms at batch {q['latency_batch_size']} "
-              f"({q['speedup']:.2f}x, noise "
+              f"{f['latency_ms']:.3f} -> {q['latency_ms']:.3f} ms at batch "
+              f"{q['latency_batch_size']} ({q['speedup']:.2f}x, noise "
               f"floor {100 * q['noise_floor']:.1f} %), {f['size_bytes']} -> {q['size_bytes']} "
               f"bytes, agreement with fp32 {100 * q['top1_agreement_with_fp32']:.2f} %"
               + (f", {q['onnx_layout']}" if "onnx_layout" in q else ""))
