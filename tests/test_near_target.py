@@ -94,3 +94,25 @@ def test_profile_command_re_anchors_near_a_target(tmp_path, tiny_space_yaml, cap
     printed = capsys.readouterr().out
     near = LatencyTable.load(out).meta.get("near_target")
     assert near and 1 <= len(near["nets"]) <= 3 and "re-anchored" in printed
+
+
+def test_relative_target_on_a_re_anchored_table_is_taken_of_the_profiled_fastest(space_table,
+                                                                                 monkeypatch):
+    """`search --target-latency 1.5x` on a `profile --near-target` table resolves to the same
+    ms as on the profiled table (the scale belongs to nets near the target)."""
+    from directnas.targets import resolve_target
+
+    space, table = space_table
+
+    def fake_measure(space, *, nets, **kw):  # noqa: ANN001
+        out = {k: {"ms": 1.3 * predict_arch_ms(a, table)} for k, a in nets.items()}
+        out[NOISE] = {"ms": 0.5, "noise_floor": 0.03}
+        return out
+
+    monkeypatch.setattr("directnas.hardware.profile.measure_space", fake_measure)
+    t = mid_target(space, table)
+    refined = refine_near_target(table, space, t, backend="torch-cpu", proto=FAST, n=5)
+    assert refined.meta["near_target"]["scale"] == pytest.approx(1.3)
+    assert resolve_target("1.5x", space, refined) == pytest.approx(
+        resolve_target("1.5x", space, table), abs=1e-4)
+    assert resolve_target(0.7, space, refined) == 0.7

@@ -30,13 +30,21 @@ def parse_target(value: float | int | str) -> Target:
 
 
 def resolve_target(spec: Target | None, space: SearchSpace, table: LatencyTable) -> float | None:
-    """A target in ms: ``spec`` itself, or its multiple of the fastest net on ``table``."""
+    """A target in ms: ``spec`` itself, or its multiple of the fastest net on ``table``.
+
+    On a table re-anchored near a target (``profile --near-target``) the multiple is taken of
+    the fastest net as profiled: the re-anchoring scale is measured on nets near the target, not
+    near the fastest net, and applying it there would move the target out of the window it was
+    measured in (-17 % at 1.2x, +12 % at 2x on one machine; BENCHMARKS.md)."""
     if spec is None:
         return None
     spec = parse_target(spec)
     if not isinstance(spec, str):
         return spec
     fastest = fastest_ms(space, table)
+    near = table.meta.get("near_target") or {}
+    if near.get("scale"):
+        fastest /= float(near["scale"])
     target = round(float(spec[:-1]) * fastest, 4)
     log.info("target latency %s of the fastest net (%.3f ms) = %.3f ms", spec, fastest, target)
     return target
