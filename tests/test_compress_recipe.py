@@ -60,6 +60,23 @@ def test_choose_finds_the_least_drop_that_fits_the_budget():
         assert sum(o.drop for o in c.values()) <= best + 0.01  # near the brute-force optimum
 
 
+def test_settings_whose_measured_drops_tie_are_priced_by_distortion():
+    """Every setting measured free (drop 0): a budget above the smallest spends its bytes on the
+    least distorted settings, so a lower ratio gives a gentler recipe (before, every budget got
+    the smallest free setting, and --max-loss could not go below it)."""
+    options = {layer: [Option(0.1 * i, 4, 0.0, 1000 - 150 * i, distortion=0.02 * i ** 2)
+                       for i in range(6)] for layer in "ab"}
+    fixed = 0
+    sizes = []
+    for budget in (500, 900, 1300, 1700, 2000):
+        c = choose(options, budget, fixed)
+        used = sum(o.size_bytes for o in c.values())
+        assert used <= budget
+        sizes.append(used)
+    assert sizes == sorted(sizes) and sizes[0] == 500 and sizes[-1] == 2000
+    assert len(set(sizes)) == len(sizes)
+
+
 def test_train_stores_the_recipe_and_lenet_trains_without_crop_flip(mlp):
     ck = torch_load(mlp / "model.pt")
     assert ck["recipe"]["augment"] is False and ck["recipe"]["weight_decay"] == 5e-4
