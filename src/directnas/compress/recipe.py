@@ -167,7 +167,8 @@ def fixed_bytes(net: nn.Module, *, share: bool, huffman: bool, gap_bits: int) ->
 
 def choose(options: dict[str, list[Option]], budget: int, fixed: int) -> dict[str, Option]:
     """Least summed drop with ``fixed + sum(size) <= budget``: each layer minimises
-    ``drop + lam * size`` at the smallest price ``lam`` that fits (bisection)."""
+    ``cost + lam * size`` (``Option.cost``: the drop, ties broken by distortion) at the smallest
+    price ``lam`` that fits (bisection)."""
     def at(lam: float) -> dict[str, Option]:
         return {n: min(o, key=lambda x: (x.cost + lam * x.size_bytes, x.size_bytes))
                 for n, o in options.items()}
