@@ -5,8 +5,9 @@ At one target T on a calibrated latency table of the deployment runtime:
      candidates), kept when the table predicts them in [0.9 T, T] (the window the search's
      constrained derivation uses);
   2. the derived nets of ``--seeds`` searches at the default budget (``directnas search``);
-  3. every net trained from scratch with one recipe (``directnas train --epochs E``, training
-     seed 0 for all), two nets at a time on one thread each (``--lanes``);
+  3. every net trained from scratch with one recipe (``directnas train --epochs E``, the same
+     training seeds ``--train-seeds`` for all, accuracy = the mean over them), two nets at a
+     time on one thread each (``--lanes``);
   4. every trained net re-timed side by side in the runtime (interleaved rounds with a drift
      reference, ``remeasure``), so the latencies compare;
 then ``--out`` gets ``{"target_ms", "epochs", "random": [...], "searched": [...]}`` (accuracies as
@@ -97,6 +98,9 @@ def main() -> None:
     ap.add_argument("--random", type=int, default=8)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--train-seeds", type=int, nargs="+", default=[0],
+                    help="train every net once per seed; its accuracy is the mean (training noise "
+                         "between seeds of one net is of the order of the differences between nets)")
     ap.add_argument("--lanes", type=int, default=2)
     ap.add_argument("--search-args", default="", help="extra flags for directnas search")
     ap.add_argument("--rounds", type=int, default=7)
@@ -133,12 +137,17 @@ def main() -> None:
                 "--out", str(d), *(["--resume"] if (d / "search_checkpoint.pt").exists() else []),
                 *a.search_args.split()], root / f"search{seed}.log")
 
+    def run_name(name: str, seed: int) -> str:  # seed 0 keeps the folder name of older runs
+        return name if seed == 0 else f"{name}_s{seed}"
+
     def train(name: str, arch: Path) -> None:
-        d = root / "train" / name
-        if not (d / "metrics.json").exists():
-            sh(["train", "--arch", str(arch), "--config", str(cfg), "--seed", "0", "--data", data,
-                "--latency-table", a.table, "--backend", a.backend, "--repeats", "10", "--rounds", "2",
-                "--out", str(d), *(["--resume"] if d.exists() else [])], root / f"train_{name}.log")
+        for seed in a.train_seeds:
+            d = root / "train" / run_name(name, seed)
+            if not (d / "metrics.json").exists():
+                sh(["train", "--arch", str(arch), "--config", str(cfg), "--seed", str(seed), "--data", data,
+                    "--latency-table", a.table, "--backend", a.backend, "--repeats", "10", "--rounds", "2",
+                    "--out", str(d), *(["--resume"] if d.exists() else [])],
+                   root / f"train_{run_name(name, seed)}.log")
 
     jobs = [(f"random{i}", root / "archs" / f"random{i}.json") for i in range(a.random)] + \
            [(f"searched{s}", root / f"search{s}" / "arch.json") for s in a.seeds]
@@ -155,15 +164,17 @@ def main() -> None:
         done += [lane.submit(after, s, f"searched{s}", root / f"search{s}" / "arch.json") for s in a.seeds]
         for f in [*searches.values(), *done]:
             f.result()
-    runs = [load_run(root / "train" / n) for n, _ in jobs]
+    runs = [load_run(root / "train" / run_name(n, a.train_seeds[0])) for n, _ in jobs]
     proto = Protocol(threads=1)
     remeasure([r for r in runs if r is not None], backend=a.backend, proto=proto, rounds=a.rounds)
     res: dict = {"target_ms": target, "epochs": a.epochs, "backend": a.backend, "table": a.table,
-                 "train_images": a.train_subset or None,
+                 "train_images": a.train_subset or None, "train_seeds": a.train_seeds,
                  "random": [], "searched": []}
     for (name, arch_path), r in zip(jobs, runs):
         arch = Arch.load(arch_path)
-        row = {"arch": arch.ops, "test_accuracy": r.metrics["test_accuracy"],
+        accs = [json.loads((root / "train" / run_name(name, sd) / "metrics.json").read_text())["test_accuracy"]
+                for sd in a.train_seeds]
+        row = {"arch": arch.ops, "test_accuracy": statistics.mean(accs), "test_accuracies": accs,
                "latency_ms": r.metrics["latency_ms"], "latency_spread_ms": r.metrics.get("latency_spread_ms"),
                "predicted_latency_ms": predict_arch_ms(arch, table)}
         if name.startswith("searched"):
@@ -181,6 +192,10 @@ def main() -> None:
     res["summary"] = {"random_mean": statistics.mean(ra), "random_std": statistics.stdev(ra) if len(ra) > 1 else 0.0,
                       "searched_mean": statistics.mean(sa),
                       "searched_std": statistics.stdev(sa) if len(sa) > 1 else 0.0}
+    if len(a.train_seeds) > 1:  # pooled std between training seeds of one net: the noise floor
+        rows = res["random"] + res["searched"]
+        res["summary"]["training_noise_std"] = statistics.mean(
+            statistics.variance(x["test_accuracies"]) for x in rows) ** 0.5
     res["summary"]["searched_beats_random_plus_1std"] = \
         res["summary"]["searched_mean"] >= res["summary"]["random_mean"] + res["summary"]["random_std"]
     from directnas.search.diagnostics import seed_agreement

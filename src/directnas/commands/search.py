@@ -15,10 +15,11 @@ from directnas.distributed import init_from_env
 from directnas.fileio import read_json
 from directnas.search.gates import STRATEGIES
 from directnas.search.loss import LOSS_FORMS
+from directnas.search.superkernel import SHARING
 
 # the flags whose values are SearchConfig fields (None: not given, the config's value holds)
 SEARCH_OPTIONS = ("strategy", "loss", "epochs", "warmup_epochs", "batch_size", "lr", "arch_lr",
-                  "lam", "checkpoint_every", "amp")
+                  "lam", "checkpoint_every", "amp", "weight_sharing", "weight_paths")
 
 
 def add_device_args(p: argparse.ArgumentParser) -> None:
@@ -46,6 +47,11 @@ def add_search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float)
     p.add_argument("--arch-lr", type=float, dest="arch_lr")
     p.add_argument("--lam", type=float, help="latency weight lambda (hinge/add/lagrange)")
+    p.add_argument("--weight-sharing", dest="weight_sharing", choices=SHARING,
+                   help="MBConv candidates of a layer that share weights: none, kernel (nested "
+                        "kernels per expansion ratio) or full (kernels and channels)")
+    p.add_argument("--weight-paths", dest="weight_paths", choices=("probs", "uniform"),
+                   help="paths of the weight steps after the warm-up: drawn from p, or uniformly")
     p.add_argument("--seed", type=int)
     p.add_argument("--checkpoint-every", type=int, dest="checkpoint_every",
                    help="also checkpoint every N steps inside an epoch (default: epoch ends only)")

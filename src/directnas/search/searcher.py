@@ -34,6 +34,7 @@ from directnas.hardware.predictor import fastest_ms
 from directnas.search.diagnostics import decision
 from directnas.search.gates import make_strategy
 from directnas.search.loss import HardwareLoss
+from directnas.search.superkernel import SHARING
 from directnas.search.supernet import Supernet
 from directnas.space.arch import Arch
 from directnas.space.space import SearchSpace
@@ -65,6 +66,12 @@ class SearchConfig:
     # every path's gate gradient, one path in the graph: after the warm-up, binary-two's CE
     # gradient is not above its noise in 9 of 11 layers, this one's is in 8 (benchmarks/search_signal.py)
     strategy: str = "binary-full-v2"
+    # MBConv candidates of a layer that share one set of weights (search/superkernel.py):
+    # "none", "kernel" (nested kernels per expansion ratio) or "full" (kernels and channels)
+    weight_sharing: str = "none"
+    # paths of the weight steps after the warm-up: "probs" (ProxylessNAS: drawn from p) or
+    # "uniform" (every path trained equally, as in the warm-up; FairNAS / SPOS)
+    weight_paths: str = "probs"
     loss: str = "hinge"
     target_latency_ms: float | None = None
     lam: float = 0.1
@@ -109,6 +116,11 @@ def check_config(cfg: SearchConfig) -> None:
         v = getattr(cfg, name)
         if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v < 1e30:
             raise UserError(f"search option {name} must be a number in [0, 1e30), got {v!r}")
+    if cfg.weight_paths not in ("probs", "uniform"):
+        raise UserError(f"search option weight_paths must be 'probs' or 'uniform', got {cfg.weight_paths!r}")
+    if cfg.weight_sharing not in SHARING:
+        raise UserError(f"search option weight_sharing must be one of {', '.join(SHARING)}, "
+                        f"got {cfg.weight_sharing!r}")
     if cfg.warmup_epochs + cfg.epochs == 0:
         raise UserError("warmup_epochs + epochs is 0: give --epochs 1 or more")
     check_amp(resolve_device(cfg.device), cfg.amp)
@@ -146,7 +158,7 @@ class Searcher:
         torch.manual_seed(cfg.seed)
         torch.set_num_threads(cfg.threads)
         self.device = resolve_device(cfg.device)
-        self.net = Supernet(space).to(self.device)
+        self.net = Supernet(space, share_weights=cfg.weight_sharing).to(self.device)
         if cfg.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         if table is not None:
@@ -298,6 +310,7 @@ class Searcher:
         """Run (or continue) the schedule; ``on_step(step)`` after every batch."""
         cfg = self.cfg
         total_epochs = cfg.warmup_epochs + cfg.epochs
+        uniform_paths = cfg.weight_paths == "uniform"
         if not self.state.history:
             self._record()
         self.net.train()
@@ -318,7 +331,8 @@ class Searcher:
             t0 = time.perf_counter()
 
             def sample_paths(i: int) -> None:
-                self.strategy.prepare_weight_step(self.net, self.gen, warmup=warmup)
+                self.strategy.prepare_weight_step(self.net, self.gen,
+                                                  warmup=warmup or uniform_paths)
 
             def alpha_step(i: int, sums: dict[str, float]) -> None:
                 if not (alpha_on and (i + 1) % cfg.arch_every == 0):

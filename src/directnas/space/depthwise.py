@@ -69,6 +69,21 @@ def depthwise_as_matmul(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tenso
     return y.contiguous(memory_format=fmt)
 
 
+def _use_matmul(x: torch.Tensor, k: int, training: bool) -> bool:
+    return (matmul_path_enabled and training and k > min(x.shape[-2], x.shape[-1])
+            and x.device.type == "cpu" and torch.is_grad_enabled()
+            and not torch.jit.is_scripting() and not torch.onnx.is_in_onnx_export())
+
+
+def depthwise(x: torch.Tensor, weight: torch.Tensor, stride: int, *, training: bool) -> torch.Tensor:
+    """Depthwise conv of ``x`` by ``weight`` (C, 1, k, k), padding k // 2, no bias; the matmul
+    path under the same conditions as ``DepthwiseConv2d`` (a functional form for sliced weights)."""
+    k = weight.shape[-1]
+    if _use_matmul(x, k, training):
+        return depthwise_as_matmul(x, weight, None, stride, k // 2)
+    return torch.nn.functional.conv2d(x, weight, None, stride, k // 2, groups=weight.shape[0])
+
+
 class DepthwiseConv2d(nn.Conv2d):
     """``nn.Conv2d(c, c, k, stride, k // 2, groups=c)`` that trains on the matmul path when the
     kernel overhangs the map on CPU (see the module docstring)."""
@@ -78,9 +93,6 @@ class DepthwiseConv2d(nn.Conv2d):
                          bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        k = self.kernel_size[0]
-        if (matmul_path_enabled and self.training and k > min(x.shape[-2], x.shape[-1])
-                and x.device.type == "cpu" and torch.is_grad_enabled()
-                and not torch.jit.is_scripting() and not torch.onnx.is_in_onnx_export()):
+        if _use_matmul(x, self.kernel_size[0], self.training):
             return depthwise_as_matmul(x, self.weight, self.bias, self.stride[0], self.padding[0])
         return super().forward(x)
