@@ -63,6 +63,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=5, help="interleaved measuring rounds of the cross table")
     p.add_argument("--target", help="target as a multiple of each table's fastest net, e.g. 1.5x "
                                     "(the demo's relative target); overrides --target-frac")
+    p.add_argument("--search-args", default="",
+                   help="extra flags for every directnas search, e.g. '--weight-sharing full'")
     p.add_argument("--only", help="profile and search for this one backend and stop (run one process "
                                   "per backend side by side, then once without --only for the cross table)")
     return p.parse_args(argv)
@@ -88,7 +90,8 @@ def search_for(args: argparse.Namespace, backend: str, out: Path, proto: list[st
     common = ["--space", args.space, "--data", args.data, "--latency-table", str(table),
               "--backend", backend, "--target-latency", f"{target:g}", "--seed", str(args.seed), *proto,
               *(["--epochs", str(args.search_epochs)] if args.search_epochs else []),
-              *(["--warmup-epochs", str(args.warmup_epochs)] if args.warmup_epochs else [])]
+              *(["--warmup-epochs", str(args.warmup_epochs)] if args.warmup_epochs else []),
+              *args.search_args.split()]
     if args.max_steps:
         write_text(out / "max_steps.yaml", f"max_steps: {args.max_steps}\n")
         common += ["--config", str(out / "max_steps.yaml")]
@@ -146,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"command": "python benchmarks/specialisation.py " + " ".join(sys.argv[1:] if argv is None else argv),
               "space": args.space, "backends": backends, "threads": args.threads,
               "target_frac": None if args.target else args.target_frac, "target": args.target,
+              "search_args": args.search_args,
               "targets_ms": {b: archs[b].meta.get("target_latency_ms") for b in backends},
               "archs": {b: archs[b].ops for b in backends}, "layers_differing": differ,
               "latency_ms": latency, "latency_spread_ms": spread, "noise_floor": noise, "predicted_latency_ms": predicted,
