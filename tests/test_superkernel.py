@@ -112,3 +112,19 @@ def test_bad_weight_paths_is_one_line(tiny_space_dict, tiny_idx_dir, tmp_path):
     with pytest.raises(UserError, match="weight_paths"):
         Searcher(space, load_dataset(tiny_idx_dir), fake_table(space),
                  SearchConfig(weight_paths="fair", threads=1), tmp_path)
+
+
+def test_cli_flags_reach_the_search_config(tmp_path, tiny_idx_dir, tiny_space_yaml, monkeypatch):
+    import json
+
+    from directnas.cli import main
+
+    monkeypatch.setenv("DIRECTNAS_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    rc = main(["search", "--space", str(tiny_space_yaml), "--data", str(tiny_idx_dir), "--out", str(out),
+               "--warmup-epochs", "1", "--epochs", "1", "--batch-size", "64", "--target-latency", "5",
+               "--weight-sharing", "kernel", "--weight-paths", "uniform", "--threads", "1",
+               "--repeats", "5", "--warmup", "1"])
+    assert rc == 0
+    cfg = json.loads((out / "search.json").read_text())["config"]
+    assert cfg["weight_sharing"] == "kernel" and cfg["weight_paths"] == "uniform"
