@@ -15,6 +15,7 @@ from directnas.distributed import init_from_env
 from directnas.fileio import read_json
 from directnas.search.gates import STRATEGIES
 from directnas.search.loss import LOSS_FORMS
+from directnas.search.searcher import WEIGHT_PATHS
 from directnas.search.superkernel import SHARING
 
 # the flags whose values are SearchConfig fields (None: not given, the config's value holds)
@@ -50,7 +51,7 @@ def add_search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weight-sharing", dest="weight_sharing", choices=SHARING,
                    help="MBConv candidates of a layer that share weights: none, kernel (nested "
                         "kernels per expansion ratio) or full (kernels and channels)")
-    p.add_argument("--weight-paths", dest="weight_paths", choices=("probs", "uniform"),
+    p.add_argument("--weight-paths", dest="weight_paths", choices=WEIGHT_PATHS,
                    help="paths of the weight steps after the warm-up: drawn from p, or uniformly")
     p.add_argument("--seed", type=int)
     p.add_argument("--checkpoint-every", type=int, dest="checkpoint_every",

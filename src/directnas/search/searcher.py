@@ -36,6 +36,8 @@ from directnas.search.gates import make_strategy
 from directnas.search.loss import HardwareLoss
 from directnas.search.superkernel import SHARING
 from directnas.search.supernet import Supernet
+
+WEIGHT_PATHS = ("probs", "uniform")  # SearchConfig.weight_paths
 from directnas.space.arch import Arch
 from directnas.space.space import SearchSpace
 from directnas.device import check_amp, resolve_device
@@ -116,8 +118,9 @@ def check_config(cfg: SearchConfig) -> None:
         v = getattr(cfg, name)
         if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v < 1e30:
             raise UserError(f"search option {name} must be a number in [0, 1e30), got {v!r}")
-    if cfg.weight_paths not in ("probs", "uniform"):
-        raise UserError(f"search option weight_paths must be 'probs' or 'uniform', got {cfg.weight_paths!r}")
+    if cfg.weight_paths not in WEIGHT_PATHS:
+        raise UserError(f"search option weight_paths must be one of {', '.join(WEIGHT_PATHS)}, "
+                        f"got {cfg.weight_paths!r}")
     if cfg.weight_sharing not in SHARING:
         raise UserError(f"search option weight_sharing must be one of {', '.join(SHARING)}, "
                         f"got {cfg.weight_sharing!r}")

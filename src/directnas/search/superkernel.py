@@ -3,9 +3,9 @@
 A layer of the supernet offers e.g. ``k3_e3 ... k7_e6``.  With separate paths every candidate
 owns its weights and a weight step trains the one sampled path only, so after the short warm-up
 each path has seen about 1/7 of the steps and the supernet cannot tell good paths from bad ones
-(issue 26: 32 % validation accuracy after the warm-up; once alpha concentrates, the paths it
-did not pick score 35-50 % against 72-74 % for the picked one, so alpha's early, noise-driven
-choice is never revisited).
+(issue 26: 22-32 % validation accuracy after the warm-up; once alpha concentrates, the other
+nets of a search-vs-random comparison score 34-64 % inside the supernet against 72-75 % for the
+picked one, so alpha's early, noise-driven choice is never revisited).
 
 Here the layer holds the weights of its largest candidate (expansion ``e_max``, kernel
 ``k_max``), and candidate ``k{k}_e{e}`` runs
@@ -45,9 +45,9 @@ def share_groups(specs: list[OpSpec | None], mode: str) -> list[list[int]]:
     """
     if mode not in SHARING:
         raise ValueError(f"weight sharing {mode!r} is not one of {SHARING}")
-    plain = [i for i, s in enumerate(specs) if s is not None and s.groups == 1]
     if mode == "none":
         return []
+    plain = [i for i, s in enumerate(specs) if s is not None and s.groups == 1]
     if mode == "full":
         return [plain] if len(plain) >= 2 else []
     by_expand: dict[int, list[int]] = {}
