@@ -166,10 +166,13 @@ def main() -> None:
             f.result()
     runs = [load_run(root / "train" / run_name(n, a.train_seeds[0])) for n, _ in jobs]
     proto = Protocol(threads=1)
-    remeasure([r for r in runs if r is not None], backend=a.backend, proto=proto, rounds=a.rounds)
+    timed = remeasure([r for r in runs if r is not None], backend=a.backend, proto=proto, rounds=a.rounds)
     res: dict = {"target_ms": target, "epochs": a.epochs, "backend": a.backend, "table": a.table,
                  "train_images": a.train_subset or None, "train_seeds": a.train_seeds,
                  "random": [], "searched": []}
+    if timed and "latency_noise_floor" in timed[0].metrics:  # the drift reference's round spread
+        res["latency_noise_floor"] = timed[0].metrics["latency_noise_floor"]
+        res["latency_reference_ms"] = timed[0].metrics["latency_reference_ms"]
     for (name, arch_path), r in zip(jobs, runs):
         arch = Arch.load(arch_path)
         accs = [json.loads((root / "train" / run_name(name, sd) / "metrics.json").read_text())["test_accuracy"]

@@ -145,9 +145,14 @@ def test_report_remeasure_times_all_nets_side_by_side(tmp_path, tiny_space_dict,
         r = runs[name]
         assert r["latency_ms_at_training"] == old
         assert 0 < r["latency_ms"] < 100  # a real timing of a tiny net, not the stored figure
-        assert r["latency_side_by_side"] == {"rounds": 2, "warmup": 1, "repeats": 3, "nets": 2}
+        assert r["latency_side_by_side"] == {"rounds": 2, "warmup": 1, "repeats": 3, "nets": 2,
+                                             "stat": "p10"}
         assert r["latency_threads"] == 1
-    assert "side by side in one process" in (out / "report.md").read_text()
+        # the space's reference net was timed in every round: its round spread is the noise floor
+        assert r["latency_reference"].startswith("the space's reference net")
+        assert 0 < r["latency_reference_ms"] < 100 and r["latency_noise_floor"] >= 0
+    md = (out / "report.md").read_text()
+    assert "side by side in one process" in md and "noise floor" in md
     # a trained run whose model.pt is gone: one clear error, no report
     (tmp_path / "base" / "lenet-5" / "model.pt").unlink()
     assert main(["report", str(tmp_path / "run"), str(tmp_path / "base"), "--out",

@@ -76,7 +76,8 @@ def write_report(folders: list[str | Path], out: str | Path, *, title: str = "di
 def _run_json(r: Run, out: Path) -> dict[str, Any]:
     keys = ("test_accuracy", "latency_ms", "latency_spread_ms", "predicted_latency_ms", "params",
             "macs", "latency_backend", "latency_threads", "latency_batch_size", "train_wall_s",
-            "epochs", "latency_ms_at_training", "latency_side_by_side", "test_accuracy_flip_tta")
+            "epochs", "latency_ms_at_training", "latency_side_by_side", "test_accuracy_flip_tta",
+            "latency_noise_floor", "latency_reference_ms", "latency_reference")
     d: dict[str, Any] = {"name": r.name, "kind": r.kind, "family": r.family,
                          "folder": str(r.folder.resolve()),
                          **{k: r.metrics[k] for k in keys if k in r.metrics}}
@@ -134,9 +135,16 @@ def _markdown(title: str, runs: list[Run], summary: dict[str, Any]) -> str:
     if backend:
         sbs = next((d["latency_side_by_side"] for d in summary["runs"] if d.get("latency_side_by_side")),
                    None)
+        stat = sbs.get("stat", "median") if sbs else "median"
         how = (f"all {sbs['nets']} nets timed side by side in one process, {sbs['rounds']} interleaved "
-               f"rounds x ({sbs['warmup']} warm-up + {sbs['repeats']} repeats), median of the round "
-               "medians" if sbs else "each net timed right after its training, median of repeats")
+               f"rounds x ({sbs['warmup']} warm-up + {sbs['repeats']} repeats), the {stat} of each "
+               "round, median over rounds" if sbs else
+               "each net timed right after its training, median of repeats")
+        ref = next((d for d in summary["runs"] if isinstance(d.get("latency_noise_floor"), float)), None)
+        if ref is not None:
+            how += (f"; {ref.get('latency_reference') or 'a reference net'} timed in every round "
+                    f"({ref['latency_reference_ms']:.3f} ms), each round scaled by it, its round "
+                    f"spread, the noise floor: {100 * ref['latency_noise_floor']:.1f} %")
         threads = {d.get("latency_threads") for d in summary["runs"]} - {None}
         lines += ["", f"Latency: batch 1, {'/'.join(map(str, sorted(threads)))} threads, measured end "
                   f"to end on {', '.join(sorted(backend))} ({how}); predicted = sum of latency-table "

@@ -34,8 +34,11 @@ def run(args: argparse.Namespace) -> int:
         proto = protocol_from(args)
         timed = remeasure(runs, backend=args.backend, proto=proto, rounds=args.rounds,
                           progress=lambda it: bar(list(it), "side-by-side latency"))
+        floor = next((r.metrics["latency_noise_floor"] for r in timed
+                      if "latency_noise_floor" in r.metrics), None)
         print(f"re-timed {len(timed)} nets side by side ({args.backend}, batch {proto.batch_size}, "
-              f"{proto.threads} threads, {args.rounds} rounds x {proto.repeats} repeats)")
+              f"{proto.threads} threads, {args.rounds} rounds x {proto.repeats} repeats"
+              + (f", noise floor {100 * floor:.1f} %" if floor is not None else "") + ")")
     summary = write_report(args.folders, out, title=args.title, runs=runs)
     for r in summary["runs"]:
         acc = f"{100 * r['test_accuracy']:.2f} %" if "test_accuracy" in r else "not trained"
