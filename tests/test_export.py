@@ -116,3 +116,15 @@ def test_model_data_reads_what_run_records(tmp_path):
     (tmp_path / "train_config.json").write_text(_json.dumps({"data": "TensorData:mine"}))
     with pytest.raises(UserError, match="--data"):
         model_data(tmp_path)
+
+
+def test_native_stderr_silenced_drops_fd2_writes_and_restores_it(capfd):
+    import os
+
+    from directnas.deploy.formats import native_stderr_silenced
+
+    with native_stderr_silenced():
+        os.write(2, b"[threadpool.cpp:66] Resetting threadpool\n")  # what C++ code does
+    os.write(2, b"after\n")
+    err = capfd.readouterr().err
+    assert "threadpool" not in err and "after" in err

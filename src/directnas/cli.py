@@ -31,7 +31,8 @@ def main(argv: list[str] | None = None) -> int:
                         force=True)
     # torchao (under ExecuTorch's quantizer) logs its optional CUDA kernels' absence at import on
     # every CPU machine; a user needs none of it
-    for noisy in ("torchao", "torchao.kernel.intmm"):
+    # torch itself warns (once per process) when torchao registers an Enum as a pytree constant
+    for noisy in ("torchao", "torchao.kernel.intmm", "torch.utils._pytree"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     try:
         return int(args.func(args) or 0)

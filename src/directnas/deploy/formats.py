@@ -17,13 +17,15 @@ method per net), which costs about a third of lowering them one by one.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import os
+import sys
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -103,10 +105,26 @@ def to_pte(net: nn.Module, shape: tuple[int, ...]) -> bytes:
     return pte_program({"forward": (net, shape)})
 
 
+@contextlib.contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """Send what C++ code writes to file descriptor 2 to /dev/null for the block (ExecuTorch's
+    threadpool reset logs six lines of cpuinfo probing to stderr on every call)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def set_executorch_threads(threads: int) -> None:
     from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
 
-    _unsafe_reset_threadpool(int(threads))
+    with native_stderr_silenced():
+        _unsafe_reset_threadpool(int(threads))
 
 
 def _as_path(artifact: bytes | str | Path, suffix: str) -> Path:

@@ -95,6 +95,7 @@ def refine_near_target(table: LatencyTable, space: SearchSpace, target_ms: float
                            "backend": backend}
     corr = scaled(base.correction, scale)
     corr.fit["near_target_scale"] = scale
+    floor = noise.get("noise_floor")
     log.info("near %.3f ms: %d nets measured/predicted median %.3f (noise floor %s)", target_ms,
-             len(rows), scale, noise.get("noise_floor"))
+             len(rows), scale, f"{100 * floor:.1f} %" if isinstance(floor, float) else "not measured")
     return LatencyTable(meta, base.entries, corr)
