@@ -26,6 +26,12 @@ def mid_target(space, table) -> float:  # noqa: ANN001
     return predict_arch_ms(Arch(space, [l.candidates[1] for l in space.layers]), table) / 0.95
 
 
+def _all_ops(space):  # noqa: ANN001
+    import itertools
+
+    return itertools.product(*(l.candidates for l in space.layers))
+
+
 def test_near_nets_lie_in_the_window_and_differ(space_table):
     space, table = space_table
     t = mid_target(space, table)
@@ -58,6 +64,12 @@ def test_scale_makes_the_near_nets_predicted_at_their_measurement(space_table, m
     other = Arch(space, [l.candidates[-1] for l in space.layers])
     assert predict_arch_ms(other, refined) == pytest.approx(1.6 * predict_arch_ms(other, table), rel=1e-6)
     assert refined.correction is not None and refined.correction.fit["near_target_scale"] == pytest.approx(1.6)
+    # the fastest net was timed beside them (what a relative target is a multiple of), not scaled in
+    fast = near["fastest"]
+    assert fast["ops"] == list(nt.fastest_arch(space, table).ops)
+    assert fast["predicted_ms"] == pytest.approx(min(predict_arch_ms(Arch(space, list(ops)), table)
+                                                     for ops in _all_ops(space)))
+    assert fast["measured_ms"] == pytest.approx(1.6 * fast["predicted_ms"])
     # saved and loaded, then refined again: still 1.6x the profile's prediction, not 1.6^2
     again = refine_near_target(refined, space, t, backend="torch-cpu", proto=FAST, n=5)
     assert predict_arch_ms(other, again) == pytest.approx(1.6 * predict_arch_ms(other, table), rel=1e-6)

@@ -98,7 +98,11 @@ def test_run_several_targets(tmp_path, tiny_idx_dir, tiny_space_yaml, monkeypatc
     near = table.meta["near_target"]
     assert near["nets"] and near["scale"] > 0 and "near_target" not in profiled.meta
     assert near["target_ms"] == pytest.approx(1.5 * fastest_ms(load_space(str(tiny_space_yaml)), profiled), rel=1e-3)
-    assert "latency near the target" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "latency near the target" in printed
+    # the fastest net was timed beside them, and the target said as a multiple of it
+    assert near["fastest"]["measured_ms"] > 0
+    assert f"x the fastest net as timed beside those nets ({near['fastest']['measured_ms']:.3f} ms" in printed
     # the search looks for that T in ms, the one the nets were timed near: it is not re-resolved
     # on the scaled table (where the fastest net, far from T, would move T with the scale)
     rel = json.loads((out / "t1.5x" / "search" / "arch.json").read_text())["target_latency_ms"]

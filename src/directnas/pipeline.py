@@ -221,6 +221,19 @@ def near_stage(folder: Path, space: SearchSpace, table_path: Path, target: Targe
         say(f"latency near the target: {len(ratios)} nets predicted near {ms:.3f} ms run at "
             f"{min(ratios):.2f}-{max(ratios):.2f}x their prediction (median {near['scale']:.2f}, "
             f"noise floor {100 * float(near.get('noise_floor') or 0):.1f} %): table re-anchored, {path}")
+        fast = near.get("fastest") or {}
+        if isinstance(target, str) and fast.get("measured_ms"):
+            asked = float(target[:-1])
+            now = ms / fast["measured_ms"]
+            say(f"the target {ms:.3f} ms is {now:.2f}x the fastest net as timed beside those nets "
+                f"({fast['measured_ms']:.3f} ms; the table predicts {fast['predicted_ms']:.3f} ms)")
+            if not 0.87 <= now / asked <= 1.15:
+                say(f"warning: {target} was resolved on the profiled table, whose fastest net now "
+                    f"runs at {fast['measured_ms'] / fast['predicted_ms']:.2f}x its prediction "
+                    f"(profile noise floor {100 * float(t.meta.get('noise_floor') or 0):.0f} %): "
+                    "the search aims at a net that much larger or smaller. Profile again on an "
+                    "idle machine (remove the run's latency.json and the cached table) or give "
+                    "the target in ms")
     return path
 
 

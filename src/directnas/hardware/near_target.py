@@ -53,6 +53,16 @@ def near_target_archs(space: SearchSpace, table: LatencyTable, target_ms: float,
     return out
 
 
+FASTEST = "fastest"
+
+
+def fastest_arch(space: SearchSpace, table: LatencyTable) -> Arch:
+    """The net ``table`` predicts fastest: each layer's cheapest candidate."""
+    _, per_layer = table.space_latencies(space)
+    return Arch(space, [layer.candidates[min(range(len(row)), key=row.__getitem__)]
+                        for layer, row in zip(space.layers, per_layer)])
+
+
 def scaled(corr: Correction | None, scale: float) -> Correction:
     """``corr`` with every prediction multiplied by ``scale`` (> 0); ``None``: the plain sum."""
     if corr is None:
@@ -79,8 +89,10 @@ def refine_near_target(table: LatencyTable, space: SearchSpace, target_ms: float
         log.info("no net of the space is predicted near %.3f ms: the table is used as profiled", target_ms)
         return base
     nets = {f"near{i}": a for i, a in enumerate(archs)}
-    measured = measure_space(space, backend=backend, proto=proto, rounds=proto.rounds, nets=nets,
-                             skip_ops=None, seed=seed, progress=progress)
+    fastest = fastest_arch(space, base)
+    measured = measure_space(space, backend=backend, proto=proto, rounds=proto.rounds,
+                             nets={**nets, FASTEST: fastest}, skip_ops=None, seed=seed,
+                             progress=progress)
     rows: list[dict[str, Any]] = []
     for name, a in nets.items():
         p = predict_arch_ms(a, base)
@@ -92,7 +104,12 @@ def refine_near_target(table: LatencyTable, space: SearchSpace, target_ms: float
     meta["near_target"] = {"target_ms": target_ms, "window": list(NEAR_WINDOW), "scale": scale,
                            "nets": rows, "reference_ms": noise.get("ms"),
                            "noise_floor": noise.get("noise_floor"), "rounds": proto.rounds,
-                           "backend": backend}
+                           "backend": backend,
+                           # timed beside them, not part of the scale: what a relative target
+                           # ("1.5x the fastest net") is a multiple of, as the machine runs now
+                           "fastest": {"ops": list(fastest.ops),
+                                       "predicted_ms": predict_arch_ms(fastest, base),
+                                       "measured_ms": float(measured[FASTEST]["ms"])}}
     corr = scaled(base.correction, scale)
     corr.fit["near_target_scale"] = scale
     floor = noise.get("noise_floor")
