@@ -6,11 +6,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
 OUT="${1:-runs/demo}"
-# 1.5x the fastest net of the space on this machine's own table (or ms, e.g. TARGET_LATENCY=2.5)
-TARGET="${TARGET_LATENCY:-1.5x}"
+# 2x the fastest net of the space as timed on this machine before the search (or ms, e.g.
+# TARGET_LATENCY=0.15).  Until 2026-12-03 the demo asked 1.5x of the fastest net *as the profile
+# predicted it*, 0.080-0.117 ms on machine F where it runs at 0.063 ms: those demos were 1.9x to
+# 2.8x of the timed fastest net.  2x keeps the net of the 93.49 % demo (T 0.119 ms there).
+TARGET="${TARGET_LATENCY:-2x}"
 # searched for, measured in and shipped to ExecuTorch + XNNPACK (README: why this runtime)
 BACKEND="${BACKEND:-executorch-xnnpack}"
-# 26 epochs: the 1.5x net on machine F read 92.95 % after 20 (BENCHMARKS.md); a fresh clone's
+# 26 epochs: the demo net on machine F read 92.95 % after 20 (BENCHMARKS.md); a fresh clone's
 # whole demo took 44 min at 20 epochs (94 s each), so 26 keeps it near 54 min
 EPOCHS="${TRAIN_EPOCHS:-26}"
 directnas run --space fashion-mnist --backend "$BACKEND" --target-latency "$TARGET" \

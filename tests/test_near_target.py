@@ -108,10 +108,9 @@ def test_profile_command_re_anchors_near_a_target(tmp_path, tiny_space_yaml, cap
     assert near and 1 <= len(near["nets"]) <= 3 and "re-anchored" in printed
 
 
-def test_relative_target_on_a_re_anchored_table_is_taken_of_the_profiled_fastest(space_table,
-                                                                                 monkeypatch):
-    """`search --target-latency 1.5x` on a `profile --near-target` table resolves to the same
-    ms as on the profiled table (the scale belongs to nets near the target)."""
+def test_relative_target_is_taken_of_the_fastest_net_as_timed(space_table, monkeypatch):
+    """`1.5x` on a re-anchored table is 1.5 times the fastest net as timed beside the near-target
+    nets, not as the profile predicts it; a target in ms is left alone."""
     from directnas.targets import resolve_target
 
     space, table = space_table
@@ -125,6 +124,41 @@ def test_relative_target_on_a_re_anchored_table_is_taken_of_the_profiled_fastest
     t = mid_target(space, table)
     refined = refine_near_target(table, space, t, backend="torch-cpu", proto=FAST, n=5)
     assert refined.meta["near_target"]["scale"] == pytest.approx(1.3)
-    assert resolve_target("1.5x", space, refined) == pytest.approx(
-        resolve_target("1.5x", space, table), abs=1e-4)
+    fastest = predict_arch_ms(nt.fastest_arch(space, table), table)
+    assert resolve_target("1.5x", space, refined) == pytest.approx(1.5 * 1.3 * fastest, abs=1e-4)
     assert resolve_target(0.7, space, refined) == 0.7
+
+
+def test_anchor_target_times_nets_again_when_the_fastest_net_moves_the_target(space_table,
+                                                                            monkeypatch):
+    """The fastest net runs at its prediction, every other net at 0.8x: the relative target (of
+    the fastest net as timed) lies above where the first nets were timed, so a second set is
+    drawn and timed near it; a run's search then resolves that T."""
+    from directnas.targets import resolve_target
+
+    space, table = space_table
+    calls = []
+
+    def fake_measure(space, *, nets, **kw):  # noqa: ANN001
+        calls.append(sorted(nets))
+        out = {k: {"ms": (1.0 if k == nt.FASTEST else 0.8) * predict_arch_ms(a, table)}
+               for k, a in nets.items()}
+        out[NOISE] = {"ms": 0.5, "noise_floor": 0.03}
+        return out
+
+    monkeypatch.setattr("directnas.hardware.profile.measure_space", fake_measure)
+    fastest = predict_arch_ms(nt.fastest_arch(space, table), table)
+    refined, ms = nt.anchor_target(table, space, "1.1x", backend="torch-cpu", proto=FAST, n=4)
+    near = refined.meta["near_target"]
+    assert ms == pytest.approx(1.1 * fastest, abs=1e-4)
+    assert near["resolved"]["fastest_measured_ms"] == pytest.approx(fastest)
+    assert near["resolved"]["passes"] == 2 and len(calls) == 2
+    # the second nets were drawn near T / 0.8 on the profile, so they run near T
+    assert near["target_ms"] == pytest.approx(ms / 0.8, rel=1e-3)
+    lo, hi = NEAR_WINDOW
+    assert near["nets"] and all(lo * ms <= r["measured_ms"] <= hi * ms for r in near["nets"])
+    assert resolve_target("1.1x", space, refined) == ms
+    # a target in ms: one pass, unchanged
+    calls.clear()
+    _, ms2 = nt.anchor_target(table, space, 1.1 * fastest, backend="torch-cpu", proto=FAST, n=4)
+    assert ms2 == pytest.approx(1.1 * fastest) and len(calls) == 1

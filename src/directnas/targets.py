@@ -32,18 +32,23 @@ def parse_target(value: float | int | str) -> Target:
 def resolve_target(spec: Target | None, space: SearchSpace, table: LatencyTable) -> float | None:
     """A target in ms: ``spec`` itself, or its multiple of the fastest net on ``table``.
 
-    On a table re-anchored near a target (``profile --near-target``) the multiple is taken of
-    the fastest net as profiled: the re-anchoring scale is measured on nets near the target, not
-    near the fastest net, and applying it there would move the target out of the window it was
-    measured in (-17 % at 1.2x, +12 % at 2x on one machine; BENCHMARKS.md)."""
+    On a table re-anchored near a target (``run``, ``profile --near-target``) the multiple is
+    taken of the fastest net as it was timed there (``hardware.near_target.anchor_target``; the
+    target it resolved is reused as is).  Older re-anchored tables without that timing: of the
+    fastest net as profiled (the scale is measured near the target, not at the fastest net)."""
     if spec is None:
         return None
     spec = parse_target(spec)
     if not isinstance(spec, str):
         return spec
-    fastest = fastest_ms(space, table)
     near = table.meta.get("near_target") or {}
-    if near.get("scale"):
+    resolved = near.get("resolved") or {}
+    if resolved.get("spec") == spec:  # anchored on the fastest net as timed (``anchor_target``)
+        return float(resolved["target_ms"])
+    fastest = fastest_ms(space, table)
+    if (near.get("fastest") or {}).get("measured_ms"):
+        fastest = float(near["fastest"]["measured_ms"])
+    elif near.get("scale"):
         fastest /= float(near["scale"])
     target = round(float(spec[:-1]) * fastest, 4)
     log.info("target latency %s of the fastest net (%.3f ms) = %.3f ms", spec, fastest, target)

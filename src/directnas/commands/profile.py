@@ -7,10 +7,9 @@ from pathlib import Path
 
 from directnas.commands.common import add_protocol_args, bar, log, parse_target, protocol_from
 from directnas.hardware.lut import LatencyTable
-from directnas.hardware.near_target import NEAR_NETS, refine_near_target
+from directnas.hardware.near_target import NEAR_NETS, anchor_target
 from directnas.hardware.profile import profile_space
 from directnas.space.space import load_space
-from directnas.targets import resolve_target
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -34,10 +33,8 @@ def run(args: argparse.Namespace) -> int:
     table = profile_space(space, backend=args.backend, proto=proto, existing=existing,
                           progress=lambda it: bar(it, "profile ops", len(it)))  # type: ignore[arg-type]
     if args.near_target is not None:
-        ms = resolve_target(args.near_target, space, table)
-        assert ms is not None
-        table = refine_near_target(table, space, ms, backend=args.backend, proto=proto,
-                                   n=args.near_target_nets)
+        table, ms = anchor_target(table, space, args.near_target, backend=args.backend,
+                                  proto=proto, n=args.near_target_nets)
         near = table.meta.get("near_target")
         print(f"near {ms:.4f} ms: " + (f"{len(near['nets'])} nets run at {near['scale']:.3f}x their "
                                        "prediction (median): table re-anchored" if near else
