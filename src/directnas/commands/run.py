@@ -7,7 +7,8 @@ One resumable run folder (re-run the same command to continue; finished stages a
     DIR/train/                directnas train's outputs, curves.json, tb/
     DIR/report.md, report.json, *.png
 
-A target is ms (``1.5``) or a multiple of the space's fastest net on the table (``1.5x``).
+A target is ms (``1.5``) or a multiple of the space's fastest net (``1.5x``), timed on this device
+before the search when the run profiles its own table (``hardware.near_target.anchor_target``).
 Several targets (``--target-latency 1.2,1.5,2.0``) give one search + train each in ``DIR/t1.2/``
 ... and a report over all of them in ``DIR``.  Every stage folder keeps the options it was made
 with (``stage.json``); re-running with other options is refused rather than mixing two configs.
@@ -44,8 +45,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        conflict_handler="resolve")
     add_search_args(p)
     p.add_argument("--target-latency", type=parse_targets, dest="targets",
-                   help="target latency in ms (1.5) or as a multiple of the space's fastest net on "
-                        "this device's table (1.6x); several (1.2,1.5,2.0): one search + train each")
+                   help="target latency in ms (1.5) or as a multiple of the space's fastest net as "
+                        "timed on this device before the search (1.6x; on the table when it is given "
+                        "with --latency-table); several (1.2,1.5,2.0): one search + train each")
     p.add_argument("--near-target-nets", type=int, default=NEAR_NETS, metavar="N",
                    help="when the table is profiled by this run: time N whole nets predicted near "
                         "each target and re-anchor the table on them before the search "
