@@ -127,8 +127,8 @@ def anchor_target(table: LatencyTable, space: SearchSpace, spec: float | str, *,
 
     A multiple is taken of the fastest net *as timed* beside the near-target nets, not as the
     profile predicts it: the profile's whole-net line extrapolates down to the fastest net and
-    carries the profile session's speed (machine F: predicted 0.080-0.117 ms in three profiles,
-    timed 0.063 ms).  When that moves the target out of the window the first nets were timed in,
+    carries the profile session's speed (machine F: predicted 0.063-0.117 ms in four profiles,
+    timed 0.063-0.072 ms).  When that moves the target out of the window the first nets were timed in,
     a second set is drawn and timed near the new target, so the scale belongs to it."""
     from directnas.targets import parse_target, resolve_target
 
