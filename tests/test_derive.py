@@ -34,7 +34,7 @@ def test_matches_brute_force(seed):
     fixed = 0.2
     target = fixed + sum(min(l) for l in lat) + rng.uniform(0, 1.5)
     got = derive_constrained(probs, lat, fixed, target, resolution_ms=0.0005)
-    ref = brute(probs, lat, fixed, target, 0.9)
+    ref = brute(probs, lat, fixed, target, 0.95)
     assert sum(math.log(probs[i][c]) for i, c in enumerate(got)) == pytest.approx(ref[0])
 
 

@@ -108,6 +108,14 @@ def test_run_several_targets(tmp_path, tiny_idx_dir, tiny_space_yaml, monkeypatc
     # the search looks for that T in ms
     rel = json.loads((out / "t1.5x" / "search" / "arch.json").read_text())["target_latency_ms"]
     assert rel == pytest.approx(resolved["target_ms"], abs=1e-4)
+    # at export the artifact is timed again beside those nets and judged at today's speed
+    check = json.loads((out / "t1.5x" / "export" / "target_check.json").read_text())
+    assert {r["name"] for r in check["anchors"]} == {f"near{i}" for i in range(len(near["nets"]))} | {"fastest"}
+    assert check["target_ms"] == pytest.approx(rel) and check["artifact_ms"] > 0
+    assert check["ratio"] == pytest.approx(check["artifact_ms"] / (rel * check["speed_now_over_then"]))
+    assert check["relative"]["spec"] == "1.5x"
+    assert "### Target held?" in (out / "t1.5x" / "report.md").read_text()
+    assert "target check: Timed again" in printed and "target held:" in printed
     for t in ("t1.5x", "t20"):
         assert (out / t / "search" / "arch.json").exists() and (out / t / "report.md").exists()
         assert json.loads((out / t / "train" / "metrics.json").read_text())["latency_ms"] > 0

@@ -48,6 +48,7 @@ class TargetResult:
     arch: Arch
     metrics: dict[str, Any]
     exported: dict[str, Any] | None = None
+    check: dict[str, Any] | None = None   # deploy.target_check: the artifact against the target
 
 
 # ---- stage bookkeeping -----------------------------------------------------------------------
@@ -259,16 +260,48 @@ def run_target(folder: Path, space: SearchSpace, dataset: Dataset, target: Targe
     write_report([folder, *compare], folder, title=f"directnas run {folder.name}")
     meta = LatencyTable.load(table).meta
     table_ref = (meta.get("near_target") or {}).get("reference_ms") or meta.get("reference_ms")
-    append_export_section(folder / "report.md", metrics, exported, arch.meta.get("target_latency_ms"),
-                          table_reference_ms=table_ref)
-    return TargetResult(folder, target, arch, metrics, exported)
+    target_ms = arch.meta.get("target_latency_ms")
+    check = target_check_stage(folder / "export", space, exported, meta.get("near_target"),
+                               target_ms, backend=search.get("backend"),
+                               threads=int(proto.get("threads", 1)), say=say)
+    append_export_section(folder / "report.md", metrics, exported, target_ms,
+                          table_reference_ms=table_ref, check=check)
+    return TargetResult(folder, target, arch, metrics, exported, check)
+
+
+def target_check_stage(folder: Path, space: SearchSpace, exported: Mapping[str, Any],
+                       near: Mapping[str, Any] | None, target_ms: float | None, *,
+                       backend: str | None, threads: int,
+                       say: Callable[[str], None]) -> dict[str, Any] | None:
+    """``folder/target_check.json``: the artifact timed again beside the near-target session's
+    nets, and judged against the target at the machine's speed now (``deploy.target_check``).
+    None when the table was not re-anchored here or no target was given."""
+    from directnas.deploy.target_check import check_target, describe
+
+    if not near or not target_ms or not near.get("nets"):
+        return None
+    path = folder / "target_check.json"
+    done = folder / "export.json"
+    if path.exists() and done.exists() and path.stat().st_mtime >= done.stat().st_mtime:
+        c = read_json(path)
+        if c.get("target_ms") == target_ms:
+            say(f"target check: done, reusing {path}")
+            return c
+    say("target check: the artifact timed beside the near-target nets ...")
+    c = check_target(exported["format"], exported["path"], space, near, float(target_ms),
+                     backend=backend or "torch-cpu", threads=threads)
+    write_json(path, c)
+    say("target check: " + describe(c).replace("**", "") + f" ({path})")
+    return c
 
 
 def append_export_section(report: Path, metrics: Mapping[str, Any], exported: Mapping[str, Any],
-                          target_ms: float | None, *, table_reference_ms: float | None = None) -> None:
+                          target_ms: float | None, *, table_reference_ms: float | None = None,
+                          check: Mapping[str, Any] | None = None) -> None:
     """The shipped artifact beside the target and the prediction, in report.md; with the
     reference net's latency when the table was measured, also in reference units (the machine's
-    speed drifts between sessions, and the reference net is timed in both)."""
+    speed drifts between sessions, and the reference net is timed in both); with ``check``
+    (``target_check_stage``), against the target at the machine's speed at export."""
     from directnas.fileio import write_text
 
     t = target_ms
@@ -292,6 +325,13 @@ def append_export_section(report: Path, metrics: Mapping[str, Any], exported: Ma
             line += (f"; in units of the reference net (timed at {table_reference_ms:.3f} ms with the "
                      f"table, {ref:.3f} ms with the artifact) at **{u:.2f} T**")
         rows += [line + ".", ""]
+    if check:
+        from directnas.deploy.target_check import describe
+
+        rows += ["### Target held?", "", describe(check), "",
+                 "A target in ms holds at the speed the machine ran when it was measured; the nets "
+                 "it was measured on, timed again beside the artifact, give that speed now "
+                 "(`export/target_check.json`).", ""]
     text = report.read_text() if report.exists() else ""
     write_text(report, text.rstrip("\n") + "\n" + "\n".join(rows))
 

@@ -133,6 +133,13 @@ def run(args: argparse.Namespace) -> int:
                   f"noise floor {100 * e['noise_floor']:.1f} %; top-1 agreement with PyTorch "
                   f"{100 * e['top1_agreement']:.2f} %; how to run it: "
                   f"{Path(e['path']).parent / 'README.md'})")
+        if r.check:
+            c = r.check
+            lo, hi = c["window"]
+            print(f"  target held: {c['ratio']:.2f} T at the machine's speed now "
+                  f"({'inside' if c['held'] else 'outside'} [{lo:.2f} T, {hi:.2f} T]; the near-target "
+                  f"nets run at {c['speed_now_over_then']:.2f}x their search-time latency), "
+                  f"{c['ratio_ms']:.2f} T against the {c['target_ms']:.4f} ms searched for")
         if r.folder in compressed:
             c = compressed[r.folder]
             print(f"compressed: {(r.folder / 'compress' / c['compressed_file']).resolve()}  "

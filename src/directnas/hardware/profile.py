@@ -176,10 +176,12 @@ CALIBRATION_NETS = 24
 def measure_space(space: SearchSpace, *, backend: str, proto: Protocol, rounds: int,
                   nets: dict[str, Arch], skip_ops: Iterable[str] | None = (), seed: int = 0,
                   progress: Callable[[Iterable], Iterable] = lambda it: it,
+                  extra: dict[str, Runner] | None = None,
                   ) -> dict[str, dict[str, float]]:
     """One interleaved measurement (``measure_interleaved``) of the space's ops not in
     ``skip_ops`` (``None``: no ops), the whole nets ``nets``, the drift reference and a null op
-    (the runtime's per-call cost).  Keys: op keys, net names, ``REFERENCE``, ``NULL``, ``NOISE``."""
+    (the runtime's per-call cost), and the ready runners ``extra`` (e.g. an exported artifact).
+    Keys: op keys, net names, ``extra``'s names, ``REFERENCE``, ``NULL``, ``NOISE``."""
     shape = (proto.batch_size, space.input_channels, space.input_size, space.input_size)
     items: dict[str, tuple[nn.Module, tuple[int, ...]]] = {}
     if skip_ops is not None:
@@ -189,7 +191,7 @@ def measure_space(space: SearchSpace, *, backend: str, proto: Protocol, rounds: 
     items.update({name: (a.build(), shape) for name, a in nets.items()})
     items[REFERENCE] = (reference_arch(space).build(), shape)
     items[NULL] = (nn.ReLU(), (proto.batch_size, 1, 1, 1))
-    runners = make_runners(backend, items, proto)
+    runners = {**make_runners(backend, items, proto), **(extra or {})}
     return measure_interleaved(runners, proto, rounds=max(2, rounds), seed=seed,
                                progress=progress)
 

@@ -14,7 +14,7 @@ import numpy as np
 
 
 def derive_constrained(probs: list[list[float]], latency_ms: list[list[float]], fixed_ms: float,
-                       target_ms: float, *, window: float = 0.9,
+                       target_ms: float, *, window: float = 0.95,
                        resolution_ms: float | None = None) -> list[int]:
     """Indices (one per layer) maximising sum log p subject to window*T <= LAT <= T."""
     budget = target_ms - fixed_ms

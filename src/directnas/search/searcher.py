@@ -83,7 +83,7 @@ class SearchConfig:
     max_steps: int | None = 330  # train batches per epoch (None: the whole training split)
     history_every: int = 10  # record probabilities every N alpha steps
     derive: str = "constrained"  # or "argmax" (search/derive.py)
-    derive_window: float = 0.9  # constrained derive: predicted latency in [window*T, T]
+    derive_window: float = 0.95  # constrained derive: predicted latency in [window*T, T]
     channels_last: bool = True  # 1.5-2x faster training steps on CPU (benchmarks/search_cost.py)
     checkpoint_every: int = 0  # also checkpoint every N steps inside an epoch (0: epoch ends only)
     device: str = "auto"  # cpu, cuda, cuda:N or auto (CUDA when there is one)
