@@ -4,6 +4,7 @@ import pytest
 
 from directnas.deploy import target_check as tc
 from directnas.deploy.formats import write_artifact
+from directnas.hardware.backends import Protocol
 from directnas.hardware.near_target import FASTEST
 from directnas.hardware.profile import NOISE
 from directnas.space.arch import Arch
@@ -68,7 +69,9 @@ def test_a_real_check_times_every_anchor_and_the_artifact(space, tmp_path):
     near = near_record(space, [1.0, 1.0, 1.0])
     art = write_artifact("torchscript", Arch(space, near["nets"][0]["ops"]).build().eval(),
                          (1, 1, 16, 16), tmp_path / "m")
-    c = tc.check_target("torchscript", art, space, near, 1.0, backend="torch-cpu", rounds=2)
+    c = tc.check_target("torchscript", art, space, near, 1.0, backend="torch-cpu",
+                        proto=Protocol(warmup=1, repeats=5, rounds=2), rounds=2)
+    assert c["rounds"] == 2 and c["threads"] == 1
     assert {r["name"] for r in c["anchors"]} == {"near0", "near1", FASTEST}
     assert all(r["now_ms"] > 0 for r in c["anchors"]) and c["artifact_ms"] > 0
     assert c["noise_floor"] is not None and c["reference_ms"] > 0

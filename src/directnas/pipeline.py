@@ -263,7 +263,7 @@ def run_target(folder: Path, space: SearchSpace, dataset: Dataset, target: Targe
     target_ms = arch.meta.get("target_latency_ms")
     check = target_check_stage(folder / "export", space, exported, meta.get("near_target"),
                                target_ms, backend=search.get("backend"),
-                               threads=int(proto.get("threads", 1)), say=say)
+                               protocol=proto, say=say)
     append_export_section(folder / "report.md", metrics, exported, target_ms,
                           table_reference_ms=table_ref, check=check)
     return TargetResult(folder, target, arch, metrics, exported, check)
@@ -271,7 +271,7 @@ def run_target(folder: Path, space: SearchSpace, dataset: Dataset, target: Targe
 
 def target_check_stage(folder: Path, space: SearchSpace, exported: Mapping[str, Any],
                        near: Mapping[str, Any] | None, target_ms: float | None, *,
-                       backend: str | None, threads: int,
+                       backend: str | None, protocol: Mapping[str, Any],
                        say: Callable[[str], None]) -> dict[str, Any] | None:
     """``folder/target_check.json``: the artifact timed again beside the near-target session's
     nets, and judged against the target at the machine's speed now (``deploy.target_check``).
@@ -289,7 +289,7 @@ def target_check_stage(folder: Path, space: SearchSpace, exported: Mapping[str, 
             return c
     say("target check: the artifact timed beside the near-target nets ...")
     c = check_target(exported["format"], exported["path"], space, near, float(target_ms),
-                     backend=backend or "torch-cpu", threads=threads)
+                     backend=backend or "torch-cpu", proto=api.make_protocol(protocol))
     write_json(path, c)
     say("target check: " + describe(c).replace("**", "") + f" ({path})")
     return c

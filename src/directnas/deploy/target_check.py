@@ -12,6 +12,7 @@ against then, and the target at today's speed is T times it.  The artifact is ju
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import statistics
 from pathlib import Path
@@ -41,19 +42,22 @@ def anchors(space: SearchSpace, near: Mapping[str, Any]) -> dict[str, tuple[Arch
 
 
 def check_target(fmt: str, artifact: str | Path, space: SearchSpace, near: Mapping[str, Any],
-                 target_ms: float, *, backend: str, threads: int = 1, rounds: int = CHECK_ROUNDS,
-                 batch_size: int = 1, seed: int = 0,
+                 target_ms: float, *, backend: str, proto: Protocol = Protocol(),
+                 rounds: int = CHECK_ROUNDS, seed: int = 0,
                  progress: Callable[[Iterable], Iterable] = lambda it: it) -> dict[str, Any]:
     """Time ``artifact`` (``fmt``) interleaved with the near-target session's nets, as they
-    were timed then (``measure_space``: same backend, same protocol, drift reference, null op),
-    and judge it against ``target_ms`` at the machine's speed now (see the module)."""
+    were timed then (``measure_space``: same backend, the session's protocol ``proto``, drift
+    reference, null op; ``rounds`` or the protocol's rounds if more), and judge it against
+    ``target_ms`` at the machine's speed now (see the module)."""
     from directnas.deploy.formats import artifact_runner
     from directnas.hardware.profile import NOISE, measure_space
 
     nets = anchors(space, near)
     if not nets:
         raise ValueError("the table holds no near-target nets to check the target against")
-    proto = Protocol(batch_size=batch_size, threads=threads, rounds=rounds)
+    rounds = max(rounds, proto.rounds)
+    proto = dataclasses.replace(proto, rounds=rounds)
+    threads, batch_size = proto.threads, proto.batch_size
     shape = (batch_size, space.input_channels, space.input_size, space.input_size)
     run_art = artifact_runner(fmt, artifact, torch.rand(*shape), threads)
     m = measure_space(space, backend=backend, proto=proto, rounds=rounds,
