@@ -15,18 +15,20 @@ import argparse
 import json
 from pathlib import Path
 
+from directnas.space.arch import Arch
+
 
 def rows_of(root: Path) -> list[dict]:
     out = []
     for check in sorted(root.glob("**/export/target_check.json")):
         folder = check.parent.parent
         c = json.loads(check.read_text())
-        arch = json.loads((folder / "search" / "arch.json").read_text())
+        arch = Arch.load(folder / "search" / "arch.json")
         metrics = json.loads((folder / "train" / "metrics.json").read_text())
         near = json.loads((folder / "latency_near.json").read_text())["meta"]["near_target"]
         out.append({
             "run": str(folder), "spec": (near.get("resolved") or {}).get("spec"),
-            "target_ms": c["target_ms"], "ops": arch["ops"],
+            "target_ms": c["target_ms"], "arch": arch.summary(),
             "predicted_ms": metrics.get("predicted_latency_ms"),
             "near_scale": near["scale"], "near_noise_floor": near.get("noise_floor"),
             "artifact_ms": c["artifact_ms"], "speed_now_over_then": c["speed_now_over_then"],
@@ -46,12 +48,12 @@ def main() -> None:
     if not rows:
         raise SystemExit("no export/target_check.json under the given folders: run `directnas run` "
                          "with a target on a table it profiles (near-target nets on)")
-    print("| run | target | T (ms) | predicted | artifact | machine now / then (range) | "
+    print("| run | target | net | T (ms) | predicted | artifact | machine now / then (range) | "
           "noise floor | artifact / T now | artifact / T in ms |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         lo, hi = r["speed_range"]
-        print(f"| {r['run']} | {r['spec'] or '-'} | {r['target_ms']:.4f} | "
+        print(f"| {r['run']} | {r['spec'] or '-'} | `{r['arch']}` | {r['target_ms']:.4f} | "
               f"{r['predicted_ms']:.4f} ({r['predicted_ms'] / r['target_ms']:.2f} T) | "
               f"{r['artifact_ms']:.4f} | {r['speed_now_over_then']:.2f} ({lo:.2f}-{hi:.2f}) | "
               f"{100 * (r['noise_floor'] or 0):.1f} % | **{r['ratio']:.2f} T** "
