@@ -82,3 +82,14 @@ def test_a_real_check_times_every_anchor_and_the_artifact(space, tmp_path):
 def test_no_near_target_nets_is_a_clear_error(space, tmp_path):
     with pytest.raises(ValueError, match="near-target nets"):
         tc.check_target("torchscript", tmp_path / "m.pt", space, {}, 1.0, backend="torch-cpu")
+
+
+def test_the_pipeline_skips_the_check_when_the_artifact_runs_elsewhere(space, tmp_path):
+    """cuda searches ship TorchScript, timed on the CPU: no like-for-like check, said so."""
+    from directnas.pipeline import target_check_stage
+
+    said = []
+    near = near_record(space, [1.0, 1.0, 1.0])
+    out = target_check_stage(tmp_path, space, {"format": "torchscript", "path": "m.pt"}, near, 1.0,
+                             backend="cuda", protocol={}, say=said.append)
+    assert out is None and "skipped" in said[0] and not (tmp_path / "target_check.json").exists()
