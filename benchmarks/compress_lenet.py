@@ -6,7 +6,7 @@ Bar: >= 40x smaller with <= 0.5 point accuracy loss, mean of 3 seeds.  Each seed
     directnas compress --model OUT/sS/train --method prune,share,huffman --target-ratio 40 \\
         --seed S --threads T --out OUT/sS/compressed
 
-(``directnas.cli.main`` with these argument lists; ``--compress-args`` replaces the recipe flags,
+(``directnas.cli.main.main`` with these argument lists; ``--compress-args`` replaces the recipe flags,
 e.g. ``"--max-loss 0.5"``).  A trained model is reused when ``OUT/sS/train/model.pt`` exists.
 
     nice -n 10 python benchmarks/compress_lenet.py --out runs/compress_lenet --seeds 0 1 2
@@ -20,7 +20,7 @@ import shlex
 import statistics
 from pathlib import Path
 
-from directnas.cli import main as cli
+from directnas.cli.main import main as cli
 
 
 def run_seed(out: Path, seed: int, threads: int, recipe: list[str]) -> dict:

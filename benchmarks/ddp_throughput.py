@@ -23,9 +23,9 @@ from pathlib import Path
 def worker(args: argparse.Namespace) -> None:
     import torch
 
-    from directnas.data import load_dataset
-    from directnas.distributed import init_from_env
-    from directnas.search.searcher import SearchConfig, Searcher
+    from directnas.data.datasets import load_dataset
+    from directnas.utils.distributed import init_from_env
+    from directnas.nas.searcher import SearchConfig, Searcher
     from directnas.space.space import load_space
 
     torch.set_num_threads(1)

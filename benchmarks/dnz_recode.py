@@ -20,10 +20,10 @@ import torch
 
 from directnas.compress.codec import encode_state
 from directnas.compress.finetune import accuracy, eval_batches
-from directnas.compress.model_io import load_model
+from directnas.models.model_file import load_model
 from directnas.compress.share import round_rest_to_half
-from directnas.data import load_dataset
-from directnas.fileio import read_json, write_json
+from directnas.data.datasets import load_dataset
+from directnas.utils.fileio import read_json, write_json
 
 
 def main() -> None:

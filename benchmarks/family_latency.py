@@ -20,12 +20,12 @@ from pathlib import Path
 
 import torch
 
-from directnas.fileio import write_json
-from directnas.hardware.backends import Protocol, get_backend
-from directnas.hardware.profile import device_meta, measure_interleaved
-from directnas.models import build_named, model_names
+from directnas.utils.fileio import write_json
+from directnas.runtimes.registry import Protocol, get_backend
+from directnas.latency.measure import device_meta, measure_interleaved
+from directnas.models.registry import build_named, model_names
 from directnas.space.arch import Arch
-from directnas.train import count_macs
+from directnas.training.train_net import count_macs
 
 
 def main() -> None:

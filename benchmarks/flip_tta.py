@@ -18,12 +18,12 @@ from pathlib import Path
 
 import torch
 
-from directnas.compress.model_io import load_model
-from directnas.data import Batches, load_dataset
-from directnas.fileio import write_json
-from directnas.hardware.backends import Protocol, get_backend
-from directnas.hardware.profile import device_meta, measure_interleaved
-from directnas.train import FlipAverage, evaluate
+from directnas.models.model_file import load_model
+from directnas.data.datasets import Batches, load_dataset
+from directnas.utils.fileio import write_json
+from directnas.runtimes.registry import Protocol, get_backend
+from directnas.latency.measure import device_meta, measure_interleaved
+from directnas.training.train_net import FlipAverage, evaluate
 
 
 def main() -> None:

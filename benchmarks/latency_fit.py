@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from directnas.hardware import fit as F
+from directnas.latency import fit as F
 from directnas.space.space import load_space
 
 DATA = Path("/work/shared/data/help-fbnet-latency/fbnet_5000_archs_latency_ms.csv")

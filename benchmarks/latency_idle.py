@@ -4,8 +4,8 @@ after idling (2 threads, batch 1, the table protocol).
     python benchmarks/latency_idle.py
 """
 import time, torch
-from directnas.compress.model_io import load_model
-from directnas.hardware.profile import measure_net, Protocol
+from directnas.models.model_file import load_model
+from directnas.latency.measure import measure_net, Protocol
 proto = Protocol(threads=2)
 net, ck = load_model("runs/demo/train/model.pt")
 def lat(tag):

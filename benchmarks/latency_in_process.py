@@ -6,11 +6,11 @@ again (2 threads, batch 1, the table protocol).
     python benchmarks/latency_in_process.py 150
 """
 import copy, time, sys, torch
-from directnas.compress.model_io import load_model
-from directnas.hardware.profile import measure_net, Protocol
+from directnas.models.model_file import load_model
+from directnas.latency.measure import measure_net, Protocol
 from directnas.space.arch import Arch
-from directnas.train import TrainConfig, train_net
-from directnas.data import load_dataset
+from directnas.training.train_net import TrainConfig, train_net
+from directnas.data.datasets import load_dataset
 steps = int(sys.argv[1]) if len(sys.argv) > 1 else 150
 proto = Protocol(threads=2)
 net, ck = load_model("runs/demo/train/model.pt")

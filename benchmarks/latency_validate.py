@@ -24,10 +24,10 @@ from typing import Any
 
 import torch
 
-from directnas.fileio import write_json
-from directnas.hardware.backends import Protocol
-from directnas.hardware.lut import LatencyTable
-from directnas.hardware.validate import scatter_plot, validate
+from directnas.utils.fileio import write_json
+from directnas.runtimes.registry import Protocol
+from directnas.latency.table import LatencyTable
+from directnas.latency.validate import scatter_plot, validate
 from directnas.space.ops import ZERO
 from directnas.space.space import SearchSpace, load_space
 

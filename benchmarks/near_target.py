@@ -22,14 +22,14 @@ import json
 import statistics
 from pathlib import Path
 
-from directnas.hardware.backends import Protocol
-from directnas.hardware.lut import LatencyTable
-from directnas.hardware.near_target import refine_near_target
-from directnas.hardware.predictor import predict_arch_ms
-from directnas.hardware.profile import NOISE, measure_space
+from directnas.runtimes.registry import Protocol
+from directnas.latency.table import LatencyTable
+from directnas.latency.near_target import refine_near_target
+from directnas.latency.predictor import predict_arch_ms
+from directnas.latency.measure import NOISE, measure_space
 from directnas.space.arch import Arch
 from directnas.space.space import load_space
-from directnas.targets import parse_target, resolve_target
+from directnas.latency.target import parse_target, resolve_target
 
 
 def main() -> None:
@@ -56,7 +56,7 @@ def main() -> None:
         held = {f"{g}{i}": Arch(space, row["arch"]) for g in ("random", "searched")
                 for i, row in enumerate(svr.get(g, []))}
     if a.heldout_random:
-        from directnas.hardware.near_target import near_target_archs
+        from directnas.latency.near_target import near_target_archs
 
         held.update({f"draw{i}": x for i, x in
                      enumerate(near_target_archs(space, table, target, a.heldout_random, seed=1))})

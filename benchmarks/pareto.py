@@ -26,12 +26,12 @@ import sys
 import time
 from pathlib import Path
 
-from directnas.cli import main as directnas
-from directnas.fileio import write_json, write_text
-from directnas.hardware.lut import LatencyTable
-from directnas.report import write_report
+from directnas.cli.main import main as directnas
+from directnas.utils.fileio import write_json, write_text
+from directnas.latency.table import LatencyTable
+from directnas.report.writer import write_report
 from directnas.space.space import load_space
-from directnas.zoo.mobilenetv2 import WIDTHS, model_name
+from directnas.models.zoo.mobilenetv2 import WIDTHS, model_name
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -38,9 +38,9 @@ def _rss_mb() -> float:
 
 def child(name: str, phase: str, a: argparse.Namespace) -> dict[str, float]:
     """One configuration in this (fresh) process."""
-    from directnas.search.gates import make_strategy
-    from directnas.search.loss import HardwareLoss
-    from directnas.search.supernet import Supernet
+    from directnas.nas.gates import make_strategy
+    from directnas.nas.loss import HardwareLoss
+    from directnas.nas.supernet import Supernet
     from directnas.space.arch import uniform_arch
     from directnas.space.space import load_space
 
@@ -105,7 +105,7 @@ def run_child(name: str, phase: str, a: argparse.Namespace) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from directnas.search.gates import STRATEGIES
+    from directnas.nas.gates import STRATEGIES
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--space", default="fashion-mnist")

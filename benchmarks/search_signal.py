@@ -23,10 +23,10 @@ from pathlib import Path
 
 import torch
 
-from directnas.data import load_dataset
-from directnas.search.gates import make_strategy
-from directnas.search.loss import HardwareLoss
-from directnas.search.searcher import SearchConfig, Searcher
+from directnas.data.datasets import load_dataset
+from directnas.nas.gates import make_strategy
+from directnas.nas.loss import HardwareLoss
+from directnas.nas.searcher import SearchConfig, Searcher
 from directnas.space.space import load_space
 
 

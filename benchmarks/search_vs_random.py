@@ -30,15 +30,15 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from directnas.hardware.backends import Protocol
-from directnas.hardware.lut import LatencyTable
-from directnas.hardware.predictor import predict_arch_ms
-from directnas.remeasure import remeasure
-from directnas.search.random_search import ArchSampler
-from directnas.report_runs import load_run
+from directnas.runtimes.registry import Protocol
+from directnas.latency.table import LatencyTable
+from directnas.latency.predictor import predict_arch_ms
+from directnas.report.remeasure import remeasure
+from directnas.latency.sampling import ArchSampler
+from directnas.report.runs import load_run
 from directnas.space.arch import Arch
 from directnas.space.space import load_space
-from directnas.targets import parse_target, resolve_target
+from directnas.latency.target import parse_target, resolve_target
 
 
 def sh(args: list[str], log: Path) -> None:
@@ -66,7 +66,7 @@ def write_subset(root: Path, n: int) -> Path:
     drawn with seed 0) and the whole test set: a ``--data`` folder every net trains on."""
     import numpy as np
 
-    from directnas.data import FASHION_MNIST_DIR, _find, read_idx
+    from directnas.data.datasets import FASHION_MNIST_DIR, _find, read_idx
 
     d = root / f"fashion-mnist-{n}"
     if (d / "t10k-labels-idx1-ubyte").exists():
@@ -201,7 +201,7 @@ def main() -> None:
             statistics.variance(x["test_accuracies"]) for x in rows) ** 0.5
     res["summary"]["searched_beats_random_plus_1std"] = \
         res["summary"]["searched_mean"] >= res["summary"]["random_mean"] + res["summary"]["random_std"]
-    from directnas.search.diagnostics import seed_agreement
+    from directnas.nas.diagnostics import seed_agreement
 
     res["seed_agreement"] = seed_agreement([x["arch"] for x in res["searched"]])
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)

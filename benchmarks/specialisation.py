@@ -24,13 +24,13 @@ from pathlib import Path
 
 import torch
 
-from directnas.cli import main as directnas
-from directnas.data import load_dataset
-from directnas.fileio import write_json, write_text
-from directnas.hardware.backends import make_runners
-from directnas.hardware.lut import LatencyTable
-from directnas.hardware.predictor import predict_arch_ms
-from directnas.hardware.profile import (BACKENDS, NOISE, REFERENCE, Protocol,
+from directnas.cli.main import main as directnas
+from directnas.data.datasets import load_dataset
+from directnas.utils.fileio import write_json, write_text
+from directnas.runtimes.registry import make_runners
+from directnas.latency.table import LatencyTable
+from directnas.latency.predictor import predict_arch_ms
+from directnas.latency.measure import (BACKENDS, NOISE, REFERENCE, Protocol,
                                         measure_interleaved, reference_arch)
 from directnas.space.arch import Arch
 from directnas.space.space import load_space
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     missing = [b for b in backends if b not in BACKENDS]
     if missing or len(backends) < 2:
-        print(f"need >= 2 registered backends; not in directnas.hardware.profile.BACKENDS: "
+        print(f"need >= 2 registered backends; not in directnas.latency.measure.BACKENDS: "
               f"{', '.join(missing) or '-'} (have: {', '.join(BACKENDS)})", file=sys.stderr)
         return 2
     out = Path(args.out)

@@ -7,10 +7,10 @@ supernet's own BN statistics, and with per-batch statistics.  On the demo's sear
 """
 import json, torch
 from pathlib import Path
-from directnas.search.searcher import Searcher, SearchConfig
+from directnas.nas.searcher import Searcher, SearchConfig
 from directnas.space.space import load_space
-from directnas.data import load_dataset
-from directnas.hardware.lut import LatencyTable
+from directnas.data.datasets import load_dataset
+from directnas.latency.table import LatencyTable
 from directnas.space.arch import Arch
 torch.set_num_threads(1)
 run = Path("runs/demo/search")
@@ -26,7 +26,7 @@ arch = Arch(space, json.loads((run / "search.json").read_text())["arch"])
 print("derived arch, recal BN:", s.supernet_accuracy(arch))
 # without recalibration, and with train-mode BN
 for i, m in enumerate(s.net.mixed): m.set_active([m.names.index(arch.ops[i])])
-from directnas.train import evaluate
+from directnas.training.train_net import evaluate
 print("derived arch, supernet BN stats:", evaluate(s.net, (b for i, b in enumerate(s.valid) if i < 20))["accuracy"])
 s.net.train()
 with torch.no_grad():

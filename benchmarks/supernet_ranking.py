@@ -30,9 +30,9 @@ from pathlib import Path
 import torch
 from scipy.stats import kendalltau, spearmanr
 
-from directnas.data_sources import as_dataset, fit_space
-from directnas.hardware.lut import LatencyTable
-from directnas.search.searcher import SearchConfig, Searcher
+from directnas.data.sources import as_dataset, fit_space
+from directnas.latency.table import LatencyTable
+from directnas.nas.searcher import SearchConfig, Searcher
 from directnas.space.arch import Arch
 from directnas.space.space import load_space
 

@@ -14,8 +14,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from directnas.data import Batches, load_dataset
-from directnas.search.supernet import Supernet
+from directnas.data.datasets import Batches, load_dataset
+from directnas.nas.supernet import Supernet
 from directnas.space.space import load_space
 
 mode, lr, steps = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])

@@ -5,10 +5,10 @@ threshold t, accuracy on 3000 test images before and after re-estimating BatchNo
     python benchmarks/ternary_threshold.py
 """
 import torch, copy
-from directnas.compress.model_io import load_model
+from directnas.models.model_file import load_model
 from directnas.compress.finetune import weight_layers, eval_batches, accuracy
 from directnas.compress.ternary import start
-from directnas.data import load_dataset, Batches
+from directnas.data.datasets import load_dataset, Batches
 torch.set_num_threads(1)
 net, meta = load_model("runs/demo/train/model.pt")
 data = load_dataset("fashion-mnist")

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 import directnas
-from directnas.cli import main
+from directnas.cli.main import main
 from directnas.errors import UserError
-from directnas.hardware.lut import LatencyTable
+from directnas.latency.table import LatencyTable
 from directnas.space.space import SearchSpace
 from tests.conftest import TINY_SPACE, make_images
 
@@ -79,7 +79,7 @@ def test_search_train_load_predict(tmp_path, monkeypatch):
 
 
 def test_data_forms_give_the_same_dataset():
-    from directnas.data_sources import as_dataset
+    from directnas.data.sources import as_dataset
 
     x, y = _tensors(50, 3)
     as_uint8 = as_dataset((x, y))
@@ -135,7 +135,7 @@ def test_cli_train_epochs_and_bfloat16_keep_the_trained_net(tmp_path, tiny_idx_d
                  "--threads", "1", "--repeats", "3", "--warmup", "1"]) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["epochs"] == 1
-    from directnas.data import load_dataset
+    from directnas.data.datasets import load_dataset
 
     test = load_dataset(tiny_idx_dir).test
     acc = _accuracy(directnas.load(out), test.images.float() / 255, test.labels)
@@ -172,7 +172,7 @@ def test_plain_image_folder_searches_on_the_cifar_preset(tmp_path, monkeypatch):
 def test_plain_image_folder_carves_a_balanced_test_split(tmp_path):
     from PIL import Image
 
-    from directnas.data import load_dataset
+    from directnas.data.datasets import load_dataset
 
     for c in ("a", "b"):
         (tmp_path / c).mkdir()
@@ -185,7 +185,7 @@ def test_plain_image_folder_carves_a_balanced_test_split(tmp_path):
 
 
 def test_devices_are_checked():
-    from directnas.device import resolve_device
+    from directnas.utils.device import resolve_device
 
     assert resolve_device("cpu") == torch.device("cpu")
     with pytest.raises(UserError, match="unknown device"):

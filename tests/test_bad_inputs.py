@@ -1,6 +1,6 @@
 """Malformed inputs: each ends in one line naming problem and fix, exit code 2, and no output.
 
-Every case runs ``directnas.cli.main`` in-process inside a sandbox folder that already holds a
+Every case runs ``directnas.cli.main.main`` in-process inside a sandbox folder that already holds a
 previous run's files; the sandbox must be byte-for-byte the same afterwards (nothing written,
 nothing overwritten).
 """
@@ -19,13 +19,13 @@ import pytest
 import torch
 import yaml
 
-from directnas.cli import main
-from directnas.fileio import torch_save
-from directnas.hardware.lut import LatencyTable
-from directnas.search.searcher import CHECKPOINT
+from directnas.cli.main import main
+from directnas.utils.fileio import torch_save
+from directnas.latency.table import LatencyTable
+from directnas.nas.searcher import CHECKPOINT
 from directnas.space.arch import uniform_arch
 from directnas.space.space import SearchSpace
-from directnas.train import TRAIN_CHECKPOINT
+from directnas.training.train_net import TRAIN_CHECKPOINT
 from tests.conftest import TINY_SPACE
 from tests.test_resume import fake_table
 

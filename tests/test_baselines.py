@@ -6,10 +6,10 @@ import json
 import pytest
 import torch
 
-from directnas.cli import main
-from directnas.models import build_named, model_names
-from directnas.train import count_macs, count_params
-from directnas.zoo.mobilenetv2 import WIDTHS, make_divisible, mobilenetv2_space, model_name
+from directnas.cli.main import main
+from directnas.models.registry import build_named, model_names
+from directnas.training.train_net import count_macs, count_params
+from directnas.models.zoo.mobilenetv2 import WIDTHS, make_divisible, mobilenetv2_space, model_name
 
 NAMES = [model_name(float(w)) for w in WIDTHS]
 COMMON = ["--threads", "1", "--repeats", "5", "--warmup", "1"]

@@ -2,7 +2,7 @@
 
 import json
 
-from directnas.cli import main
+from directnas.cli.main import main
 
 
 def test_search_then_train(tmp_path, tiny_idx_dir, tiny_space_yaml, monkeypatch):
@@ -32,9 +32,9 @@ def test_search_then_train(tmp_path, tiny_idx_dir, tiny_space_yaml, monkeypatch)
     assert m["test_accuracy"] > 0.6  # four learnable classes; chance is 0.25
     assert m["params"] > 1000 and m["macs"] > m["params"]
     # the flip-TTA figure is that of the saved model, evaluated with FlipAverage
-    from directnas.compress.model_io import load_model
-    from directnas.data import Batches, load_dataset
-    from directnas.train import evaluate
+    from directnas.models.model_file import load_model
+    from directnas.data.datasets import Batches, load_dataset
+    from directnas.training.train_net import evaluate
     net, _ = load_model(tout)
     ds = load_dataset(tiny_idx_dir)
     test = Batches(ds.test, batch_size=100, mean=ds.mean, std=ds.std, shuffle=False)

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from directnas.cli import main
+from directnas.cli.main import main
 from directnas.compress.codec import decode_state
 from directnas.compress.finetune import accuracy, eval_batches
-from directnas.compress.model_io import load_model
-from directnas.data import load_dataset
+from directnas.models.model_file import load_model
+from directnas.data.datasets import load_dataset
 
 torch.set_num_threads(1)
 KEYS = ("accuracy_before", "accuracy_after", "size_bytes_before", "size_bytes_after",
@@ -185,8 +185,8 @@ def test_bad_options_are_one_line_errors(trained, tiny_idx_dir, tmp_path, capsys
 
 
 def test_finetune_wd_reaches_the_retraining_config():
-    from directnas.cli import build_parser
-    from directnas.commands.compress import config_from
+    from directnas.cli.main import build_parser
+    from directnas.cli.compress import config_from
     base = ["compress", "--model", "m", "--method", "prune", "--out", "o"]
     assert config_from(build_parser().parse_args(base)).finetune.weight_decay == 5e-5
     args = build_parser().parse_args([*base, "--finetune-wd", "5e-4"])

@@ -16,10 +16,11 @@ from directnas.compress.codec import decode_state, encode_state
 from directnas.compress.finetune import FinetuneConfig, accuracy, eval_batches, finetune, weight_layers
 from directnas.compress.huffman import huffman_decode, huffman_encode
 from directnas.compress.state import CompressConfig, State
-from directnas.data import load_dataset
+from directnas.data.datasets import load_dataset
 from directnas.errors import UserError
-from directnas.models import build_named
-from directnas.train import TrainConfig, train_net
+from directnas.models import structure
+from directnas.models.registry import build_named
+from directnas.training.train_net import TrainConfig, train_net
 
 torch.set_num_threads(1)
 FT = FinetuneConfig(epochs=1, max_steps=8, batch_size=64)
@@ -214,9 +215,9 @@ def test_lowrank_full_rank_reproduces_the_conv():
     torch.manual_seed(0)
     conv = nn.Conv2d(6, 10, 3, stride=2, padding=1, bias=True)
     x = torch.randn(2, 6, 9, 9)
-    full = lowrank.decompose(conv, min(10, 6 * 9))
+    full = structure.decompose(conv, min(10, 6 * 9))
     assert torch.allclose(full(x), conv(x), atol=1e-5)
-    low = lowrank.decompose(conv, 2)
+    low = structure.decompose(conv, 2)
     assert low[0].weight.shape == (2, 6, 3, 3) and low[1].weight.shape == (10, 2, 1, 1)
     assert not torch.allclose(low(x), conv(x), atol=1e-3)
     assert not lowrank.eligible(nn.Conv2d(8, 8, 3, groups=8))  # depthwise

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from directnas.cli import build_parser, main
-from directnas.commands.compress import compress_stage, config_from
+from directnas.cli.main import build_parser, main
+from directnas.cli.compress import compress_stage, config_from
 from directnas.compress.recipe import Option, choose, kmeans_fast, quantized
-from directnas.fileio import torch_load
+from directnas.utils.fileio import torch_load
 
 torch.set_num_threads(1)
 FAST = ["--threads", "1", "--repeats", "3", "--quick", "--valid-images", "300"]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from directnas.data import Batches, load_dataset, read_cifar10_bin, read_image_folder, split_train_valid
+from directnas.data.datasets import Batches, load_dataset, read_cifar10_bin, read_image_folder, split_train_valid
 from directnas.errors import UserError
 
 

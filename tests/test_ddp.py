@@ -14,8 +14,8 @@ import pytest
 import torch
 import torch.distributed as td
 
-from directnas.cli import main
-from directnas.fileio import torch_load
+from directnas.cli.main import main
+from directnas.utils.fileio import torch_load
 from directnas.space.arch import Arch
 from directnas.space.space import SearchSpace
 from tests.conftest import TINY_SPACE, make_images, write_idx

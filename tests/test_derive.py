@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from directnas.search.derive import derive_constrained
+from directnas.nas.derive import derive_constrained
 
 
 def brute(probs, lat, fixed, target, window):

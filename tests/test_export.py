@@ -12,7 +12,7 @@ import textwrap
 
 import pytest
 
-from directnas.cli import main
+from directnas.cli.main import main
 from directnas.errors import UserError
 from directnas.space.arch import Arch
 from directnas.space.space import SearchSpace
@@ -121,7 +121,7 @@ def test_model_data_reads_what_run_records(tmp_path):
 def test_native_stderr_silenced_drops_fd2_writes_and_restores_it(capfd):
     import os
 
-    from directnas.deploy.formats import native_stderr_silenced
+    from directnas.runtimes.formats import native_stderr_silenced
 
     with native_stderr_silenced():
         os.write(2, b"[threadpool.cpp:66] Resetting threadpool\n")  # what C++ code does

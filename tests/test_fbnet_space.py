@@ -5,8 +5,8 @@ import torch
 import yaml
 
 from directnas.errors import UserError
-from directnas.hardware.fit import FBNET_OPS, arch_from_op_indices, op_indices
-from directnas.search.supernet import Supernet
+from directnas.latency.fit import FBNET_OPS, arch_from_op_indices, op_indices
+from directnas.nas.supernet import Supernet
 from directnas.space.arch import Arch
 from directnas.space.ops import ZERO, build_op
 from directnas.space.space import SearchSpace, load_space, op_key

@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from directnas.train import FlipAverage, evaluate
+from directnas.training.train_net import FlipAverage, evaluate
 
 
 def test_flip_average_is_the_mean_softmax_of_image_and_mirror():

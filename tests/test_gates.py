@@ -2,9 +2,9 @@
 
 import torch
 
-from directnas.search.gates import BinaryGates, binary_gate_grad, make_strategy
-from directnas.search.loss import HardwareLoss
-from directnas.search.supernet import MixedOp, Supernet
+from directnas.nas.gates import BinaryGates, binary_gate_grad, make_strategy
+from directnas.nas.loss import HardwareLoss
+from directnas.nas.supernet import MixedOp, Supernet
 from directnas.space.space import SearchSpace
 
 

@@ -1,9 +1,9 @@
 import pytest
 
 from directnas.errors import UserError
-from directnas.hardware.lut import LatencyTable
-from directnas.hardware.predictor import predict_arch_ms
-from directnas.hardware.profile import Protocol, profile_space
+from directnas.latency.table import LatencyTable
+from directnas.latency.predictor import predict_arch_ms
+from directnas.latency.measure import Protocol, profile_space
 from directnas.space.arch import Arch
 from directnas.space.space import SearchSpace
 
@@ -50,7 +50,7 @@ def test_table_missing_ops_names_them_and_the_fix(tiny_space_dict, tmp_path):
 
 def test_cached_table_is_keyed_by_the_whole_protocol(tmp_path, tiny_space_dict, monkeypatch):
     """A table measured with another statistic or clock is not reused; the same protocol is."""
-    from directnas.commands.common import get_table
+    from directnas.cli.common import get_table
 
     monkeypatch.setenv("DIRECTNAS_CACHE", str(tmp_path / "cache"))
     space = SearchSpace.from_dict(tiny_space_dict)

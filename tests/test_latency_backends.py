@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from directnas.cli import main
+from directnas.cli.main import main
 from directnas.errors import UserError
-from directnas.hardware.backends import BACKENDS, export_onnx, ort_session
-from directnas.hardware.profile import (Protocol, measure_interleaved, measure_module,
+from directnas.runtimes.registry import BACKENDS, export_onnx, ort_session
+from directnas.latency.measure import (Protocol, measure_interleaved, measure_module,
                                         profile_space, summarize, time_runner)
 from directnas.space.ops import build_op
 from directnas.space.space import SearchSpace
@@ -156,8 +156,8 @@ class Cumsum(torch.nn.Module):  # an op XNNPACK does not take (module level: wor
 def test_executorch_lowers_chunks_in_parallel_processes(monkeypatch):
     """Chunks are lowered in worker processes (one per core); the programs they return run in
     this process, and a module XNNPACK does not take is refused with its op named."""
-    from directnas.deploy.formats import as_numpy
-    from directnas.hardware.backends import executorch_runners
+    from directnas.runtimes.formats import as_numpy
+    from directnas.runtimes.registry import executorch_runners
 
     monkeypatch.setenv("DIRECTNAS_LOWER_WORKERS", "2")
     items = {"relu": (torch.nn.ReLU(), (1, 3, 4, 4)),

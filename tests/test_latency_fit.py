@@ -8,11 +8,11 @@ import pytest
 import torch
 from PIL import Image
 
-from directnas.cli import main
+from directnas.cli.main import main
 from directnas.errors import UserError
-from directnas.hardware import fit as F
-from directnas.hardware.lut import LatencyTable
-from directnas.hardware.predictor import predict_arch_ms
+from directnas.latency import fit as F
+from directnas.latency.table import LatencyTable
+from directnas.latency.predictor import predict_arch_ms
 from directnas.space.space import load_space
 
 torch.set_num_threads(1)

@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from directnas.cli import main
+from directnas.cli.main import main
 from directnas.errors import UserError
-from directnas.hardware.importers import import_table
-from directnas.hardware.lut import LatencyTable
-from directnas.hardware.predictor import predict_arch_ms
-from directnas.search.gates import BinaryGates
-from directnas.search.loss import HardwareLoss
-from directnas.search.supernet import Supernet
+from directnas.latency.importers import import_table
+from directnas.latency.table import LatencyTable
+from directnas.latency.predictor import predict_arch_ms
+from directnas.nas.gates import BinaryGates
+from directnas.nas.loss import HardwareLoss
+from directnas.nas.supernet import Supernet
 from directnas.space.arch import Arch, uniform_arch
 from directnas.space.space import SearchSpace, load_space
 

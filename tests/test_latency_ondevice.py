@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from directnas.cli import main
-from directnas.hardware.lut import LatencyTable
-from directnas.hardware.predictor import predict_arch_ms
+from directnas.cli.main import main
+from directnas.latency.table import LatencyTable
+from directnas.latency.predictor import predict_arch_ms
 from directnas.space.arch import uniform_arch
 from directnas.space.space import SearchSpace
 

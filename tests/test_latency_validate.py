@@ -6,13 +6,13 @@ import math
 import pytest
 import torch
 
-from directnas.cli import main
+from directnas.cli.main import main
 from directnas.errors import UserError
-from directnas.hardware.correction import Correction
-from directnas.hardware.lut import LatencyTable
-from directnas.hardware.predictor import arch_features, fit_correction, predict_arch_ms
-from directnas.hardware.validate import metrics, sample_archs
-from directnas.search.supernet import Supernet
+from directnas.latency.correction import Correction
+from directnas.latency.table import LatencyTable
+from directnas.latency.predictor import arch_features, fit_correction, predict_arch_ms
+from directnas.latency.validate import metrics, sample_archs
+from directnas.nas.supernet import Supernet
 from directnas.space.space import SearchSpace
 
 

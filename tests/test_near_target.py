@@ -2,11 +2,11 @@
 
 import pytest
 
-from directnas.hardware import near_target as nt
-from directnas.hardware.lut import LatencyTable
-from directnas.hardware.near_target import NEAR_WINDOW, near_target_archs, refine_near_target
-from directnas.hardware.predictor import predict_arch_ms
-from directnas.hardware.profile import NOISE, REFERENCE, Protocol, profile_space
+from directnas.latency import near_target as nt
+from directnas.latency.table import LatencyTable
+from directnas.latency.near_target import NEAR_WINDOW, near_target_archs, refine_near_target
+from directnas.latency.predictor import predict_arch_ms
+from directnas.latency.measure import NOISE, REFERENCE, Protocol, profile_space
 from directnas.space.arch import Arch
 from directnas.space.space import SearchSpace
 
@@ -53,7 +53,7 @@ def test_scale_makes_the_near_nets_predicted_at_their_measurement(space_table, m
         out[REFERENCE] = {"ms": 0.5}
         return out
 
-    monkeypatch.setattr("directnas.hardware.profile.measure_space", fake_measure)
+    monkeypatch.setattr("directnas.latency.measure.measure_space", fake_measure)
     t = mid_target(space, table)
     refined = refine_near_target(table, space, t, backend="torch-cpu", proto=FAST, n=5)
     near = refined.meta["near_target"]
@@ -97,7 +97,7 @@ def test_target_beyond_the_space_keeps_the_table(space_table, monkeypatch):
 
 
 def test_profile_command_re_anchors_near_a_target(tmp_path, tiny_space_yaml, capsys):
-    from directnas.cli import main
+    from directnas.cli.main import main
 
     out = tmp_path / "t.json"
     assert main(["profile", "--space", str(tiny_space_yaml), "--out", str(out), "--near-target", "1.5x",
@@ -111,7 +111,7 @@ def test_profile_command_re_anchors_near_a_target(tmp_path, tiny_space_yaml, cap
 def test_relative_target_is_taken_of_the_fastest_net_as_timed(space_table, monkeypatch):
     """`1.5x` on a re-anchored table is 1.5 times the fastest net as timed beside the near-target
     nets, not as the profile predicts it; a target in ms is left alone."""
-    from directnas.targets import resolve_target
+    from directnas.latency.target import resolve_target
 
     space, table = space_table
 
@@ -120,7 +120,7 @@ def test_relative_target_is_taken_of_the_fastest_net_as_timed(space_table, monke
         out[NOISE] = {"ms": 0.5, "noise_floor": 0.03}
         return out
 
-    monkeypatch.setattr("directnas.hardware.profile.measure_space", fake_measure)
+    monkeypatch.setattr("directnas.latency.measure.measure_space", fake_measure)
     t = mid_target(space, table)
     refined = refine_near_target(table, space, t, backend="torch-cpu", proto=FAST, n=5)
     assert refined.meta["near_target"]["scale"] == pytest.approx(1.3)
@@ -134,7 +134,7 @@ def test_anchor_target_times_nets_again_when_the_fastest_net_moves_the_target(sp
     """The fastest net runs at its prediction, every other net at 0.8x: the relative target (of
     the fastest net as timed) lies above where the first nets were timed, so a second set is
     drawn and timed near it; a run's search then resolves that T."""
-    from directnas.targets import resolve_target
+    from directnas.latency.target import resolve_target
 
     space, table = space_table
     calls = []
@@ -146,7 +146,7 @@ def test_anchor_target_times_nets_again_when_the_fastest_net_moves_the_target(sp
         out[NOISE] = {"ms": 0.5, "noise_floor": 0.03}
         return out
 
-    monkeypatch.setattr("directnas.hardware.profile.measure_space", fake_measure)
+    monkeypatch.setattr("directnas.latency.measure.measure_space", fake_measure)
     fastest = predict_arch_ms(nt.fastest_arch(space, table), table)
     refined, ms = nt.anchor_target(table, space, "1.1x", backend="torch-cpu", proto=FAST, n=4)
     near = refined.meta["near_target"]

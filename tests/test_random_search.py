@@ -4,11 +4,12 @@ import json
 
 import pytest
 
-from directnas.cli import main
-from directnas.data import load_dataset
+from directnas.cli.main import main
+from directnas.data.datasets import load_dataset
 from directnas.errors import UserError
-from directnas.hardware.lut import LatencyTable
-from directnas.search.random_search import ArchSampler, RandomSearchConfig, random_search
+from directnas.latency.table import LatencyTable
+from directnas.latency.sampling import ArchSampler
+from directnas.nas.random_search import RandomSearchConfig, random_search
 from directnas.space.arch import Arch
 from directnas.space.space import SearchSpace
 
@@ -25,7 +26,7 @@ def test_sampler_stays_in_the_latency_window(tiny_space_dict):
     s = ArchSampler(space, table, target_ms=8.0, tolerance=0.1, seed=0)
     lats = [s.latency_ms(s.sample().ops) for _ in range(50)]
     assert all(7.2 <= v <= 8.8 for v in lats)
-    from directnas.hardware.predictor import predict_arch_ms
+    from directnas.latency.predictor import predict_arch_ms
     a = s.sample()
     assert s.latency_ms(a.ops) == pytest.approx(predict_arch_ms(a, table))
     at_most = ArchSampler(space, table, target_ms=8.0, tolerance=None, seed=0)
@@ -85,7 +86,7 @@ def test_sampler_is_uniform_over_the_window_at_a_tight_target(tiny_space_dict):
     keys = LatencyTable().required_keys(space)
     table = LatencyTable({"backend": "fake"},
                          {k: {"ms": rng.uniform(0.5, 3.0), "spread_ms": 0.0} for k in keys})
-    from directnas.hardware.predictor import fastest_ms, predict_arch_ms
+    from directnas.latency.predictor import fastest_ms, predict_arch_ms
 
     t = 1.25 * fastest_ms(space, table)
     inside = [ops for ops in itertools.product(*(l.candidates for l in space.layers))

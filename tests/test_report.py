@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from directnas.cli import main
+from directnas.cli.main import main
 from directnas.errors import UserError
-from directnas.fileio import write_json
-from directnas.report import (draw_arch, find_runs, latency_ratio_at_equal_accuracy, pareto_front,
+from directnas.utils.fileio import write_json
+from directnas.report.writer import (draw_arch, find_runs, latency_ratio_at_equal_accuracy, pareto_front,
                               plot_curves, plot_probs, write_report)
 from directnas.space.arch import Arch
 from directnas.space.space import SearchSpace
@@ -120,7 +120,7 @@ def test_report_command(tmp_path, tiny_space_dict, capsys):
 
 
 def _save_model(folder, net, *, arch=None, model=None, shape=(1, 16, 16)):
-    from directnas.fileio import torch_save
+    from directnas.utils.fileio import torch_save
     torch_save(folder / "model.pt", {"kind": "directnas-model", "name": model or "searched",
                                      "arch": arch.to_dict() if arch else None, "model": model,
                                      "state_dict": net.state_dict(), "input_shape": shape,
@@ -128,7 +128,7 @@ def _save_model(folder, net, *, arch=None, model=None, shape=(1, 16, 16)):
 
 
 def test_report_remeasure_times_all_nets_side_by_side(tmp_path, tiny_space_dict, capsys):
-    from directnas.models import build_named
+    from directnas.models.registry import build_named
     arch = _arch(tiny_space_dict, 1.0)
     _pipeline_run(tmp_path / "run", arch, acc=0.9, lat=999.0)
     _save_model(tmp_path / "run" / "train", arch.build(), arch=arch)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from directnas.data import load_dataset
-from directnas.search.searcher import SearchConfig, Searcher
+from directnas.data.datasets import load_dataset
+from directnas.nas.searcher import SearchConfig, Searcher
 from directnas.space.space import SearchSpace
 from tests.conftest import TINY_SPACE
 from tests.test_resume import fake_table

@@ -17,14 +17,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from directnas.cli import main
-from directnas.data import load_dataset
-from directnas.fileio import torch_load
-from directnas.hardware.lut import LatencyTable
-from directnas.search.searcher import CHECKPOINT, SearchConfig, Searcher
+from directnas.cli.main import main
+from directnas.data.datasets import load_dataset
+from directnas.utils.fileio import torch_load
+from directnas.latency.table import LatencyTable
+from directnas.nas.searcher import CHECKPOINT, SearchConfig, Searcher
 from directnas.space.arch import uniform_arch
 from directnas.space.space import SearchSpace
-from directnas.train import TRAIN_CHECKPOINT, TrainConfig, train_net
+from directnas.training.train_net import TRAIN_CHECKPOINT, TrainConfig, train_net
 
 torch.set_num_threads(1)
 
@@ -194,7 +194,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny, tiny_idx_
                                                        tiny_space_yaml, monkeypatch, capsys):
     import torch.nn.functional as F
 
-    import directnas.trainer as trainer_mod
+    import directnas.training.trainer as trainer_mod
 
     _, _, table = tiny
     table_path = tmp_path / "table.json"
@@ -219,7 +219,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny, tiny_idx_
 
 def test_alpha_nan_stops_without_writing_bad_checkpoint(tmp_path, tiny, tiny_idx_dir,
                                                         tiny_space_yaml, monkeypatch, capsys):
-    from directnas.search.loss import HardwareLoss
+    from directnas.nas.loss import HardwareLoss
 
     _, _, table = tiny
     table_path = tmp_path / "table.json"

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from directnas.cli import main
-from directnas.commands.common import parse_target
-from directnas.hardware.lut import LatencyTable
-from directnas.hardware.predictor import fastest_ms
+from directnas.cli.main import main
+from directnas.cli.common import parse_target
+from directnas.latency.table import LatencyTable
+from directnas.latency.predictor import fastest_ms
 from directnas.space.space import load_space
 
 COMMON = ["--threads", "1", "--repeats", "5", "--warmup", "1"]

@@ -4,9 +4,9 @@ import math
 
 import pytest
 
-from directnas.data import load_dataset
-from directnas.search.diagnostics import agreement, decision, layer_entropy, seed_agreement
-from directnas.search.searcher import SearchConfig, Searcher
+from directnas.data.datasets import load_dataset
+from directnas.nas.diagnostics import agreement, decision, layer_entropy, seed_agreement
+from directnas.nas.searcher import SearchConfig, Searcher
 from directnas.space.space import SearchSpace
 from tests.test_strategies import fake_table
 
@@ -50,7 +50,7 @@ def test_searcher_records_decision_and_supernet_accuracy_per_epoch(tiny_space_di
 
 
 def test_report_says_whether_the_search_decided():
-    from directnas.report import search_decision_lines
+    from directnas.report.writer import search_decision_lines
 
     search = {"decision": decision([[0.7, 0.2, 0.1], [0.4, 0.3, 0.3]]),
               "layer_names": [["a", "b", "c"], ["a", "b", "c"]],

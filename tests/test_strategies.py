@@ -5,15 +5,15 @@ import json
 import pytest
 import torch
 
-import directnas.search.strategies_reinforce as rl
-from directnas.cli import main
-from directnas.data import load_dataset
-from directnas.hardware.lut import LatencyTable
-from directnas.hardware.profile import Protocol
-from directnas.search.gates import STRATEGIES, BinaryGates, GumbelSoftmax, Reinforce, make_strategy
-from directnas.search.loss import HardwareLoss
-from directnas.search.searcher import SearchConfig, Searcher
-from directnas.search.supernet import Supernet
+import directnas.nas.strategies_reinforce as rl
+from directnas.cli.main import main
+from directnas.data.datasets import load_dataset
+from directnas.latency.table import LatencyTable
+from directnas.latency.measure import Protocol
+from directnas.nas.gates import STRATEGIES, BinaryGates, GumbelSoftmax, Reinforce, make_strategy
+from directnas.nas.loss import HardwareLoss
+from directnas.nas.searcher import SearchConfig, Searcher
+from directnas.nas.supernet import Supernet
 from directnas.space.arch import Arch
 from directnas.space.space import SearchSpace
 

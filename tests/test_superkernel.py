@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from directnas.data import load_dataset
-from directnas.search.searcher import SearchConfig, Searcher
-from directnas.search.superkernel import SharedPath
-from directnas.search.supernet import Supernet
+from directnas.data.datasets import load_dataset
+from directnas.nas.searcher import SearchConfig, Searcher
+from directnas.nas.superkernel import SharedPath
+from directnas.nas.supernet import Supernet
 from directnas.space.ops import MBConv, parse_op
 from directnas.space.space import SearchSpace
 from tests.test_strategies import fake_table
@@ -79,7 +79,7 @@ def test_shared_candidates_train_the_same_weights(tiny_space_dict):
 
 
 def test_kernel_sharing_groups_by_expansion():
-    from directnas.search.superkernel import share_groups
+    from directnas.nas.superkernel import share_groups
 
     specs = [parse_op(n) for n in ("k3_e3", "k3_e6", "k5_e3", "k5_e6", "k7_e3", "k7_e6", "k3_e6_g2")] + [None]
     assert share_groups(specs, "none") == []
@@ -117,7 +117,7 @@ def test_bad_weight_paths_is_one_line(tiny_space_dict, tiny_idx_dir, tmp_path):
 def test_cli_flags_reach_the_search_config(tmp_path, tiny_idx_dir, tiny_space_yaml, monkeypatch):
     import json
 
-    from directnas.cli import main
+    from directnas.cli.main import main
 
     monkeypatch.setenv("DIRECTNAS_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "run"

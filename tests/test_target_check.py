@@ -3,10 +3,10 @@
 import pytest
 
 from directnas.deploy import target_check as tc
-from directnas.deploy.formats import write_artifact
-from directnas.hardware.backends import Protocol
-from directnas.hardware.near_target import FASTEST
-from directnas.hardware.profile import NOISE
+from directnas.runtimes.formats import write_artifact
+from directnas.runtimes.registry import Protocol
+from directnas.latency.near_target import FASTEST
+from directnas.latency.measure import NOISE
 from directnas.space.arch import Arch
 from directnas.space.space import SearchSpace
 
@@ -47,7 +47,7 @@ def test_speed_is_the_median_of_now_over_then_and_the_target_moves_with_it(space
         out[NOISE] = {"ms": 0.9, "noise_floor": 0.04}
         return out
 
-    monkeypatch.setattr("directnas.hardware.profile.measure_space", fake_measure)
+    monkeypatch.setattr("directnas.latency.measure.measure_space", fake_measure)
     art = write_artifact("torchscript", Arch(space, near["nets"][0]["ops"]).build().eval(),
                          (1, 1, 16, 16), tmp_path / "m")
     c = tc.check_target("torchscript", art, space, near, 0.2, backend="torch-cpu")
@@ -86,7 +86,7 @@ def test_no_near_target_nets_is_a_clear_error(space, tmp_path):
 
 def test_the_pipeline_skips_the_check_when_the_artifact_runs_elsewhere(space, tmp_path):
     """cuda searches ship TorchScript, timed on the CPU: no like-for-like check, said so."""
-    from directnas.pipeline import target_check_stage
+    from directnas.pipeline.run import target_check_stage
 
     said = []
     near = near_record(space, [1.0, 1.0, 1.0])

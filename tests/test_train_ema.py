@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from directnas.data import load_dataset
+from directnas.data.datasets import load_dataset
 from directnas.errors import UserError
-from directnas.fileio import torch_load
+from directnas.utils.fileio import torch_load
 from directnas.space.arch import uniform_arch
 from directnas.space.space import SearchSpace
-from directnas.train import TRAIN_CHECKPOINT, TrainConfig, train_net
+from directnas.training.train_net import TRAIN_CHECKPOINT, TrainConfig, train_net
 from tests.test_resume import Crash, crash_after
 
 torch.set_num_threads(1)

@@ -1,5 +1,5 @@
 import sys
 
-from directnas.cli import main
+from directnas.cli.main import main
 
 sys.exit(main())

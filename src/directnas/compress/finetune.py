@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from directnas.data import Batches, Dataset, ImageData
-from directnas.train import cosine_lr, evaluate
+from directnas.data.datasets import Batches, Dataset, ImageData
+from directnas.training.train_net import cosine_lr, evaluate
 
 log = logging.getLogger(__name__)
 Progress = Callable[[Iterable, str, int], Iterable]
@@ -28,8 +28,8 @@ class FinetuneConfig:
     label_smoothing: float = 0.1
     max_steps: int | None = None  # cap on steps per epoch (quick runs)
     seed: int = 0
-    augment: bool = True  # random crop + flip as in directnas.train
-    channels_last: bool = True  # 1.3x faster steps on CPU (as in directnas.train)
+    augment: bool = True  # random crop + flip as in directnas.training.train_net
+    channels_last: bool = True  # 1.3x faster steps on CPU (as in directnas.training.train_net)
 
 
 def weight_layers(net: nn.Module) -> list[tuple[str, nn.Module]]:

@@ -15,12 +15,9 @@ from torch import nn
 
 from directnas.compress.finetune import accuracy, eval_batches, weight_layers
 from directnas.compress.state import State
+from directnas.models.structure import ActQuant, fixed
 
 log = logging.getLogger(__name__)
-
-
-def fixed(x: torch.Tensor, bw: int, fl: int) -> torch.Tensor:
-    return torch.fake_quantize_per_tensor_affine(x, 2.0 ** -fl, 0, -(1 << (bw - 1)), (1 << (bw - 1)) - 1)
 
 
 def range_fl(max_abs: float, bw: int) -> int:
@@ -28,22 +25,6 @@ def range_fl(max_abs: float, bw: int) -> int:
     if max_abs <= 0:
         return bw - 1
     return bw - 1 - math.ceil(math.log2(max_abs))
-
-
-class ActQuant:
-    """Forward pre-hook that rounds a layer's input to (bw, fl) fixed point."""
-
-    def __init__(self, bw: int, fl: int) -> None:
-        self.bw, self.fl = bw, fl
-
-    def __call__(self, _m: nn.Module, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-        return (fixed(inputs[0], self.bw, self.fl), *inputs[1:])
-
-
-def attach_act_quant(net: nn.Module, act: dict[str, list[int]]) -> None:
-    """Re-attach saved feature-map formats ``{layer: [bw, fl]}`` (e.g. after loading)."""
-    for name, (bw, fl) in act.items():
-        net.get_submodule(name).register_forward_pre_hook(ActQuant(bw, fl))
 
 
 @torch.no_grad()

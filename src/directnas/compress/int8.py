@@ -32,13 +32,13 @@ from torch import nn
 from directnas.compress.state import State
 from directnas.deploy.export import (FORMAT_BACKEND, _readme, _test_images, artifact_logits,
                                      parity, time_artifacts)
-from directnas.deploy.formats import (SUFFIX, artifact_size, runtime_version, save_openvino,
+from directnas.runtimes.formats import (SUFFIX, artifact_size, runtime_version, save_openvino,
                                       write_artifact)
 from directnas.deploy.int8 import (ONNX_LAYOUTS, describe, installed, int8_artifact,
                                    openvino_int8, runtime_name)
 from directnas.errors import UserError
-from directnas.fileio import write_bytes, write_json, write_text
-from directnas.inference import Classifier
+from directnas.utils.fileio import write_bytes, write_json, write_text
+from directnas.models.classifier import Classifier
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ def reference_net(state: State) -> nn.Module | None:
     """The space's drift reference for the timing rounds (nets of a search space only)."""
     if not state.meta.get("arch"):
         return None
-    from directnas.hardware.profile import reference_arch
+    from directnas.latency.measure import reference_arch
     from directnas.space.arch import Arch
 
     return reference_arch(Arch.from_dict(state.meta["arch"]).space).build()

@@ -9,11 +9,11 @@ from __future__ import annotations
 import logging
 import math
 
-import torch
 from torch import nn
 
 from directnas.compress.finetune import finetune, weight_layers
 from directnas.compress.state import State
+from directnas.models.structure import decompose, replace
 
 log = logging.getLogger(__name__)
 
@@ -27,34 +27,6 @@ def rank_for(conv: nn.Conv2d, speedup: float) -> int:
     k2c = conv.in_channels * conv.kernel_size[0] * conv.kernel_size[1]
     d = conv.out_channels
     return max(1, min(d, k2c, math.floor(k2c * d / (speedup * (k2c + d)))))
-
-
-def decompose(conv: nn.Conv2d, rank: int) -> nn.Sequential:
-    """(k x k, c -> rank) then (1 x 1, rank -> d), the best rank-``rank`` fit of the weight."""
-    d = conv.out_channels
-    first = nn.Conv2d(conv.in_channels, rank, conv.kernel_size, conv.stride, conv.padding,
-                      conv.dilation, bias=False, padding_mode=conv.padding_mode)
-    second = nn.Conv2d(rank, d, 1, bias=conv.bias is not None)
-    with torch.no_grad():
-        w = conv.weight.detach().reshape(d, -1)                    # (d, c*k*k)
-        u, s, vh = torch.linalg.svd(w, full_matrices=False)
-        root = s[:rank].sqrt()
-        first.weight.copy_((root[:, None] * vh[:rank]).reshape(first.weight.shape))
-        second.weight.copy_((u[:, :rank] * root[None, :]).reshape(d, rank, 1, 1))
-        if conv.bias is not None:
-            second.bias.copy_(conv.bias)
-    return nn.Sequential(first, second)
-
-
-def replace(net: nn.Module, name: str, module: nn.Module) -> None:
-    parent, _, child = name.rpartition(".")
-    setattr(net.get_submodule(parent) if parent else net, child, module)
-
-
-def apply_structure(net: nn.Module, ranks: dict[str, int]) -> None:
-    """Rebuild the decomposed layers of a saved net (weights come from its state dict)."""
-    for name, r in ranks.items():
-        replace(net, name, decompose(net.get_submodule(name), r))
 
 
 def run(state: State) -> None:

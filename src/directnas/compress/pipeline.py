@@ -20,7 +20,7 @@ from directnas.compress.codec import Encoded, decode_state, encode_state
 from directnas.compress.finetune import accuracy, layer_kind, eval_batches, weight_layers
 from directnas.compress.state import CompressConfig, State
 from directnas.errors import UserError
-from directnas.fileio import torch_save, write_bytes, write_json
+from directnas.utils.fileio import torch_save, write_bytes, write_json
 
 log = logging.getLogger(__name__)
 

@@ -299,7 +299,7 @@ def cached_curves(state: State, *, prune: bool, share: bool, bits: tuple[int, ..
             pass
     pcurves = sensitivity(state.net, batches) if prune else {n: [base] for n, _ in weight_layers(state.net)}
     scurves = share_sensitivity(state.net, batches, bits) if share else None
-    from directnas.fileio import write_json
+    from directnas.utils.fileio import write_json
 
     state.out.mkdir(parents=True, exist_ok=True)
     write_json(path, {"key": key, "prune": pcurves, "share": scurves})

@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from directnas.compress.finetune import FinetuneConfig, Progress, eval_batches
-from directnas.data import Dataset
-from directnas.hardware.profile import Protocol, measure_net
+from directnas.data.datasets import Dataset
+from directnas.latency.measure import Protocol, measure_net
 
 
 @dataclass

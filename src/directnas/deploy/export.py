@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from directnas.deploy.formats import (FORMATS, artifact_runner, artifact_size, as_numpy,
+from directnas.runtimes.formats import (FORMATS, artifact_runner, artifact_size, as_numpy,
                                       runtime_version, write_artifact)
 from directnas.errors import UserError
-from directnas.fileio import read_json, write_json, write_text
+from directnas.utils.fileio import read_json, write_json, write_text
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +108,8 @@ def time_artifacts(fmt: str, paths: dict[str, Path], shape: tuple[int, ...], *,
     """``time_artifact`` for several artifacts of one format, timed interleaved in the same
     rounds (so that they are compared under the same drift); ``name: figures``.  Without a
     reference the noise floor is each artifact's own relative round spread."""
-    from directnas.hardware.backends import Protocol, get_backend
-    from directnas.hardware.profile import NOISE, REFERENCE, measure_interleaved
+    from directnas.runtimes.registry import Protocol, get_backend
+    from directnas.latency.measure import NOISE, REFERENCE, measure_interleaved
 
     proto = Protocol(batch_size=shape[0], threads=threads, warmup=warmup, repeats=repeats,
                      stat="p10", rounds=rounds)
@@ -134,7 +134,7 @@ def time_artifacts(fmt: str, paths: dict[str, Path], shape: tuple[int, ...], *,
 
 def _test_images(data: Any, shape: tuple[int, int, int], limit: int | None
                  ) -> tuple[torch.Tensor, np.ndarray, str]:
-    from directnas.data import Dataset, load_dataset
+    from directnas.data.datasets import Dataset, load_dataset
 
     ds = data if isinstance(data, Dataset) else load_dataset(data, size=shape[1])
     imgs, labels = ds.test.images, ds.test.labels
@@ -171,13 +171,13 @@ def export(model: str | Path, out: str | Path, *, formats: Sequence[str] | str =
            progress: Callable[[Iterable], Iterable] = lambda it: it) -> dict[str, Any]:
     """Export the net of ``model`` (a run folder, ``train/`` folder or ``model.pt``) to ``out``
     in ``formats``; returns (and writes to ``out/export.json``) the figures of every artifact."""
-    from directnas.inference import _model_file, load
+    from directnas.models.classifier import _model_file, load
 
     fmts = parse_formats(formats) if isinstance(formats, str) else list(formats)
     fmts = [parse_formats(f)[0] for f in fmts]
     model_file = _model_file(Path(model))
     net = load(model_file)
-    from directnas.fileio import torch_load
+    from directnas.utils.fileio import torch_load
 
     ck = torch_load(model_file)
     shape = tuple(int(v) for v in ck["input_shape"])
@@ -187,7 +187,7 @@ def export(model: str | Path, out: str | Path, *, formats: Sequence[str] | str =
         ref_logits = torch.cat([net(images[i:i + 500]) for i in range(0, len(images), 500)]).numpy()
     reference = None
     if ck.get("arch"):
-        from directnas.hardware.profile import reference_arch
+        from directnas.latency.measure import reference_arch
         from directnas.space.arch import Arch
 
         reference = reference_arch(Arch.from_dict(ck["arch"]).space).build()
@@ -248,7 +248,7 @@ def export_stage(folder: Path, model_dir: Path, *, backend: str | None, data: An
                  say: Callable[[str], None] = log.info) -> dict[str, Any]:
     """The pipeline's last stage: export the trained net in ``model_dir`` for the runtime of
     ``backend`` into ``folder`` (skipped when ``folder/export.json`` is newer than the model)."""
-    from directnas.hardware.backends import BACKEND_FORMAT
+    from directnas.runtimes.registry import BACKEND_FORMAT
 
     fmt = BACKEND_FORMAT.get(backend or "torch-cpu", "torchscript")
     done = folder / "export.json"

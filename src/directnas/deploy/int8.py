@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from directnas.deploy.formats import frozen_copy, lowered_program, to_onnx
+from directnas.runtimes.formats import frozen_copy, lowered_program, to_onnx
 from directnas.errors import UserError
 
 INT8_FORMATS = ("pte", "onnx", "openvino")
@@ -111,7 +111,7 @@ def openvino_int8(net: nn.Module, shape: tuple[int, ...], calib: np.ndarray) -> 
         import nncf
     except ImportError:
         raise UserError('int8 openvino needs nncf: pip install "directnas[openvino]"') from None
-    from directnas.deploy.formats import to_openvino
+    from directnas.runtimes.formats import to_openvino
 
     model = to_openvino(net, shape)
     b = shape[0]

@@ -20,8 +20,8 @@ from typing import Any, Callable, Iterable, Mapping
 
 import torch
 
-from directnas.hardware.backends import Protocol
-from directnas.hardware.near_target import FASTEST, NEAR_WINDOW
+from directnas.runtimes.registry import Protocol
+from directnas.latency.near_target import FASTEST, NEAR_WINDOW
 from directnas.space.arch import Arch
 from directnas.space.space import SearchSpace
 
@@ -49,8 +49,8 @@ def check_target(fmt: str, artifact: str | Path, space: SearchSpace, near: Mappi
     were timed then (``measure_space``: same backend, the session's protocol ``proto``, drift
     reference, null op; ``rounds`` or the protocol's rounds if more), and judge it against
     ``target_ms`` at the machine's speed now (see the module)."""
-    from directnas.deploy.formats import artifact_runner
-    from directnas.hardware.profile import NOISE, measure_space
+    from directnas.runtimes.formats import artifact_runner
+    from directnas.latency.measure import NOISE, measure_space
 
     nets = anchors(space, near)
     if not nets:

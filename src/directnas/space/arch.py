@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from directnas.errors import UserError
-from directnas.fileio import read_json, write_json
+from directnas.utils.fileio import read_json, write_json
 from directnas.space.ops import ZERO, Head, build_op, conv_bn, parse_op
 from directnas.space.space import SearchSpace, load_space
 

@@ -277,7 +277,7 @@ class SearchSpace:
 
 
 def preset_names() -> list[str]:
-    return sorted(p.name[:-5] for p in resources.files("directnas.presets").iterdir()
+    return sorted(p.name[:-5] for p in resources.files("directnas.space.presets").iterdir()
                   if p.name.endswith(".yaml"))
 
 
@@ -286,7 +286,7 @@ def load_space(name_or_path: str | Path) -> SearchSpace:
     s = str(name_or_path)
     if s in preset_names():
         return SearchSpace.from_dict(yaml.safe_load(
-            resources.files("directnas.presets").joinpath(f"{s}.yaml").read_text()))
+            resources.files("directnas.space.presets").joinpath(f"{s}.yaml").read_text()))
     if not (s.endswith(".yaml") or s.endswith(".yml") or Path(s).exists()):
         raise UserError(f"unknown search space {s!r}: use a preset ({', '.join(preset_names())}) or a YAML path")
     return SearchSpace.from_yaml(s)

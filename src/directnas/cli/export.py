@@ -1,0 +1,42 @@
+"""directnas export: a trained net as deployment artifacts (pte, onnx, openvino, torchscript),
+each checked against PyTorch on the test set and timed in its own runtime."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from directnas.cli.common import bar
+from directnas.deploy.export import export
+from directnas.runtimes.formats import FORMATS
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export a trained net for a runtime, check parity, time it")
+    p.add_argument("model", help="a run folder, its train/ folder or a model.pt")
+    p.add_argument("--format", default="all", help=f"{'|'.join(FORMATS)}|all (default all), "
+                                                   "or several comma-separated")
+    p.add_argument("--out", required=True, help="folder for the artifacts, export.json, README.md")
+    p.add_argument("--data", help="test data for the parity check (default: what it trained on)")
+    p.add_argument("--threads", type=int, default=1, help="runtime threads (default 1)")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (default 5)")
+    p.add_argument("--latency-batch", type=int, default=1,
+                   help="batch size of fixed-shape artifacts and of the timing (default 1)")
+    p.add_argument("--limit", type=int, help="check parity on the first N test images only")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    s = export(args.model, args.out, formats=args.format, data=args.data, threads=args.threads,
+               rounds=args.rounds, batch_size=args.latency_batch, limit=args.limit,
+               progress=lambda it: bar(list(it), "export"))
+    for fmt, r in s["artifacts"].items():
+        print(f"{fmt:<12} {r['path']}\n  {r['runtime_version']}: top-1 agreement "
+              f"{100 * r['top1_agreement']:.2f} % on {r['test_images']} test images, max abs "
+              f"logit diff {r['max_abs_diff']:.1e}, accuracy {100 * r['accuracy']:.2f} % "
+              f"(PyTorch {100 * r['torch_accuracy']:.2f} %), latency {r['latency_ms']:.3f} ms "
+              f"(batch {r['latency_batch_size']}, {r['latency_threads']} thread(s), noise floor "
+              f"{100 * r['noise_floor']:.1f} %)")
+    print(f"export: {(Path(args.out) / 'export.json').resolve()}, how to run: "
+          f"{(Path(args.out) / 'README.md').resolve()}")
+    return 0

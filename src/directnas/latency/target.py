@@ -1,0 +1,55 @@
+"""Target latencies: ms (``1.5``) or a multiple of the space's fastest net on the table (``1.6x``)."""
+
+from __future__ import annotations
+
+import logging
+
+from directnas.errors import UserError
+from directnas.latency.table import LatencyTable
+from directnas.latency.predictor import fastest_ms
+from directnas.space.space import SearchSpace
+
+log = logging.getLogger(__name__)
+Target = float | str
+
+
+def parse_target(value: float | int | str) -> Target:
+    """``1.5`` / ``"1.5"`` -> 1.5 ms; ``"1.6X"`` -> ``"1.6x"``; UserError for anything else.
+
+    A multiple keeps one command meaningful on any device."""
+    t = str(value).strip().lower()
+    try:
+        number = float(t[:-1] if t.endswith("x") else t)
+    except ValueError:
+        raise UserError(f"{value!r} is not a target latency: give ms (1.5) or a multiple of the "
+                        "fastest net (1.6x)") from None
+    if not number > 0 or (t.endswith("x") and number < 1):
+        raise UserError(f"{value!r}: a target must be positive ms, or a multiple >= 1x of the "
+                        "fastest net")
+    return f"{number:g}x" if t.endswith("x") else number
+
+
+def resolve_target(spec: Target | None, space: SearchSpace, table: LatencyTable) -> float | None:
+    """A target in ms: ``spec`` itself, or its multiple of the fastest net on ``table``.
+
+    On a table re-anchored near a target (``run``, ``profile --near-target``) the multiple is
+    taken of the fastest net as it was timed there (``hardware.near_target.anchor_target``; the
+    target it resolved is reused as is).  Older re-anchored tables without that timing: of the
+    fastest net as profiled (the scale is measured near the target, not at the fastest net)."""
+    if spec is None:
+        return None
+    spec = parse_target(spec)
+    if not isinstance(spec, str):
+        return spec
+    near = table.meta.get("near_target") or {}
+    resolved = near.get("resolved") or {}
+    if resolved.get("spec") == spec:  # anchored on the fastest net as timed (``anchor_target``)
+        return float(resolved["target_ms"])
+    fastest = fastest_ms(space, table)
+    if (near.get("fastest") or {}).get("measured_ms"):
+        fastest = float(near["fastest"]["measured_ms"])
+    elif near.get("scale"):
+        fastest /= float(near["scale"])
+    target = round(float(spec[:-1]) * fastest, 4)
+    log.info("target latency %s of the fastest net (%.3f ms) = %.3f ms", spec, fastest, target)
+    return target

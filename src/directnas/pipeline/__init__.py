@@ -1,0 +1,1 @@
+"""The stages of a ``directnas run`` and the run folder that holds their outputs."""

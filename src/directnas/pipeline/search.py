@@ -1,0 +1,130 @@
+"""The search stage as a library call: ``search(space, data, target_latency=...)`` checks its
+inputs, gets the latency table, runs the ``Searcher`` in a run folder and returns a ``SearchResult``."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+
+from directnas.config import resolve_config
+from directnas.data.datasets import Dataset
+from directnas.data.sources import DataLike, as_dataset, fit_space, space_summary
+from directnas.latency.cache import SpaceLike, TableLike, get_table, make_protocol
+from directnas.latency.table import LatencyTable
+from directnas.latency.target import Target, resolve_target
+from directnas.nas.searcher import CHECKPOINT, SearchConfig, Searcher, check_config, check_data_fits
+from directnas.pipeline.runfolder import check_out_dir, quiet_unless_main, save_resolved
+from directnas.space.arch import Arch
+from directnas.space.space import SearchSpace, load_space
+from directnas.training.trainer import Progress, no_progress
+from directnas.utils.device import resolve_device
+from directnas.utils.distributed import init_from_env
+from directnas.utils.fileio import torch_save
+
+log = logging.getLogger(__name__)
+SEARCH_QUICK = {"warmup_epochs": 1, "epochs": 1, "max_steps": 30, "valid_size": 1000, "arch_every": 1}
+
+
+@dataclass
+class SearchResult:
+    arch: Arch  # the searched architecture (``arch.build()``: an untrained net)
+    predicted_latency_ms: float | None  # on the latency table
+    target_latency_ms: float | None
+    history: list[dict[str, Any]]  # probabilities (and E[LAT]) along the search
+    epochs: list[dict[str, float]]  # one row per epoch: losses, E[LAT], wall time
+    space: SearchSpace  # the space searched (fitted to the data)
+    table: LatencyTable
+    supernet_valid_accuracy: float
+    out: Path | None = None
+
+
+def search(space: SpaceLike, data: DataLike, *, target_latency: Target | None = None,
+           backend: str | None = None, table: TableLike | None = None,
+           out: str | Path | None = None, quick: bool = False, seed: int | None = 0,
+           device: str = "auto", resume: bool = False, input_size: int | None = None,
+           config_file: str | Path | None = None, protocol: Mapping[str, Any] | None = None,
+           progress: Progress = no_progress,
+           on_epoch: Callable[[dict[str, float]], None] | None = None,
+           on_step: Callable[[int], None] | None = None, **config: Any) -> SearchResult:
+    """ProxylessNAS search of ``space`` (a preset name, a YAML path or a ``SearchSpace``) on
+    ``data`` for the latency ``target_latency`` (ms, or a multiple of the fastest net: ``"1.5x"``).
+
+    The space takes the data's number of classes and channels; images are resized to its
+    input size (or ``input_size``).  ``table``: a latency table (or its path) instead of this
+    device's (profiled with ``protocol`` on ``backend``).  ``out``: a run folder for the
+    checkpoints and outputs (None: a temporary one); ``resume`` continues its checkpoint.
+    ``config``: ``SearchConfig`` fields (``epochs``, ``lr``, ``strategy``, ...).  Under
+    torchrun every rank searches its shard; rank 0 alone writes.
+    """
+    dev = resolve_device(device)
+    dist = init_from_env(dev)
+    quiet_unless_main(dist.is_main)
+    cfg = resolve_config(SearchConfig, yaml_path=config_file, what="search",
+                         overrides={**config, "seed": seed, "device": str(dev)},
+                         quick=SEARCH_QUICK if quick else None)
+    check_config(cfg)
+    proto = make_protocol(protocol)
+    space = load_space(space) if not isinstance(space, SearchSpace) else space
+    dataset = as_dataset(data, size=input_size or space.input_size)
+    given, space = space, fit_space(space, dataset, input_size=input_size)
+    check_data_fits(space, dataset)
+    if quick and "valid_size" not in config and (cfg.valid_size or 0) * 2 > len(dataset.train):
+        cfg.valid_size = None  # the smoke budget's validation split, on small data: 10 %
+    with _run_folder(out) as folder:
+        dist.run_on_main(lambda: check_out_dir(folder, CHECKPOINT, resume=resume,
+                                               what="search checkpoint"))
+        if table is None and resume and (folder / "latency.json").exists():
+            table = folder / "latency.json"
+        lut = dist.run_on_main(lambda: get_table(space, table=table, backend=backend, proto=proto,
+                                                 fitted=space != given))
+        cfg.target_latency_ms = resolve_target(target_latency, space, lut)
+        searcher = Searcher(space, dataset, lut, cfg, folder, dist=dist)
+        ck = dist.run_on_main(searcher.load_checkpoint) if resume else None
+        if ck is not None and searcher.resume(ck):
+            log.info("resumed at epoch %d, step %d", searcher.state.epoch, searcher.state.step)
+        # everything is checked: from here on the run folder is written (by rank 0 only)
+        if dist.is_main:
+            folder.mkdir(parents=True, exist_ok=True)
+            lut.save(folder / "latency.json")
+            save_resolved(folder, "search_config.json", cfg,
+                          {**space_summary(space), "data": data_name(data, dataset),
+                           "backend": backend or "torch-cpu", "world": dist.world})
+        t0 = time.perf_counter()
+        arch = searcher.run(progress=progress if dist.is_main else no_progress,
+                            on_epoch=on_epoch, on_step=on_step)
+        dump = os.environ.get("DIRECTNAS_DEBUG_DUMP")  # tests: every rank's final state
+        if dump:
+            torch_save(Path(dump) / f"rank{dist.rank}.pt",
+                       {"net": searcher.net.state_dict(), "ops": arch.ops, "world": dist.world})
+        summary = searcher.write_outputs(arch, wall_s=time.perf_counter() - t0) if dist.is_main else {}
+    return SearchResult(arch=arch, predicted_latency_ms=arch.meta.get("predicted_latency_ms"),
+                        target_latency_ms=cfg.target_latency_ms,
+                        history=list(searcher.state.history), epochs=list(searcher.state.log),
+                        space=space, table=lut,
+                        supernet_valid_accuracy=summary.get("supernet_valid_accuracy", float("nan")),
+                        out=Path(out) if out is not None else None)
+
+
+class _run_folder:
+    """``out`` as a Path, or a temporary folder removed afterwards."""
+
+    def __init__(self, out: str | Path | None) -> None:
+        self.tmp = tempfile.TemporaryDirectory(prefix="directnas-") if out is None else None
+        self.path = Path(self.tmp.name) / "run" if self.tmp is not None else Path(str(out))
+
+    def __enter__(self) -> Path:
+        return self.path
+
+    def __exit__(self, *exc: object) -> None:
+        if self.tmp is not None:
+            self.tmp.cleanup()
+
+
+def data_name(data: Any, dataset: Dataset) -> str:
+    return str(data) if isinstance(data, (str, Path)) else f"{type(data).__name__}:{dataset.name}"

@@ -1,0 +1,1 @@
+"""Training one net: the ``Trainer`` loop, the recipe (``TrainConfig``), evaluation and counting."""

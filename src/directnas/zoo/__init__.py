@@ -1,9 +1,0 @@
-"""Named reference models. Each module here registers its builders with
-``directnas.models.register``; add a module's name to ``MODULES`` to load it."""
-
-import importlib
-
-MODULES: list[str] = ["lenet", "mobilenetv2"]
-
-for _m in MODULES:
-    importlib.import_module(f"directnas.zoo.{_m}")
