@@ -6,8 +6,8 @@ threshold t, accuracy on 3000 test images before and after re-estimating BatchNo
 """
 import torch, copy
 from directnas.models.model_file import load_model
-from directnas.compress.finetune import weight_layers, eval_batches, accuracy
-from directnas.compress.ternary import start
+from directnas.compression.finetune import weight_layers, eval_batches, accuracy
+from directnas.compression.ternary import start
 from directnas.data.datasets import load_dataset, Batches
 torch.set_num_threads(1)
 net, meta = load_model("runs/demo/train/model.pt")

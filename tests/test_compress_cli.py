@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from directnas.cli.main import main
-from directnas.compress.codec import decode_state
-from directnas.compress.finetune import accuracy, eval_batches
+from directnas.compression.codec import decode_state
+from directnas.compression.finetune import accuracy, eval_batches
 from directnas.models.model_file import load_model
 from directnas.data.datasets import load_dataset
 
@@ -54,7 +54,7 @@ def test_compress_prune_share_huffman_end_to_end(trained, tiny_idx_dir, tmp_path
     assert "layer" in printed and "compression" not in printed.splitlines()[0] and "x)" in printed
     # the saved model reloads, equals the encoded file and scores what metrics.json says
     net, ck = load_model(out)
-    assert ck["compression"]["methods"] == ["prune", "share", "huffman"]
+    assert ck.compression["methods"] == ["prune", "share", "huffman"]
     dec = decode_state((out / "model.dnz").read_bytes())
     assert all(torch.equal(dec[k], v) for k, v in net.state_dict().items())
     data = load_dataset(tiny_idx_dir)
@@ -132,7 +132,7 @@ def test_int8_writes_pte_onnx_openvino_artifacts_and_records(trained, tiny_idx_d
 
 
 def test_int8_formats_option(trained, tiny_idx_dir, tmp_path, monkeypatch, capsys):
-    import directnas.compress.int8 as int8
+    import directnas.compression.int8 as int8
     out = tmp_path / "q1"
     monkeypatch.setattr(int8, "installed", lambda fmt: fmt == "onnx")  # no executorch here
     rc = main(["compress", "--model", str(trained["lenet-5"]), "--method", "int8",
@@ -185,12 +185,13 @@ def test_bad_options_are_one_line_errors(trained, tiny_idx_dir, tmp_path, capsys
 
 
 def test_finetune_wd_reaches_the_retraining_config():
+    from directnas.cli.compress_flags import compress_options
     from directnas.cli.main import build_parser
-    from directnas.cli.compress import config_from
+    from directnas.compression.options import compress_config
     base = ["compress", "--model", "m", "--method", "prune", "--out", "o"]
-    assert config_from(build_parser().parse_args(base)).finetune.weight_decay == 5e-5
+    assert compress_config(**compress_options(build_parser().parse_args(base))).finetune.weight_decay == 5e-5
     args = build_parser().parse_args([*base, "--finetune-wd", "5e-4"])
-    assert config_from(args).finetune.weight_decay == 5e-4
+    assert compress_config(**compress_options(args)).finetune.weight_decay == 5e-4
 
 
 def test_missing_model_is_a_user_error(tmp_path, capsys):

@@ -11,14 +11,15 @@ import pytest
 import torch
 from torch import nn
 
-from directnas.compress import fixed_point, lowrank, prune, share, ternary
-from directnas.compress.codec import decode_state, encode_state
-from directnas.compress.finetune import FinetuneConfig, accuracy, eval_batches, finetune, weight_layers
-from directnas.compress.huffman import huffman_decode, huffman_encode
-from directnas.compress.state import CompressConfig, State
+from directnas.compression import fixed_point, lowrank, prune, share, ternary
+from directnas.compression.codec import decode_state, encode_state
+from directnas.compression.finetune import FinetuneConfig, accuracy, eval_batches, finetune, weight_layers
+from directnas.compression.huffman import huffman_decode, huffman_encode
+from directnas.compression.state import CompressConfig, State
 from directnas.data.datasets import load_dataset
 from directnas.errors import UserError
 from directnas.models import structure
+from directnas.models.model_file import ModelFile
 from directnas.models.registry import build_named
 from directnas.training.train_net import TrainConfig, train_net
 
@@ -49,8 +50,8 @@ def lenet5(data) -> nn.Module:
 
 
 def _state(net: nn.Module, data, tmp_path: Path, **cfg) -> State:
-    meta = {"kind": "directnas-model", "input_shape": data.input_shape, "num_classes": 4}
-    return State(net=copy.deepcopy(net), meta=meta, data=data, out=tmp_path,
+    file = ModelFile(name="test", input_shape=data.input_shape, num_classes=4, state_dict={})
+    return State(net=copy.deepcopy(net), file=file, data=data, out=tmp_path,
                  cfg=CompressConfig(finetune=FT, valid_images=300, calib_images=128, threads=1,
                                     latency_repeats=5, latency_warmup=1, **cfg))
 

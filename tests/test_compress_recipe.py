@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 import torch
 
+import directnas
+from directnas.cli.compress_flags import compress_options
 from directnas.cli.main import build_parser, main
-from directnas.cli.compress import compress_stage, config_from
-from directnas.compress.recipe import Option, choose, kmeans_fast, quantized
+from directnas.compression.options import compress_config
+from directnas.compression.recipe import Option, choose, kmeans_fast, quantized
 from directnas.utils.fileio import torch_load
 
 torch.set_num_threads(1)
@@ -84,17 +86,21 @@ def test_train_stores_the_recipe_and_lenet_trains_without_crop_flip(mlp):
     assert cfg["augment"] is False
 
 
+def config_from(argv: list[str], recipe: dict):
+    """The config ``directnas compress ARGV`` runs a model trained with ``recipe`` with."""
+    return compress_config(recipe, **compress_options(build_parser().parse_args(argv)))
+
+
 def test_retraining_follows_the_model_recipe_unless_overridden():
     base = ["compress", "--model", "m", "--method", "prune", "--out", "o"]
-    meta = {"recipe": {"augment": False, "label_smoothing": 0.0, "weight_decay": 5e-4}}
-    ft = config_from(build_parser().parse_args(base), meta).finetune
+    recipe = {"augment": False, "label_smoothing": 0.0, "weight_decay": 5e-4}
+    ft = config_from(base, recipe).finetune
     assert (ft.augment, ft.label_smoothing, ft.weight_decay) == (False, 0.0, 5e-4)
-    args = build_parser().parse_args([*base, "--finetune-augment", "--finetune-wd", "1e-4"])
-    ft = config_from(args, meta).finetune
+    ft = config_from([*base, "--finetune-augment", "--finetune-wd", "1e-4"], recipe).finetune
     assert ft.augment and ft.weight_decay == 1e-4
-    old = config_from(build_parser().parse_args(base), {}).finetune  # model.pt without a recipe
+    old = config_from(base, {}).finetune  # model.pt without a recipe
     assert old.augment and old.weight_decay == 5e-5
-    searched = config_from(build_parser().parse_args([*base, "--target-ratio", "20"]), meta)
+    searched = config_from([*base, "--target-ratio", "20"], recipe)
     assert (searched.prune_steps, searched.finetune.epochs, searched.finetune.lr) == (5, 5, 0.05)
 
 
@@ -120,10 +126,10 @@ def test_target_ratio_chooses_per_layer_settings_and_saves_them(mlp, tiny_idx_di
     assert "recipe (target 20x)" in printed and "augment off" in printed
 
 
-def test_max_loss_probes_and_compress_stage_returns_metrics(mlp, tiny_idx_dir, tmp_path):
-    m = compress_stage(mlp, tmp_path / "s", max_loss=2, data=str(tiny_idx_dir), threads=1,
-                       extra=["--quick", "--repeats", "3", "--valid-images", "300",
-                              "--probe-steps", "5"])
+def test_max_loss_probes_and_the_library_call_returns_metrics(mlp, tiny_idx_dir, tmp_path):
+    r = directnas.compress(mlp, str(tiny_idx_dir), out=tmp_path / "s", max_loss=2, threads=1,
+                           quick=True, latency_repeats=3, valid_images=300, probe_steps=5)
+    m = r.metrics
     assert m == json.loads((tmp_path / "s" / "metrics.json").read_text())
     probes = m["methods_report"]["recipe"]["probes"]
     assert probes and all({"ratio", "probe_loss"} <= set(p) for p in probes)
@@ -142,7 +148,7 @@ def test_max_loss_probes_and_compress_stage_returns_metrics(mlp, tiny_idx_dir, t
 def test_rerun_reuses_the_sensitivity_curves(mlp, tiny_idx_dir, tmp_path, monkeypatch):
     """The same compression into the same folder does not measure the curves again; other
     weights do."""
-    import directnas.compress.recipe as recipe
+    import directnas.compression.recipe as recipe
 
     argv = ["compress", "--model", str(mlp), "--method", "prune,share,huffman", "--target-ratio",
             "20", "--data", str(tiny_idx_dir), "--out", str(tmp_path / "t"), *FAST]
@@ -189,7 +195,7 @@ def test_recipe_needs_prune_or_share(mlp, tiny_idx_dir, tmp_path, capsys):
 def test_max_loss_refines_between_the_ladder_rungs(monkeypatch):
     """The ladder steps by 15 %; two geometric bisections between the last rung kept and the
     first refused put the ratio found within 4 % of where the probe loss crosses the bound."""
-    import directnas.compress.recipe as recipe
+    import directnas.compression.recipe as recipe
 
     crossing = 10.0  # the probe loses 0.5 points below this ratio, 2 points above it
 

@@ -50,14 +50,14 @@ def test_table_missing_ops_names_them_and_the_fix(tiny_space_dict, tmp_path):
 
 def test_cached_table_is_keyed_by_the_whole_protocol(tmp_path, tiny_space_dict, monkeypatch):
     """A table measured with another statistic or clock is not reused; the same protocol is."""
-    from directnas.cli.common import get_table
+    from directnas.latency.cache import get_table
 
     monkeypatch.setenv("DIRECTNAS_CACHE", str(tmp_path / "cache"))
     space = SearchSpace.from_dict(tiny_space_dict)
-    first = get_table(space, table_path=None, backend="torch-cpu", proto=FAST, out=None)
-    again = get_table(space, table_path=None, backend="torch-cpu", proto=FAST, out=None)
+    first = get_table(space, table=None, backend="torch-cpu", proto=FAST)
+    again = get_table(space, table=None, backend="torch-cpu", proto=FAST)
     assert again.entries == first.entries  # reused, not re-measured
     assert len(list((tmp_path / "cache").glob("*.json"))) == 1
     p10 = Protocol(threads=1, warmup=1, repeats=3, stat="median")
-    get_table(space, table_path=None, backend="torch-cpu", proto=p10, out=None)
+    get_table(space, table=None, backend="torch-cpu", proto=p10)
     assert len(list((tmp_path / "cache").glob("*.json"))) == 2

@@ -67,7 +67,7 @@ def test_bad_spaces_give_one_line_errors(tiny_space_dict, mutate, msg):
 
 
 def test_net_registers_layers_in_forward_order():
-    from directnas.compress.finetune import weight_layers
+    from directnas.compression.finetune import weight_layers
     from directnas.space.arch import uniform_arch
     from directnas.space.space import load_space
     net = uniform_arch(load_space("fashion-mnist"), "k3_e3").build()

@@ -86,7 +86,7 @@ def test_no_near_target_nets_is_a_clear_error(space, tmp_path):
 
 def test_the_pipeline_skips_the_check_when_the_artifact_runs_elsewhere(space, tmp_path):
     """cuda searches ship TorchScript, timed on the CPU: no like-for-like check, said so."""
-    from directnas.pipeline.run import target_check_stage
+    from directnas.pipeline.export import target_check_stage
 
     said = []
     near = near_record(space, [1.0, 1.0, 1.0])

@@ -9,13 +9,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from directnas import api
 from directnas.cli.common import bar
-from directnas.cli.train import add_train_args, train_kwargs
-from directnas.errors import UserError
-from directnas.utils.fileio import write_json
-from directnas.pipeline.run import train_stage
-from directnas.models.registry import model_names
-from directnas.report.writer import write_report
+from directnas.cli.train_flags import add_train_args, train_kwargs
 from directnas.models.zoo.mobilenetv2 import WIDTHS, model_name
 
 DEFAULT_MODELS = [model_name(float(w)) for w in WIDTHS]
@@ -33,23 +29,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    unknown = [m for m in args.models if m not in model_names()]
-    if unknown or not args.models:
-        raise UserError(f"unknown model(s) {', '.join(unknown) or '(none given)'}: use --models with "
-                        f"names from {', '.join(model_names())}")
     out = Path(args.out)
-    rows = []
-    options = {**train_kwargs(args), "progress": bar}
-    for name in args.models:
-        folder = out / name
-        print(f"== {name} -> {folder}")
-        m = train_stage(folder, name, args.data, options=options, key_extra={"model": name},
-                        tensorboard=not args.no_tensorboard, say=print)
-        rows.append({"model": name, "folder": str(folder.resolve()),
-                     **{k: m[k] for k in ("test_accuracy", "latency_ms", "predicted_latency_ms",
-                                          "params", "macs", "latency_backend") if k in m}})
-    write_json(out / "baselines.json", {"models": rows})
-    write_report([out], out, title=f"baselines {out.name}")
+    rows = api.baselines(args.models, args.data, out=out,
+                         train_options={**train_kwargs(args), "progress": bar},
+                         tensorboard=not args.no_tensorboard, say=print)
     print()
     for r in rows:
         print(f"{r['model']:<18} test accuracy {100 * r['test_accuracy']:6.2f} %  "

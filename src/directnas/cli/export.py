@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from directnas import api
 from directnas.cli.common import bar
-from directnas.deploy.export import export
 from directnas.runtimes.formats import FORMATS
 
 
@@ -27,16 +27,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    s = export(args.model, args.out, formats=args.format, data=args.data, threads=args.threads,
-               rounds=args.rounds, batch_size=args.latency_batch, limit=args.limit,
-               progress=lambda it: bar(list(it), "export"))
-    for fmt, r in s["artifacts"].items():
-        print(f"{fmt:<12} {r['path']}\n  {r['runtime_version']}: top-1 agreement "
-              f"{100 * r['top1_agreement']:.2f} % on {r['test_images']} test images, max abs "
-              f"logit diff {r['max_abs_diff']:.1e}, accuracy {100 * r['accuracy']:.2f} % "
-              f"(PyTorch {100 * r['torch_accuracy']:.2f} %), latency {r['latency_ms']:.3f} ms "
-              f"(batch {r['latency_batch_size']}, {r['latency_threads']} thread(s), noise floor "
-              f"{100 * r['noise_floor']:.1f} %)")
+    r = api.export(args.model, args.out, formats=args.format, data=args.data, threads=args.threads,
+                   rounds=args.rounds, batch_size=args.latency_batch, limit=args.limit,
+                   progress=lambda it: bar(list(it), "export"))
+    for fmt, a in r.artifacts.items():
+        print(f"{fmt:<12} {a['path']}\n  {a['runtime_version']}: top-1 agreement "
+              f"{100 * a['top1_agreement']:.2f} % on {a['test_images']} test images, max abs "
+              f"logit diff {a['max_abs_diff']:.1e}, accuracy {100 * a['accuracy']:.2f} % "
+              f"(PyTorch {100 * a['torch_accuracy']:.2f} %), latency {a['latency_ms']:.3f} ms "
+              f"(batch {a['latency_batch_size']}, {a['latency_threads']} thread(s), noise floor "
+              f"{100 * a['noise_floor']:.1f} %)")
     print(f"export: {(Path(args.out) / 'export.json').resolve()}, how to run: "
           f"{(Path(args.out) / 'README.md').resolve()}")
     return 0

@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from directnas.cli.common import (add_protocol_args, get_table, log, parse_target,
-                                       protocol_from, resolve_config, resolve_target, save_resolved)
+from directnas.cli.common import (add_protocol_args, bar, given_backend, log, parse_target,
+                                  protocol_from)
+from directnas.config import resolve_config
+from directnas.latency.cache import get_table
+from directnas.latency.target import resolve_target
+from directnas.pipeline.runfolder import save_resolved
 from directnas.data.datasets import load_dataset
 from directnas.nas.random_search import RandomSearchConfig, random_search, write_outputs
 from directnas.space.space import load_space
@@ -56,8 +60,9 @@ def run(args: argparse.Namespace) -> int:
     data = load_dataset(args.data)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    table = get_table(space, table_path=args.latency_table, backend=args.backend,
-                      proto=protocol_from(args), out=out)
+    table = get_table(space, table=args.latency_table, backend=given_backend(args),
+                      proto=protocol_from(args), progress=bar)
+    table.save(out / "latency.json")
     if target_spec is not None:
         cfg.target_latency_ms = resolve_target(target_spec, space, table)
     save_resolved(out, "random_search_config.json", cfg, {"space": space.name, "data": str(args.data),

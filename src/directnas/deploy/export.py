@@ -21,6 +21,7 @@ from torch import nn
 from directnas.runtimes.formats import (FORMATS, artifact_runner, artifact_size, as_numpy,
                                       runtime_version, write_artifact)
 from directnas.errors import UserError
+from directnas.models.model_file import ModelFile
 from directnas.utils.fileio import read_json, write_json, write_text
 
 log = logging.getLogger(__name__)
@@ -165,32 +166,27 @@ def model_data(model_dir: Path) -> str:
     return data
 
 
-def export(model: str | Path, out: str | Path, *, formats: Sequence[str] | str = "all",
-           data: Any = None, threads: int = 1, rounds: int = 5, batch_size: int = 1,
-           limit: int | None = None, name: str = "model",
+def export(model: ModelFile, out: str | Path, *, data: Any, formats: Sequence[str] | str = "all",
+           net: nn.Module | None = None, threads: int = 1, rounds: int = 5, batch_size: int = 1,
+           limit: int | None = None, name: str = "model", source: str | None = None,
            progress: Callable[[Iterable], Iterable] = lambda it: it) -> dict[str, Any]:
-    """Export the net of ``model`` (a run folder, ``train/`` folder or ``model.pt``) to ``out``
-    in ``formats``; returns (and writes to ``out/export.json``) the figures of every artifact."""
-    from directnas.models.classifier import _model_file, load
-
+    """Export the net of the model file ``model`` (``net``: that net as a ``Classifier``, by
+    default rebuilt from the file) to ``out`` in ``formats``, checked against it on ``data``'s
+    test split; returns (and writes to ``out/export.json``) the figures of every artifact.
+    ``source``: what export.json names as the model (default: its name)."""
     fmts = parse_formats(formats) if isinstance(formats, str) else list(formats)
     fmts = [parse_formats(f)[0] for f in fmts]
-    model_file = _model_file(Path(model))
-    net = load(model_file)
-    from directnas.utils.fileio import torch_load
-
-    ck = torch_load(model_file)
-    shape = tuple(int(v) for v in ck["input_shape"])
-    data = data or model_data(model_file.parent)
+    net = net if net is not None else model.classifier()
+    shape = tuple(int(v) for v in model.input_shape)
     images, labels, data_name = _test_images(data, shape, limit)  # type: ignore[arg-type]
     with torch.inference_mode():
         ref_logits = torch.cat([net(images[i:i + 500]) for i in range(0, len(images), 500)]).numpy()
     reference = None
-    if ck.get("arch"):
+    if model.arch:
         from directnas.latency.measure import reference_arch
         from directnas.space.arch import Arch
 
-        reference = reference_arch(Arch.from_dict(ck["arch"]).space).build()
+        reference = reference_arch(Arch.from_dict(model.arch).space).build()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {}
@@ -209,7 +205,7 @@ def export(model: str | Path, out: str | Path, *, formats: Sequence[str] | str =
         results[fmt] = res
         log.info("%s: agreement %.4f, latency %.3f ms", fmt, res["top1_agreement"],
                  res["latency_ms"])
-    summary = {"model": str(model_file.resolve()), "batch_size": batch_size, "threads": threads,
+    summary = {"model": source or model.name, "batch_size": batch_size, "threads": threads,
                "artifacts": results}
     if len(results) == 1:
         summary.update(next(iter(results.values())))
@@ -241,25 +237,3 @@ def _readme(results: dict[str, Any], shape: tuple[int, ...], batch: int) -> str:
                                        shape=", ".join(str(v) for v in (batch, *shape))),
                   "```"]
     return "\n".join(lines) + "\n"
-
-
-def export_stage(folder: Path, model_dir: Path, *, backend: str | None, data: Any,
-                 threads: int = 1, rounds: int = 5,
-                 say: Callable[[str], None] = log.info) -> dict[str, Any]:
-    """The pipeline's last stage: export the trained net in ``model_dir`` for the runtime of
-    ``backend`` into ``folder`` (skipped when ``folder/export.json`` is newer than the model)."""
-    from directnas.runtimes.registry import BACKEND_FORMAT
-
-    fmt = BACKEND_FORMAT.get(backend or "torch-cpu", "torchscript")
-    done = folder / "export.json"
-    model = model_dir / "model.pt"
-    if done.exists() and done.stat().st_mtime >= model.stat().st_mtime:
-        r = read_json(done)
-        if r.get("format") == fmt:
-            say(f"export: done, reusing {done}")
-            return r
-    r = export(model, folder, formats=[fmt], data=data, threads=threads, rounds=rounds)
-    say(f"export: {r['path']} ({fmt}, {r['runtime_version']}): {r['latency_ms']:.3f} ms "
-        f"(noise floor {100 * r['noise_floor']:.1f} %), top-1 agreement "
-        f"{100 * r['top1_agreement']:.2f} %")
-    return r

@@ -8,7 +8,6 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from directnas.errors import UserError
 
 
 class Classifier(nn.Module):
@@ -25,28 +24,9 @@ class Classifier(nn.Module):
         return self.net((x - self.mean) / self.std)
 
 
-def _model_file(path: Path) -> Path:
-    """``path`` itself, ``path/model.pt`` or a run folder's ``path/train/model.pt``."""
-    if path.is_file():
-        return path
-    for candidate in (path / "model.pt", path / "train" / "model.pt"):
-        if candidate.is_file():
-            return candidate
-    targets = sorted(p.parent.parent.name for p in path.glob("t*/train/model.pt"))
-    if targets:
-        raise UserError(f"run folder {path} holds one model per target ({', '.join(targets)}): "
-                        f"load one of them, e.g. {path / targets[0]}")
-    raise UserError(f"no model at {path}: give a model.pt written by directnas train, its folder "
-                    "or a directnas run folder")
-
-
 def load(path: str | Path) -> nn.Module:
     """The trained net of a run folder, a ``train/`` folder or a ``model.pt``: eval mode,
     float32, on the CPU; its forward takes (N, C, H, W) images as floats in [0, 1]."""
-    from directnas.models.model_file import load_model
+    from directnas.models.model_file import ModelFile
 
-    net, ck = load_model(_model_file(Path(path)))
-    mean, std = ck.get("mean"), ck.get("std")
-    if mean is None or std is None:
-        raise UserError(f"{path} does not record the normalisation it was trained with: re-train it")
-    return Classifier(net.float(), mean, std).eval()
+    return ModelFile.read(path).classifier()

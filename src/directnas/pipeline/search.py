@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+import torch
 
 from directnas.config import resolve_config
 from directnas.data.datasets import Dataset
@@ -24,7 +25,7 @@ from directnas.space.arch import Arch
 from directnas.space.space import SearchSpace, load_space
 from directnas.training.trainer import Progress, no_progress
 from directnas.utils.device import resolve_device
-from directnas.utils.distributed import init_from_env
+from directnas.utils.distributed import Dist, init_from_env
 from directnas.utils.fileio import torch_save
 
 log = logging.getLogger(__name__)
@@ -65,17 +66,13 @@ def search(space: SpaceLike, data: DataLike, *, target_latency: Target | None = 
     dev = resolve_device(device)
     dist = init_from_env(dev)
     quiet_unless_main(dist.is_main)
-    cfg = resolve_config(SearchConfig, yaml_path=config_file, what="search",
-                         overrides={**config, "seed": seed, "device": str(dev)},
-                         quick=SEARCH_QUICK if quick else None)
-    check_config(cfg)
+    cfg = search_config(config, seed=seed, device=str(dev), quick=quick, config_file=config_file)
     proto = make_protocol(protocol)
     space = load_space(space) if not isinstance(space, SearchSpace) else space
     dataset = as_dataset(data, size=input_size or space.input_size)
+    fit_valid_size(cfg, dataset, quick=quick, given=config)
     given, space = space, fit_space(space, dataset, input_size=input_size)
     check_data_fits(space, dataset)
-    if quick and "valid_size" not in config and (cfg.valid_size or 0) * 2 > len(dataset.train):
-        cfg.valid_size = None  # the smoke budget's validation split, on small data: 10 %
     with _run_folder(out) as folder:
         dist.run_on_main(lambda: check_out_dir(folder, CHECKPOINT, resume=resume,
                                                what="search checkpoint"))
@@ -84,31 +81,65 @@ def search(space: SpaceLike, data: DataLike, *, target_latency: Target | None = 
         lut = dist.run_on_main(lambda: get_table(space, table=table, backend=backend, proto=proto,
                                                  fitted=space != given))
         cfg.target_latency_ms = resolve_target(target_latency, space, lut)
-        searcher = Searcher(space, dataset, lut, cfg, folder, dist=dist)
-        ck = dist.run_on_main(searcher.load_checkpoint) if resume else None
-        if ck is not None and searcher.resume(ck):
-            log.info("resumed at epoch %d, step %d", searcher.state.epoch, searcher.state.step)
-        # everything is checked: from here on the run folder is written (by rank 0 only)
-        if dist.is_main:
-            folder.mkdir(parents=True, exist_ok=True)
-            lut.save(folder / "latency.json")
-            save_resolved(folder, "search_config.json", cfg,
-                          {**space_summary(space), "data": data_name(data, dataset),
-                           "backend": backend or "torch-cpu", "world": dist.world})
-        t0 = time.perf_counter()
-        arch = searcher.run(progress=progress if dist.is_main else no_progress,
-                            on_epoch=on_epoch, on_step=on_step)
-        dump = os.environ.get("DIRECTNAS_DEBUG_DUMP")  # tests: every rank's final state
-        if dump:
-            torch_save(Path(dump) / f"rank{dist.rank}.pt",
-                       {"net": searcher.net.state_dict(), "ops": arch.ops, "world": dist.world})
-        summary = searcher.write_outputs(arch, wall_s=time.perf_counter() - t0) if dist.is_main else {}
+        result = search_in(folder, space, dataset, lut, cfg, resume=resume, backend=backend,
+                           data_label=data_name(data, dataset), dist=dist, progress=progress,
+                           on_epoch=on_epoch, on_step=on_step)
+    result.out = Path(out) if out is not None else None
+    return result
+
+
+def search_config(config: Mapping[str, Any], *, seed: int | None, device: str, quick: bool,
+                  config_file: str | Path | None) -> SearchConfig:
+    """The search options, layered (defaults <- ``quick`` <- ``config_file`` <- ``config``) and
+    checked."""
+    cfg = resolve_config(SearchConfig, yaml_path=config_file, what="search",
+                         overrides={**config, "seed": seed, "device": device},
+                         quick=SEARCH_QUICK if quick else None)
+    check_config(cfg)
+    return cfg
+
+
+def fit_valid_size(cfg: SearchConfig, dataset: Dataset, *, quick: bool,
+                   given: Mapping[str, Any]) -> None:
+    """On small data the smoke budget's validation split is the default 10 % of the training
+    split (unless ``valid_size`` was given)."""
+    if quick and "valid_size" not in given and (cfg.valid_size or 0) * 2 > len(dataset.train):
+        cfg.valid_size = None
+
+
+def search_in(folder: Path, space: SearchSpace, dataset: Dataset, lut: LatencyTable,
+              cfg: SearchConfig, *, resume: bool, backend: str | None, data_label: str,
+              dist: Dist | None = None, progress: Progress = no_progress,
+              on_epoch: Callable[[dict[str, float]], None] | None = None,
+              on_step: Callable[[int], None] | None = None) -> SearchResult:
+    """Search ``space`` (fitted to ``dataset``) with a checked ``cfg`` whose target is in ms, on
+    the table ``lut``, in ``folder``; rank 0 writes arch.json, search.json and the table there."""
+    dist = dist or init_from_env(torch.device(cfg.device))
+    searcher = Searcher(space, dataset, lut, cfg, folder, dist=dist)
+    ck = dist.run_on_main(searcher.load_checkpoint) if resume else None
+    if ck is not None and searcher.resume(ck):
+        log.info("resumed at epoch %d, step %d", searcher.state.epoch, searcher.state.step)
+    # everything is checked: from here on the run folder is written (by rank 0 only)
+    if dist.is_main:
+        folder.mkdir(parents=True, exist_ok=True)
+        lut.save(folder / "latency.json")
+        save_resolved(folder, "search_config.json", cfg,
+                      {**space_summary(space), "data": data_label,
+                       "backend": backend or "torch-cpu", "world": dist.world})
+    t0 = time.perf_counter()
+    arch = searcher.run(progress=progress if dist.is_main else no_progress,
+                        on_epoch=on_epoch, on_step=on_step)
+    dump = os.environ.get("DIRECTNAS_DEBUG_DUMP")  # tests: every rank's final state
+    if dump:
+        torch_save(Path(dump) / f"rank{dist.rank}.pt",
+                   {"net": searcher.net.state_dict(), "ops": arch.ops, "world": dist.world})
+    summary = searcher.write_outputs(arch, wall_s=time.perf_counter() - t0) if dist.is_main else {}
     return SearchResult(arch=arch, predicted_latency_ms=arch.meta.get("predicted_latency_ms"),
                         target_latency_ms=cfg.target_latency_ms,
                         history=list(searcher.state.history), epochs=list(searcher.state.log),
                         space=space, table=lut,
                         supernet_valid_accuracy=summary.get("supernet_valid_accuracy", float("nan")),
-                        out=Path(out) if out is not None else None)
+                        out=folder)
 
 
 class _run_folder:

@@ -44,16 +44,16 @@ def remeasure(runs: list[Run], *, backend: str, proto: Protocol, rounds: int = 5
     reference: tuple[torch.nn.Module, tuple[int, ...], str] | None = None
     for r in trained:
         net, ck = load_model(model_path(r))
-        shape = (proto.batch_size, *ck["input_shape"])
+        shape = (proto.batch_size, *ck.input_shape)
         runners[r.name] = get_backend(backend)(net, shape, proto)
-        if reference is None and ck.get("arch"):
-            ref = reference_arch(Arch.from_dict(ck["arch"]).space)
+        if reference is None and ck.arch:
+            ref = reference_arch(Arch.from_dict(ck.arch).space)
             reference = (ref.build().eval(), shape, "the space's reference net " + " ".join(ref.ops))
     if reference is None and trained:
         # no net of a search space (baselines only): a second copy of the first net is the
         # fixed net every round is held against
         net, ck = load_model(model_path(trained[0]))
-        reference = (net, (proto.batch_size, *ck["input_shape"]), f"a copy of {trained[0].name}")
+        reference = (net, (proto.batch_size, *ck.input_shape), f"a copy of {trained[0].name}")
     if reference is not None:
         runners[REFERENCE] = get_backend(backend)(reference[0], reference[1], proto)
     log.info("timing %d nets side by side: %d rounds x (%d warm-up + %d repeats)", len(runners), rounds,

@@ -10,8 +10,8 @@ import logging
 import torch
 from torch import nn
 
-from directnas.compress.finetune import finetune, weight_layers
-from directnas.compress.state import State
+from directnas.compression.finetune import finetune, weight_layers
+from directnas.compression.state import State
 
 log = logging.getLogger(__name__)
 

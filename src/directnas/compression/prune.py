@@ -15,8 +15,8 @@ import torch
 from torch import nn
 from torch.nn.utils import prune as tprune
 
-from directnas.compress.finetune import accuracy, finetune, weight_layers
-from directnas.compress.state import State
+from directnas.compression.finetune import accuracy, finetune, weight_layers
+from directnas.compression.state import State
 from directnas.errors import UserError
 
 log = logging.getLogger(__name__)

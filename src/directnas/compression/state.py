@@ -9,9 +9,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from directnas.compress.finetune import FinetuneConfig, Progress, eval_batches
+from directnas.compression.finetune import FinetuneConfig, Progress, eval_batches
 from directnas.data.datasets import Dataset
 from directnas.latency.measure import Protocol, measure_net
+from directnas.models.model_file import ModelFile
 
 
 @dataclass
@@ -47,7 +48,7 @@ class CompressConfig:
 @dataclass
 class State:
     net: nn.Module
-    meta: dict[str, Any]            # the model.pt dict the net came from
+    file: ModelFile                 # the model file the net came from
     data: Dataset
     cfg: CompressConfig
     out: Path
@@ -61,7 +62,7 @@ class State:
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
-        return tuple(self.meta["input_shape"])  # type: ignore[return-value]
+        return tuple(self.file.input_shape)  # type: ignore[return-value]
 
     def valid(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Training images (not augmented, held in memory) used to choose per-layer settings."""

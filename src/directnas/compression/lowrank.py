@@ -11,8 +11,8 @@ import math
 
 from torch import nn
 
-from directnas.compress.finetune import finetune, weight_layers
-from directnas.compress.state import State
+from directnas.compression.finetune import finetune, weight_layers
+from directnas.compression.state import State
 from directnas.models.structure import decompose, replace
 
 log = logging.getLogger(__name__)

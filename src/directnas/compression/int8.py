@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from directnas.compress.state import State
+from directnas.compression.state import State
 from directnas.deploy.export import (FORMAT_BACKEND, _readme, _test_images, artifact_logits,
                                      parity, time_artifacts)
 from directnas.runtimes.formats import (SUFFIX, artifact_size, runtime_version, save_openvino,
@@ -45,8 +45,8 @@ log = logging.getLogger(__name__)
 
 def deployed_net(state: State) -> nn.Module:
     """The compressed net behind the normalisation it was trained with (pixels in [0, 1])."""
-    mean = state.meta.get("mean") or state.data.mean
-    std = state.meta.get("std") or state.data.std
+    mean = state.file.mean or state.data.mean
+    std = state.file.std or state.data.std
     return Classifier(state.net, mean, std).eval().float().cpu()
 
 
@@ -129,12 +129,12 @@ def export_format(fmt: str, state: State, net: nn.Module, calib: torch.Tensor,
 
 def reference_net(state: State) -> nn.Module | None:
     """The space's drift reference for the timing rounds (nets of a search space only)."""
-    if not state.meta.get("arch"):
+    if not state.file.arch:
         return None
     from directnas.latency.measure import reference_arch
     from directnas.space.arch import Arch
 
-    return reference_arch(Arch.from_dict(state.meta["arch"]).space).build()
+    return reference_arch(Arch.from_dict(state.file.arch).space).build()
 
 
 def run(state: State) -> None:
@@ -152,7 +152,7 @@ def run(state: State) -> None:
         log.info("int8 %s: accuracy %.4f -> %.4f, %.3f -> %.3f ms (%.2fx)", fmt,
                  artifacts[fmt]["accuracy"], q["accuracy"], artifacts[fmt]["latency_ms"],
                  q["latency_ms"], q["speedup"])
-    summary = {"model": state.meta.get("name"), "batch_size": cfg.int8_batch,
+    summary = {"model": state.file.name, "batch_size": cfg.int8_batch,
                "threads": cfg.threads,
                "calib_images": int(len(calib)), "formats": formats, "artifacts": artifacts}
     write_json(state.out / "export.json", summary)
@@ -162,15 +162,17 @@ def run(state: State) -> None:
     state.report["int8"] = summary
 
 
-def print_summary(report: dict[str, Any]) -> None:
+def summary_lines(report: dict[str, Any]) -> list[str]:
     """One line per format: fp32 -> int8 accuracy, latency and size in its runtime."""
     arts = report["artifacts"]
+    lines = []
     for fmt in report["formats"]:
         f, q = arts[fmt], arts[f"{fmt}-int8"]
-        print(f"int8 {fmt} ({FORMAT_BACKEND[fmt]}, {q['runtime_version']}): accuracy "
-              f"{100 * f['accuracy']:.2f} -> {100 * q['accuracy']:.2f} %, latency "
-              f"{f['latency_ms']:.3f} -> {q['latency_ms']:.3f} ms at batch "
-              f"{q['latency_batch_size']} ({q['speedup']:.2f}x, noise "
-              f"floor {100 * q['noise_floor']:.1f} %), {f['size_bytes']} -> {q['size_bytes']} "
-              f"bytes, agreement with fp32 {100 * q['top1_agreement_with_fp32']:.2f} %"
-              + (f", {q['onnx_layout']}" if "onnx_layout" in q else ""))
+        lines.append(f"int8 {fmt} ({FORMAT_BACKEND[fmt]}, {q['runtime_version']}): accuracy "
+                     f"{100 * f['accuracy']:.2f} -> {100 * q['accuracy']:.2f} %, latency "
+                     f"{f['latency_ms']:.3f} -> {q['latency_ms']:.3f} ms at batch "
+                     f"{q['latency_batch_size']} ({q['speedup']:.2f}x, noise "
+                     f"floor {100 * q['noise_floor']:.1f} %), {f['size_bytes']} -> {q['size_bytes']} "
+                     f"bytes, agreement with fp32 {100 * q['top1_agreement_with_fp32']:.2f} %"
+                     + (f", {q['onnx_layout']}" if "onnx_layout" in q else ""))
+    return lines

@@ -19,8 +19,8 @@ import torch
 from sklearn.cluster import KMeans
 from torch import nn
 
-from directnas.compress.finetune import finetune, layer_kind, weight_layers
-from directnas.compress.state import State
+from directnas.compression.finetune import finetune, layer_kind, weight_layers
+from directnas.compression.state import State
 
 log = logging.getLogger(__name__)
 

@@ -15,12 +15,13 @@ from typing import Any, Callable
 
 import torch
 
-from directnas.compress import fixed_point, int8, lowrank, prune, recipe, share, ternary
-from directnas.compress.codec import Encoded, decode_state, encode_state
-from directnas.compress.finetune import accuracy, layer_kind, eval_batches, weight_layers
-from directnas.compress.state import CompressConfig, State
+from directnas.compression import fixed_point, int8, lowrank, prune, recipe, share, ternary
+from directnas.compression.codec import Encoded, decode_state, encode_state
+from directnas.compression.finetune import accuracy, layer_kind, eval_batches, weight_layers
+from directnas.compression.state import CompressConfig, State
 from directnas.errors import UserError
-from directnas.utils.fileio import torch_save, write_bytes, write_json
+from directnas.models.model_file import ModelFile
+from directnas.utils.fileio import write_bytes, write_json
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +77,9 @@ def layer_table(state: State, enc: Encoded) -> list[dict[str, Any]]:
     return rows
 
 
-def compress(state: State, methods: list[str]) -> dict[str, Any]:
-    """Apply ``methods`` in order to ``state.net``; write outputs; return the metrics."""
+def compress_chain(state: State, methods: list[str]) -> tuple[dict[str, Any], ModelFile]:
+    """Apply ``methods`` in order to ``state.net``; write outputs; return the metrics and the
+    compressed net's model file."""
     cfg, out = state.cfg, state.out
     out.mkdir(parents=True, exist_ok=True)
     test = list(eval_batches(state.data))
@@ -106,10 +108,12 @@ def compress(state: State, methods: list[str]) -> dict[str, Any]:
     sd = state.net.state_dict()
     if set(decoded) != set(sd) or not all(torch.equal(decoded[k], sd[k]) for k in sd):
         raise RuntimeError("model.dnz does not decode to the compressed weights")
-    torch_save(out / "model.pt", {**state.meta, "state_dict": sd, "compression": {
-        "methods": methods, "structure": state.structure, "source": state.meta.get("name")}})
+    compressed = replace(state.file, state_dict={k: v.detach().cpu() for k, v in sd.items()},
+                         compression={"methods": methods, "structure": state.structure,
+                                      "source": state.file.name})
+    compressed.save(out / "model.pt")
     metrics: dict[str, Any] = {
-        "model": state.meta.get("name"), "methods": methods,
+        "model": state.file.name, "methods": methods,
         "accuracy_before": acc_before, "accuracy_after": accuracy(state.net, test),
         "size_bytes_before": size_before, "size_bytes_after": (out / "model.dnz").stat().st_size,
         "latency_ms_before": lat_before,
@@ -143,7 +147,7 @@ def compress(state: State, methods: list[str]) -> dict[str, Any]:
     metrics["methods_report"] = state.report
     write_json(out / "metrics.json", metrics)
     write_json(out / "layers.json", layer_table(state, enc))
-    return metrics
+    return metrics, compressed
 
 
 def chosen_recipe(cfg: CompressConfig, methods: list[str]) -> dict[str, Any]:

@@ -31,10 +31,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from directnas.compress.codec import _encode_tensor, encode_state
-from directnas.compress.finetune import accuracy, finetune, layer_kind, weight_layers
-from directnas.compress.prune import SPARSITIES, apply_masks, magnitude_mask, remove_masks, sensitivity
-from directnas.compress.state import State
+from directnas.compression.codec import _encode_tensor, encode_state
+from directnas.compression.finetune import accuracy, finetune, layer_kind, weight_layers
+from directnas.compression.prune import SPARSITIES, apply_masks, magnitude_mask, remove_masks, sensitivity
+from directnas.compression.state import State
 from directnas.errors import UserError
 
 log = logging.getLogger(__name__)

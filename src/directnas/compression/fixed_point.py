@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from directnas.compress.finetune import accuracy, eval_batches, weight_layers
-from directnas.compress.state import State
+from directnas.compression.finetune import accuracy, eval_batches, weight_layers
+from directnas.compression.state import State
 from directnas.models.structure import ActQuant, fixed
 
 log = logging.getLogger(__name__)

@@ -31,7 +31,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from directnas.compress.huffman import huffman_decode, huffman_encode, pack_fixed, unpack_fixed
+from directnas.compression.huffman import huffman_decode, huffman_encode, pack_fixed, unpack_fixed
 
 MAGIC = b"DNZ2"
 PLAIN_HEADER_MAGIC = b"DNZ1"

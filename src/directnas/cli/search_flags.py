@@ -1,0 +1,56 @@
+"""The search's flags, generated from ``SearchConfig``, and the device flags (shared by
+``search``, ``run`` and, for the device, ``train``)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from directnas.cli.common import add_protocol_args, parse_target
+from directnas.cli.flags import Flag, add_flags, flag_values
+from directnas.nas.gates import STRATEGIES
+from directnas.nas.loss import LOSS_FORMS
+from directnas.nas.searcher import WEIGHT_PATHS, SearchConfig
+from directnas.nas.superkernel import SHARING
+
+AMP = Flag("amp", "mixed precision (bfloat16 autocast) on CUDA", switch="on")
+SEARCH = [
+    Flag("strategy", "gate strategy", choices=sorted(STRATEGIES)),
+    Flag("loss", "hardware-aware loss form", choices=LOSS_FORMS),
+    Flag("epochs", "search epochs after warm-up"), Flag("warmup_epochs"), Flag("batch_size"),
+    Flag("lr"), Flag("arch_lr"), Flag("lam", "latency weight lambda (hinge/add/lagrange)"),
+    Flag("weight_sharing", "MBConv candidates of a layer that share weights: none, kernel (nested "
+                           "kernels per expansion ratio) or full (kernels and channels)", choices=SHARING),
+    Flag("weight_paths", "paths of the weight steps after the warm-up: drawn from p, or uniformly",
+         choices=WEIGHT_PATHS),
+    Flag("checkpoint_every", "also checkpoint every N steps inside an epoch (default 0: epoch ends only)"),
+]
+
+
+def add_device_args(p: argparse.ArgumentParser, cls: type) -> None:
+    p.add_argument("--device", default="auto",
+                   help="cpu, cuda, cuda:N or auto (default: CUDA when there is one)")
+    add_flags(p, cls, [AMP])
+    p.add_argument("--input-size", type=int, dest="input_size",
+                   help="resize the images to this size (default: the space's input size)")
+
+
+def add_search_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--space", default="fashion-mnist", help="preset name or YAML path")
+    p.add_argument("--data", default="fashion-mnist", help="'fashion-mnist' or a dataset folder")
+    p.add_argument("--target-latency", type=parse_target, dest="target_latency_ms",
+                   help="target latency in ms on the latency backend (1.5), or a multiple of the "
+                        "space's fastest net on the table (1.6x)")
+    p.add_argument("--latency-table", help="use this table instead of profiling the device")
+    p.add_argument("--config", help="YAML file of search options (flags override it)")
+    add_flags(p, SearchConfig, SEARCH)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--quick", action="store_true", help="a 1-2 minute smoke budget")
+    add_device_args(p, SearchConfig)
+    add_protocol_args(p)
+
+
+def search_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The search flags as ``directnas.search`` options (config fields given, quick, seed, file)."""
+    return {**flag_values(args, [*SEARCH, AMP]), "quick": args.quick, "seed": args.seed,
+            "config_file": args.config, "threads": args.threads}
