@@ -47,3 +47,21 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
                "--latency-table", str(tmp_path / "t.json")])
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and "error" in err
+
+
+def test_training_flags_are_declared_once_and_run_prefixes_them():
+    """`train --ema` / `--train-lr` and `run --train-ema` / `--train-lr` set the same TrainConfig
+    fields; run's unprefixed --lr belongs to the search."""
+    from directnas.cli.main import build_parser
+    from directnas.cli.search_flags import search_options
+    from directnas.cli.train_flags import train_options
+
+    flags = ["--ema", "0.99", "--train-lr", "0.2", "--no-augment", "--batch-size", "32"]
+    train = build_parser().parse_args(["train", "--model", "lenet-5", "--out", "o", *flags])
+    run = build_parser().parse_args(["run", "--out", "o", "--train-ema", "0.99", "--train-lr",
+                                     "0.2", "--no-train-augment", "--train-batch-size", "32",
+                                     "--lr", "0.01"])
+    expected = {"ema_decay": 0.99, "lr": 0.2, "augment": False, "batch_size": 32}
+    assert {k: v for k, v in train_options(train).items() if k in expected} == expected
+    assert {k: v for k, v in train_options(run, prefix="train-").items() if k in expected} == expected
+    assert search_options(run)["lr"] == 0.01

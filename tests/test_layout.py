@@ -80,3 +80,10 @@ def test_nothing_below_the_cli_imports_the_cli() -> None:
 def test_at_most_six_modules_at_the_top_level() -> None:
     loose = sorted(p.name for p in SRC.glob("*.py"))
     assert len(loose) <= 6, loose
+
+
+def test_cli_modules_are_at_most_80_lines() -> None:
+    """Each command is flags -> config -> one library call -> printed paths."""
+    long = {p.name: n for p in (SRC / "cli").glob("*.py")
+            if (n := len(p.read_text().splitlines())) > 80}
+    assert long == {}

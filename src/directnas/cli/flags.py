@@ -15,7 +15,7 @@ from typing import Any, Sequence
 @dataclass(frozen=True)
 class Flag:
     field: str                    # the dataclass field (and the library keyword) it sets
-    help: str = ""                # "(default X)" is added unless the text names one or X is None
+    help: str = ""                # "(default X)" added unless the text names one or X is None/False
     name: str = ""                # the flag without "--" and prefix (default: the field, dashed)
     choices: Sequence[str] | None = None
     switch: str = "both"          # a bool: "both" (--x / --no-x), "on" (--x sets True)
@@ -45,7 +45,7 @@ def add_flags(p: Any, cls: type, flags: Sequence[Flag], *, prefix: str = "",
         names = [f"--{prefix}{base}", *(f"--{a}{base}" for a in aliases)]
         default = fields[f.field].default
         default = None if default is dataclasses.MISSING else default
-        shown = f.help if "default" in f.help or default is None else \
+        shown = f.help if "default" in f.help or default in (None, False) else \
             f"{f.help} (default {default})".strip()
         kw: dict[str, Any] = {"dest": dest(prefix, f), "help": shown,
                               "default": default if defaults else None}

@@ -17,8 +17,12 @@ AMP = Flag("amp", "mixed precision (bfloat16 autocast) on CUDA", switch="on")
 SEARCH = [
     Flag("strategy", "gate strategy", choices=sorted(STRATEGIES)),
     Flag("loss", "hardware-aware loss form", choices=LOSS_FORMS),
-    Flag("epochs", "search epochs after warm-up"), Flag("warmup_epochs"), Flag("batch_size"),
-    Flag("lr"), Flag("arch_lr"), Flag("lam", "latency weight lambda (hinge/add/lagrange)"),
+    Flag("epochs", "search epochs after warm-up"),
+    Flag("warmup_epochs", "epochs training the supernet's weights alone, before the search"),
+    Flag("batch_size", "batch size of the weight and architecture steps"),
+    Flag("lr", "learning rate of the supernet's weights"),
+    Flag("arch_lr", "learning rate of the architecture parameters"),
+    Flag("lam", "latency weight lambda (hinge/add/lagrange)"),
     Flag("weight_sharing", "MBConv candidates of a layer that share weights: none, kernel (nested "
                            "kernels per expansion ratio) or full (kernels and channels)", choices=SHARING),
     Flag("weight_paths", "paths of the weight steps after the warm-up: drawn from p, or uniformly",
