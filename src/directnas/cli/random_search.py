@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
+from directnas import api
 from directnas.cli.common import (add_protocol_args, bar, given_backend, log, parse_target,
                                   protocol_from)
-from directnas.config import resolve_config
-from directnas.latency.cache import get_table
-from directnas.latency.target import resolve_target
-from directnas.pipeline.runfolder import save_resolved
-from directnas.data.datasets import load_dataset
-from directnas.nas.random_search import RandomSearchConfig, random_search, write_outputs
-from directnas.space.space import load_space
-
-QUICK = {"budget_s": 60.0, "steps_per_arch": 30, "valid_size": 1000}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -46,33 +40,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    overrides = {k: getattr(args, k, None) for k in
-                 ("target_latency_ms", "tolerance", "budget_s", "steps_per_arch", "max_archs",
-                  "batch_size", "lr", "seed", "device")}
-    target_spec = overrides.pop("target_latency_ms")
-    if args.quick:
-        overrides = {**QUICK, **{k: v for k, v in overrides.items() if v is not None}}
-    cfg = resolve_config(RandomSearchConfig, yaml_path=args.config, overrides=overrides)
-    if args.at_most:
-        cfg.tolerance = None
-    cfg.threads = args.threads
-    space = load_space(args.space)
-    data = load_dataset(args.data)
+    config = {k: getattr(args, k, None) for k in ("tolerance", "budget_s", "steps_per_arch",
+                                                  "max_archs", "batch_size", "lr", "seed", "device")}
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    table = get_table(space, table=args.latency_table, backend=given_backend(args),
-                      proto=protocol_from(args), progress=bar)
-    table.save(out / "latency.json")
-    if target_spec is not None:
-        cfg.target_latency_ms = resolve_target(target_spec, space, table)
-    save_resolved(out, "random_search_config.json", cfg, {"space": space.name, "data": str(args.data),
-                                                          "backend": args.backend})
-    result = random_search(space, data, table, cfg, on_candidate=lambda i, c: log.info(
-        "arch %d: valid accuracy %.4f, predicted %.3f ms (%.0f s)", i, c.valid_accuracy,
-        c.predicted_latency_ms, c.train_s))
-    summary = write_outputs(out, result, cfg, space)
-    print(f"architecture: {(out / 'arch.json').resolve()}  [{result.best.summary()}]")
-    print(f"best of {summary['archs']} archs: valid accuracy {summary['valid_accuracy']:.4f}, "
-          f"predicted latency {summary['predicted_latency_ms']:.3f} ms (target {cfg.target_latency_ms})")
+    r = api.random_search(args.space, args.data, out=out, target_latency=args.target_latency_ms,
+                          table=args.latency_table, backend=given_backend(args),
+                          protocol=asdict(protocol_from(args)), quick=args.quick,
+                          at_most=args.at_most, threads=args.threads, config_file=args.config,
+                          progress=bar, on_candidate=log_candidate, **config)
+    s = r.summary
+    print(f"architecture: {(out / 'arch.json').resolve()}  [{r.result.best.summary()}]")
+    print(f"best of {s['archs']} archs: valid accuracy {s['valid_accuracy']:.4f}, predicted "
+          f"latency {s['predicted_latency_ms']:.3f} ms (target {r.config.target_latency_ms})")
     print(f"log: {(out / 'random_search.json').resolve()}")
     return 0
+
+
+def log_candidate(i: int, c: Any) -> None:
+    log.info("arch %d: valid accuracy %.4f, predicted %.3f ms (%.0f s)", i, c.valid_accuracy,
+             c.predicted_latency_ms, c.train_s)
