@@ -105,7 +105,8 @@ def space_modules(space: SearchSpace) -> Iterable[tuple[str, nn.Module, tuple[in
             if op == ZERO or key in seen:
                 continue
             seen.add(key)
-            yield key, build_op(op, layer.c_in, layer.c_out, layer.stride, residual=layer.residual), \
+            yield key, build_op(op, layer.c_in, layer.c_out, layer.stride, residual=layer.residual,
+                                activation=space.activation), \
                 (1, layer.c_in, layer.hw_in, layer.hw_in)
 
 
