@@ -24,7 +24,7 @@ from directnas.runtimes.registry import (BACKENDS, CLOCKS, STATS, Protocol, Runn
                                          make_runners)
 from directnas.latency.table import LatencyTable
 from directnas.space.arch import Arch, build_fixed
-from directnas.space.ops import ZERO, build_op, conv_bn
+from directnas.space.ops import SKIP, ZERO, build_op, conv_bn
 from directnas.space.space import SearchSpace, conv_out
 
 log = logging.getLogger(__name__)
@@ -114,9 +114,10 @@ REFERENCE = "reference"
 
 
 def reference_arch(space: SearchSpace) -> Arch:
-    """The drift reference timed in every round: each layer's first non-zero candidate."""
-    return Arch(space, [next((c for c in l.candidates if c != ZERO), l.candidates[0])
-                        for l in space.layers])
+    """The drift reference timed in every round: each layer's first candidate that is neither
+    ``zero`` nor ``skip`` (a net that computes, even where ``skip`` is listed first)."""
+    return Arch(space, [next((c for c in l.candidates if c not in (ZERO, SKIP)),
+                             l.candidates[0]) for l in space.layers])
 
 
 def measure_interleaved(runners: dict[str, Runner], proto: Protocol, *, rounds: int = 1,
