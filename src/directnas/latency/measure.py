@@ -72,6 +72,10 @@ def measure_module(module: nn.Module, shape: tuple[int, ...], *, backend: str = 
     return summarize(time_runner(get_backend(backend)(module, shape, proto), proto), proto.stat)
 
 
+# how a profile calibrates its table (part of the cache key: a new form re-profiles)
+CALIBRATION_FORM = "corners+positive"
+
+
 def device_meta(backend: str, proto: Protocol) -> dict[str, object]:
     cpu = platform.processor() or platform.machine()
     try:
@@ -86,6 +90,7 @@ def device_meta(backend: str, proto: Protocol) -> dict[str, object]:
             "channels_last": proto.channels_last, "warmup": proto.warmup, "stat": proto.stat,
             "clock": proto.clock, "rounds": proto.rounds,
             "repeats": proto.repeats, **backend_versions(backend),
+            "calibration": CALIBRATION_FORM,
             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
 
@@ -203,13 +208,15 @@ NULL = "_null"
 
 def calibration_archs(space: SearchSpace, n: int = CALIBRATION_NETS, *, seed: int = 0
                       ) -> dict[str, Arch]:
-    """``n`` whole nets that together cover every (layer, op) pair (the D-optimal balanced
-    design of ``latency design``)."""
-    from directnas.latency.fit import arch_from_op_indices, balanced_design
+    """``n`` whole nets: the space's corners (the fastest and the slowest net and two between,
+    ``corner_design``) and nets that together cover every (layer, op) pair (the D-optimal
+    balanced design of ``latency design``)."""
+    from directnas.latency.fit import arch_from_op_indices
+    from directnas.latency.fit_design import calibration_design
 
     if n <= 0:
         return {}
-    idx = balanced_design(space, n, seed=seed)
+    idx = calibration_design(space, n, seed=seed)
     return {f"cal{i}": arch_from_op_indices(space, row) for i, row in enumerate(idx)}
 
 
