@@ -5,7 +5,8 @@ For every format of ``cfg.int8_formats`` (a runtime that is not installed is ski
 warning) the out folder gets ``model_fp32.<ext>`` and ``model_int8.<ext>``, both taking float32
 (N, C, H, W) pixels in [0, 1] with the normalisation folded in (``models.classifier.Classifier``):
 
-* ``pte``: ExecuTorch + XNNPACK, PT2E with ``XNNPACKQuantizer`` (``runtimes.executorch_xnnpack.pte_int8``);
+* ``pte``: ExecuTorch + XNNPACK, PT2E with ``XNNPACKQuantizer``
+  (``runtimes.executorch_xnnpack.pte_int8``);
 * ``onnx``: onnxruntime ``quantize_static``; both the QDQ and the QOperator layouts are made and
   timed, the faster one at the timed batch / threads is kept (``onnx_layout`` says which);
 * ``openvino``: NNCF post-training quantization, run by OpenVINO's CPU plugin

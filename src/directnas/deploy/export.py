@@ -2,9 +2,11 @@
 
 Every artifact takes a float32 tensor (N, C, H, W) of pixel values in [0, 1] (uint8 / 255) and
 returns the logits: the normalisation the net was trained with is folded in
-(``models.classifier.Classifier``).  For each artifact ``export.json`` records the parity with PyTorch on
-the real test set (``top1_agreement``, ``max_abs_diff``, both accuracies) and its latency in its
-own runtime (interleaved rounds with a drift reference, ``noise_floor`` beside it).
+(``models.classifier.Classifier``).  For each artifact ``export.json`` records the parity with
+PyTorch on the real test set (``top1_agreement``, ``max_abs_diff``, both accuracies) and its
+latency in its own runtime (interleaved rounds with a drift reference, ``noise_floor`` beside
+it).  The runtime of each format (how to write, run and time its artifact) is the registry's
+(``directnas.runtimes``).
 """
 
 from __future__ import annotations

@@ -1,9 +1,8 @@
 """Is the target held?  The artifact timed beside the nets the target was measured on.
 
-A target in ms holds only at the speed the machine ran when it was measured: on a shared
-machine that speed drifts by 15-25 % within an hour (machine F: the reference net at 0.185 ms
-during a demo's near-target session, 0.151 ms at its export 40 minutes later).  So at export the
-nets timed in the near-target session (``hardware.near_target``: the nets near T and the fastest
+A target in ms holds only at the speed the machine ran when it was measured, and on a shared
+machine that speed drifts within the hour.  So at export the
+nets timed in the near-target session (``latency.near_target``: the nets near T and the fastest
 net, whose multiple a relative target is) are timed again, built and interleaved exactly as then,
 in the same rounds as the artifact.  Their median ratio now / then is the machine's speed now
 against then, and the target at today's speed is T times it.  The artifact is judged against that

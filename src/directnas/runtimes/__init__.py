@@ -1,15 +1,13 @@
 """Runtimes: one module per runtime, each registering one ``Runtime`` record (how to time a net
 in it, how to write its artifact and run it, its versions); the registry is in ``base``.
 
-=====================  ===========  ==========================  =================================
-``--backend``          ``--format`` runs in                     optional extra
-=====================  ===========  ==========================  =================================
-executorch-xnnpack     pte          ExecuTorch + XNNPACK        ``pip install "directnas[executorch]"``
-onnxruntime-cpu        onnx         onnxruntime (CPU)           (core dependency)
-openvino-cpu           openvino     OpenVINO (CPU)              ``pip install "directnas[openvino]"``
-torch-cpu              torchscript  eager PyTorch / torch.jit   (core dependency)
-cuda                   torchscript  eager PyTorch on the GPU    a CUDA build of torch
-=====================  ===========  ==========================  =================================
+  --backend           --format     runs in                     needs
+  executorch-xnnpack  pte          ExecuTorch + XNNPACK        pip install "directnas[executorch]"
+  onnxruntime-cpu     onnx         onnxruntime (CPU)           (core dependency)
+  openvino-cpu        openvino     OpenVINO (CPU)              pip install "directnas[openvino]"
+  torch-cpu           torchscript  eager PyTorch / torch.jit   (core dependency)
+  cuda                torchscript  eager PyTorch on the GPU    a CUDA build of torch
+                                   (its artifact runs and is timed on torch-cpu)
 
 Adding a runtime: a module here that ends with ``register(Runtime(...))``, and its name in
 ``MODULES``.  The order of ``MODULES`` is the order of ``names()`` and ``formats()``.

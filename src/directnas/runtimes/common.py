@@ -43,8 +43,8 @@ def need(module: str, extra: str, what: str) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise UserError(f"{what} needs {module.split('.')[0]}: pip install \"directnas[{extra}]\"") \
-            from None
+        package = module.split(".")[0]
+        raise UserError(f"{what} needs {package}: pip install \"directnas[{extra}]\"") from None
 
 
 def as_numpy(out: Any) -> np.ndarray:

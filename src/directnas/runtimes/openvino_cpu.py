@@ -52,7 +52,8 @@ def ov_compile(model: Any, threads: int) -> Any:
 
 
 def save_openvino(model: Any, path: Path) -> Path:
-    """Save an ``openvino.Model`` as ``path`` (.xml) + its .bin, atomically (weights as they are)."""
+    """Save an ``openvino.Model`` as ``path`` (.xml) + its .bin, atomically (weights as they
+    are)."""
     import openvino as ov
 
     path = path.with_suffix(".xml")
