@@ -86,3 +86,23 @@ def native_stderr_silenced() -> Iterator[None]:
 def torch_versions() -> dict[str, str]:
     """The library versions every runtime's table depends on."""
     return {"torch": torch.__version__}
+
+
+def version_of(module: str, *, distribution: bool = False) -> str:
+    """The installed version of ``module``: its ``__version__``, or with ``distribution`` its
+    package metadata's (without importing it); ImportError when it is not installed."""
+    if distribution:
+        from importlib.metadata import version
+
+        return version(module)
+    return str(getattr(importlib.import_module(module), "__version__", "unknown"))
+
+
+def versions_with(module: str, *, distribution: bool = False) -> dict[str, str]:
+    """``torch_versions`` and the version of ``module`` when it is installed."""
+    out = torch_versions()
+    try:
+        out[module] = version_of(module, distribution=distribution)
+    except ImportError:
+        pass
+    return out

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -23,7 +24,7 @@ from directnas.errors import UserError
 from directnas.runtimes.base import (Int8, Protocol, Runner, Runtime, Shape, missing_module,
                                      register)
 from directnas.runtimes.common import (as_path, float32_only, frozen_copy, native_stderr_silenced,
-                                       need, torch_versions)
+                                       need, version_of, versions_with)
 from directnas.utils.fileio import write_bytes
 
 log = logging.getLogger(__name__)
@@ -187,19 +188,7 @@ def load_pte(path: Path, x: torch.Tensor, threads: int) -> Runner:
 
 
 def executorch_version() -> str:
-    from importlib.metadata import version
-
-    return f"executorch {version('executorch')}"
-
-
-def executorch_versions() -> dict[str, str]:
-    out = torch_versions()
-    try:
-        from importlib.metadata import version
-        out["executorch"] = version("executorch")
-    except Exception:
-        pass
-    return out
+    return f"executorch {version_of(EXTRA, distribution=True)}"
 
 
 def pte_int8(net: nn.Module, shape: Shape, calib: torch.Tensor) -> bytes:
@@ -236,7 +225,7 @@ def describe_pte_int8(layout: str | None) -> dict[str, Any]:
 RUNTIME = register(Runtime(
     name="executorch-xnnpack", format="pte", suffix=".pte", runner=executorch_runner,
     runners=executorch_runners, write=write_pte, load=load_pte, version=executorch_version,
-    versions=executorch_versions, usage=USAGE, extra=EXTRA,
+    versions=partial(versions_with, EXTRA, distribution=True), usage=USAGE, extra=EXTRA,
     int8=Int8(write=write_pte_int8, describe=describe_pte_int8, needs="executorch.exir",
               label="executorch"),
     unavailable=missing_module("executorch")))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import tempfile
 import warnings
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from torch import nn
 from directnas.errors import UserError
 from directnas.runtimes.base import (Int8, Protocol, Runner, Runtime, Shape, missing_module,
                                      register)
-from directnas.runtimes.common import frozen_copy, torch_versions
+from directnas.runtimes.common import frozen_copy, version_of, versions_with
 from directnas.utils.fileio import write_bytes
 
 ONNX_OPSET = 17
@@ -85,19 +86,7 @@ def load_onnx(path: Path, x: torch.Tensor, threads: int) -> Runner:
 
 
 def onnxruntime_version() -> str:
-    import onnxruntime
-
-    return f"onnxruntime {getattr(onnxruntime, '__version__', 'unknown')}"
-
-
-def onnxruntime_versions() -> dict[str, str]:
-    out = torch_versions()
-    try:
-        import onnxruntime as ort
-        out["onnxruntime"] = ort.__version__
-    except ImportError:
-        pass
-    return out
+    return f"onnxruntime {version_of('onnxruntime')}"
 
 
 def onnx_int8(net: nn.Module, shape: Shape, calib: np.ndarray, layout: str = "qdq") -> bytes:
@@ -138,7 +127,7 @@ def describe_onnx_int8(layout: str | None) -> dict[str, Any]:
 RUNTIME = register(Runtime(
     name="onnxruntime-cpu", format="onnx", suffix=".onnx", runner=onnxruntime_runner,
     write=write_onnx, load=load_onnx, version=onnxruntime_version,
-    versions=onnxruntime_versions, usage=USAGE, any_batch=True,
+    versions=partial(versions_with, "onnxruntime"), usage=USAGE, any_batch=True,
     int8=Int8(write=write_onnx_int8, describe=describe_onnx_int8, needs="onnxruntime.quantization",
               label="onnxruntime", layouts=LAYOUTS),
     unavailable=missing_module("onnxruntime")))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,8 @@ from torch import nn
 from directnas.errors import UserError
 from directnas.runtimes.base import (Int8, Protocol, Runner, Runtime, Shape, missing_module,
                                      register)
-from directnas.runtimes.common import float32_only, frozen_copy, need, torch_versions
+from directnas.runtimes.common import (float32_only, frozen_copy, need, version_of,
+                                       versions_with)
 
 EXTRA = "openvino"
 USAGE = """import numpy as np, openvino as ov
@@ -93,19 +95,7 @@ def openvino_size(path: Path) -> int:
 
 
 def openvino_version() -> str:
-    import openvino
-
-    return f"openvino {getattr(openvino, '__version__', 'unknown')}"
-
-
-def openvino_versions() -> dict[str, str]:
-    out = torch_versions()
-    try:
-        import openvino as ov
-        out["openvino"] = ov.__version__
-    except ImportError:
-        pass
-    return out
+    return f"openvino {version_of('openvino')}"
 
 
 def openvino_int8(net: nn.Module, shape: Shape, calib: np.ndarray) -> Any:
@@ -141,7 +131,7 @@ def describe_openvino_int8(layout: str | None) -> dict[str, Any]:
 RUNTIME = register(Runtime(
     name="openvino-cpu", format="openvino", suffix=".xml", runner=openvino_runner,
     write=write_openvino, load=load_openvino, version=openvino_version,
-    versions=openvino_versions, usage=USAGE, extra=EXTRA, size=openvino_size,
+    versions=partial(versions_with, EXTRA), usage=USAGE, extra=EXTRA, size=openvino_size,
     int8=Int8(write=write_openvino_int8, describe=describe_openvino_int8, needs="nncf",
               label='openvino + nncf (pip install "directnas[openvino]")'),
     unavailable=missing_module("openvino")))
