@@ -35,6 +35,9 @@ DEFAULT = "torch-cpu"  # the backend when none is named
 
 @dataclass(frozen=True)
 class Protocol:
+    """How a latency is measured: batch, threads, warm-up, repeats, dtype, statistic, clock,
+    interleaved rounds."""
+
     batch_size: int = 1
     threads: int = 1  # batch-1 latency: one thread (two are slower for small nets)
     warmup: int = 10
