@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from directnas.latency import target as targets
 from directnas.errors import UserError
-from directnas.runtimes.registry import CLOCKS, DTYPES, STATS
+from directnas.runtimes import CLOCKS, DEFAULT, DTYPES, STATS, names
 from directnas.latency.table import LatencyTable
 from directnas.latency.cache import cached_table
 from directnas.latency.measure import Protocol
@@ -50,8 +50,8 @@ class _StoreExplicit(argparse.Action):
 
 def add_protocol_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="torch-cpu", action=_StoreExplicit,
-                   help="latency backend: torch-cpu (default), onnxruntime-cpu, "
-                        "executorch-xnnpack, openvino-cpu, cuda")
+                   help=f"latency backend: {DEFAULT} (default), "
+                        + ", ".join(n for n in names() if n != DEFAULT))
     p.add_argument("--threads", type=int, default=1,
                    help="threads for latency measurement (default 1: batch-1 latency)")
     p.add_argument("--latency-batch", type=int, default=1, help="batch size for latency (default 1)")

@@ -103,10 +103,10 @@ def run(args: argparse.Namespace) -> int:
         import shlex
 
         from directnas.cli.compress import compress_stage
-        from directnas.runtimes.registry import BACKEND_FORMAT
+        from directnas import runtimes
 
-        fmt = None if "int8" in args.compress_method else BACKEND_FORMAT.get(
-            search_kwargs(args)["backend"] or "torch-cpu", "torchscript")
+        fmt = None if "int8" in args.compress_method else runtimes.for_backend(
+            search_kwargs(args)["backend"]).format
         for r in results:
             cdir = r.folder / "compress"
             if (cdir / "metrics.json").exists() and "export" in read_json(cdir / "metrics.json"):

@@ -278,13 +278,12 @@ def target_check_stage(folder: Path, space: SearchSpace, exported: Mapping[str, 
     """``folder/target_check.json``: the artifact timed again beside the near-target session's
     nets, and judged against the target at the machine's speed now (``deploy.target_check``).
     None when the table was not re-anchored here or no target was given."""
+    from directnas import runtimes
     from directnas.deploy.target_check import check_target, describe
-
-    from directnas.deploy.export import FORMAT_BACKEND
 
     if not near or not target_ms or not near.get("nets"):
         return None
-    if FORMAT_BACKEND.get(exported["format"]) != (backend or "torch-cpu"):
+    if runtimes.by_format(exported["format"]).name != (backend or runtimes.DEFAULT):
         say(f"target check: skipped, the {exported['format']} artifact does not run on {backend} "
             "(the nets the target was measured on would be timed elsewhere than the artifact)")
         return None
