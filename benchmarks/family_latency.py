@@ -21,7 +21,8 @@ from pathlib import Path
 import torch
 
 from directnas.utils.fileio import write_json
-from directnas.runtimes.registry import Protocol, get_backend
+from directnas import runtimes
+from directnas.runtimes import Protocol
 from directnas.latency.measure import device_meta, measure_interleaved
 from directnas.models.registry import build_named, model_names
 from directnas.space.arch import Arch
@@ -50,7 +51,7 @@ def main() -> None:
         shape = (1, arch.space.input_channels, arch.space.input_size, arch.space.input_size)
     for name in args.models:
         nets[name] = build_named(name, input_shape=shape[1:], num_classes=10)
-    factory = get_backend(args.backend)
+    factory = runtimes.get(args.backend).runner
     runners = {k: factory(net.eval(), shape, proto) for k, net in nets.items()}
     measured = measure_interleaved(runners, proto, rounds=args.rounds)
     rows = []

@@ -21,7 +21,8 @@ import torch
 from directnas.models.model_file import load_model
 from directnas.data.datasets import Batches, load_dataset
 from directnas.utils.fileio import write_json
-from directnas.runtimes.registry import Protocol, get_backend
+from directnas import runtimes
+from directnas.runtimes import Protocol
 from directnas.latency.measure import device_meta, measure_interleaved
 from directnas.training.train_net import FlipAverage, evaluate
 
@@ -41,7 +42,7 @@ def main() -> None:
     data = load_dataset(args.data)
     shape = (1,) + tuple(data.test.images.shape[1:])
     proto = Protocol(threads=args.threads, repeats=args.repeats, warmup=args.warmup)
-    factory = get_backend(args.backend)
+    factory = runtimes.get(args.backend).runner
     test = Batches(data.test, batch_size=500, mean=data.mean, std=data.std, shuffle=False)
     rows, runners = [], {}
     for i, path in enumerate(args.models):

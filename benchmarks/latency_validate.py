@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from directnas.utils.fileio import write_json
-from directnas.runtimes.registry import Protocol
+from directnas.runtimes import Protocol
 from directnas.latency.table import LatencyTable
 from directnas.latency.validate import scatter_plot, validate
 from directnas.space.ops import ZERO

@@ -22,7 +22,7 @@ import json
 import statistics
 from pathlib import Path
 
-from directnas.runtimes.registry import Protocol
+from directnas.runtimes import Protocol
 from directnas.latency.table import LatencyTable
 from directnas.latency.near_target import refine_near_target
 from directnas.latency.predictor import predict_arch_ms

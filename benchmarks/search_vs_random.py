@@ -30,7 +30,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from directnas.runtimes.registry import Protocol
+from directnas.runtimes import Protocol
 from directnas.latency.table import LatencyTable
 from directnas.latency.predictor import predict_arch_ms
 from directnas.report.remeasure import remeasure

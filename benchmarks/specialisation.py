@@ -27,18 +27,18 @@ import torch
 from directnas.cli.main import main as directnas
 from directnas.data.datasets import load_dataset
 from directnas.utils.fileio import write_json, write_text
-from directnas.runtimes.registry import make_runners
+from directnas import runtimes
 from directnas.latency.table import LatencyTable
 from directnas.latency.predictor import predict_arch_ms
-from directnas.latency.measure import (BACKENDS, NOISE, REFERENCE, Protocol,
-                                        measure_interleaved, reference_arch)
+from directnas.latency.measure import (NOISE, REFERENCE, Protocol, measure_interleaved,
+                                        reference_arch)
 from directnas.space.arch import Arch
 from directnas.space.space import load_space
 
 
 def default_backends() -> str:
     names = ["torch-cpu", "onnxruntime-cpu"]
-    if "cuda" in BACKENDS and torch.cuda.is_available():
+    if "cuda" in runtimes.names() and torch.cuda.is_available():
         names.append("cuda")
     return ",".join(names)
 
@@ -110,10 +110,10 @@ def search_for(args: argparse.Namespace, backend: str, out: Path, proto: list[st
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
-    missing = [b for b in backends if b not in BACKENDS]
+    missing = [b for b in backends if b not in runtimes.names()]
     if missing or len(backends) < 2:
-        print(f"need >= 2 registered backends; not in directnas.latency.measure.BACKENDS: "
-              f"{', '.join(missing) or '-'} (have: {', '.join(BACKENDS)})", file=sys.stderr)
+        print(f"need >= 2 registered backends; not in directnas.runtimes.names(): "
+              f"{', '.join(missing) or '-'} (have: {', '.join(runtimes.names())})", file=sys.stderr)
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     for b in backends:
         items = {a: (archs[a].build(), (1, *shape)) for a in backends}
         items[REFERENCE] = (reference_arch(load_space(args.space)).build(), (1, *shape))
-        col = measure_interleaved(make_runners(b, items, proto), proto, rounds=args.rounds, seed=args.seed)
+        col = measure_interleaved(runtimes.get(b).make_runners(items, proto), proto, rounds=args.rounds, seed=args.seed)
         noise[b] = col[NOISE]["noise_floor"]
         measured.update({f"{a}|{b}": col[a] for a in backends})
     tables = {b: LatencyTable.load(out / f"latency-{b}.json") for b in backends}

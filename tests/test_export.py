@@ -3,23 +3,24 @@ runtime, and run where directnas cannot be imported."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
+import torch
 
+import directnas
+from directnas import runtimes
 from directnas.cli.main import main
 from directnas.errors import UserError
 from directnas.space.arch import Arch
 from directnas.space.space import SearchSpace
 from tests.conftest import TINY_SPACE
-
-HAS_ET = importlib.util.find_spec("executorch") is not None
-HAS_OV = importlib.util.find_spec("openvino") is not None
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +37,8 @@ def trained(tmp_path_factory, tiny_idx_dir):
     return out
 
 
-# runs the artifact with only the runtimes importable: directnas is blocked
-STANDALONE = textwrap.dedent("""
+# runs the README's snippet of the artifact with only the runtimes importable: directnas is blocked
+BLOCK = textwrap.dedent("""
     import sys, importlib.abc
     class Block(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path=None, target=None):
@@ -49,32 +50,35 @@ STANDALONE = textwrap.dedent("""
         raise SystemExit("directnas was importable")
     except ImportError:
         pass
-    import numpy as np
-    fmt, path = sys.argv[1], sys.argv[2]
-    x = np.random.default_rng(0).random((1, 1, 16, 16), dtype=np.float32)
-    if fmt == "onnx":
-        import onnxruntime as ort
-        y = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
-    elif fmt == "pte":
-        import torch
-        from executorch.runtime import Runtime
-        m = Runtime.get().load_program(path).load_method("forward")
-        y = m.execute((torch.from_numpy(x),))[0].numpy()
-    elif fmt == "openvino":
-        import openvino as ov
-        y = ov.compile_model(path, "CPU")(x)[0]
-    else:
-        import torch
-        y = torch.jit.load(path)(torch.from_numpy(x)).detach().numpy()
-    print("shape", tuple(y.shape))
 """)
 
 
-@pytest.mark.parametrize("fmt", [
-    "onnx", "torchscript",
-    pytest.param("pte", marks=pytest.mark.skipif(not HAS_ET, reason="executorch not installed")),
-    pytest.param("openvino", marks=pytest.mark.skipif(not HAS_OV, reason="openvino not installed")),
-])
+def readme_snippet(readme: str) -> str:
+    """The first python block of an export README."""
+    return readme.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def seeded(snippet: str, model) -> tuple[str, int]:  # noqa: ANN001
+    """The snippet with its random input seeded, and the class the trained net gives that input."""
+    shape = (1, 1, 16, 16)
+    if "torch.rand" in snippet:
+        torch.manual_seed(0)
+        x, seed = torch.rand(*shape), "import torch; torch.manual_seed(0)\n"
+    else:
+        np.random.seed(0)
+        x = torch.from_numpy(np.random.rand(*shape).astype(np.float32))
+        seed = "import numpy as np; np.random.seed(0)\n"
+    with torch.inference_mode():
+        return seed + snippet, int(directnas.load(model)(x).argmax(1))
+
+
+FORMATS = [pytest.param(f, marks=pytest.mark.skipif(
+               bool(runtimes.by_format(f).unavailable()),
+               reason=str(runtimes.by_format(f).unavailable())))
+           for f in runtimes.formats()]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
 def test_export_agrees_with_pytorch_and_runs_without_directnas(trained, tiny_idx_dir, tmp_path,
                                                                fmt):
     out = tmp_path / fmt
@@ -89,12 +93,15 @@ def test_export_agrees_with_pytorch_and_runs_without_directnas(trained, tiny_idx
     assert abs(r["accuracy"] - r["torch_accuracy"]) <= 0.01
     metrics = json.loads((trained / "metrics.json").read_text())
     assert r["torch_accuracy"] == pytest.approx(metrics["test_accuracy"], abs=1e-6)
-    assert "pixel values in [0, 1]" in (out / "README.md").read_text()
+    readme = (out / "README.md").read_text()
+    assert "pixel values in [0, 1]" in readme
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    proc = subprocess.run([sys.executable, "-c", STANDALONE, fmt, r["path"]], cwd=tmp_path,
-                          env=env, capture_output=True, text=True, timeout=300)
+    snippet, want = seeded(readme_snippet(readme), trained)
+    proc = subprocess.run([sys.executable, "-c", BLOCK + snippet], cwd=out, env=env,
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "shape (1, 4)" in proc.stdout
+    classes = re.findall(r"\d+", proc.stdout.strip().splitlines()[-1])
+    assert classes == [str(want)], proc.stdout  # one image: the class PyTorch gives it
 
 
 def test_export_refuses_an_unknown_format(trained, tmp_path, capsys):
@@ -121,7 +128,7 @@ def test_model_data_reads_what_run_records(tmp_path):
 def test_native_stderr_silenced_drops_fd2_writes_and_restores_it(capfd):
     import os
 
-    from directnas.runtimes.formats import native_stderr_silenced
+    from directnas.runtimes.common import native_stderr_silenced
 
     with native_stderr_silenced():
         os.write(2, b"[threadpool.cpp:66] Resetting threadpool\n")  # what C++ code does

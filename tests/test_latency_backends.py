@@ -1,4 +1,4 @@
-"""Latency backends (torch-cpu, onnxruntime-cpu, cuda), statistics and interleaved measuring."""
+"""Latency backends (every runtime of the registry), statistics and interleaved measuring."""
 
 import importlib.util
 
@@ -8,7 +8,9 @@ import torch
 
 from directnas.cli.main import main
 from directnas.errors import UserError
-from directnas.runtimes.registry import BACKENDS, export_onnx, ort_session
+from directnas import runtimes
+from directnas.runtimes.common import as_numpy
+from directnas.runtimes.onnxruntime_cpu import ort_session, to_onnx
 from directnas.latency.measure import (Protocol, measure_interleaved, measure_module,
                                         profile_space, summarize, time_runner)
 from directnas.space.ops import build_op
@@ -18,7 +20,31 @@ FAST = Protocol(threads=1, warmup=1, repeats=3)
 
 
 def test_registry_has_the_three_backends():
-    assert {"torch-cpu", "onnxruntime-cpu", "cuda"} <= set(BACKENDS)
+    assert {"torch-cpu", "onnxruntime-cpu", "cuda"} <= set(runtimes.names())
+
+
+RUNTIMES = [pytest.param(n, marks=pytest.mark.skipif(bool(runtimes.get(n).unavailable()),
+                                                     reason=str(runtimes.get(n).unavailable())))
+            for n in runtimes.names()]
+
+
+def _shape(out):
+    return tuple(out.shape) if isinstance(out, torch.Tensor) else as_numpy(out).shape
+
+
+@pytest.mark.parametrize("name", RUNTIMES)
+def test_every_runtime_times_a_module_without_changing_it(name):
+    """Each runtime's runner computes the module's output shape and is timed; the caller's
+    module keeps its mode and weights; the versions name torch."""
+    rt = runtimes.get(name)
+    m = build_op("k3_e3", 8, 8, 1, residual=True).train()
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    run = rt.runner(m, (1, 8, 6, 6), FAST)
+    assert _shape(run()) == (1, 8, 6, 6)
+    assert m.training and all(torch.equal(before[k], v) for k, v in m.state_dict().items())
+    times = time_runner(run, FAST)
+    assert len(times) == FAST.repeats and all(t > 0 for t in times)
+    assert rt.versions()["torch"] == torch.__version__
 
 
 def test_onnx_export_computes_what_torch_computes():
@@ -26,7 +52,7 @@ def test_onnx_export_computes_what_torch_computes():
     for p in m.parameters():  # non-trivial weights and BN statistics
         torch.nn.init.normal_(p, std=0.3)
     x = np.random.default_rng(0).standard_normal((2, 8, 6, 6), dtype=np.float32)
-    sess = ort_session(export_onnx(m, (2, 8, 6, 6)), threads=1)
+    sess = ort_session(to_onnx(m, (2, 8, 6, 6)), threads=1)
     (y,) = sess.run(None, {"x": x})
     with torch.no_grad():
         ref = m(torch.from_numpy(x)).numpy()
@@ -156,8 +182,7 @@ class Cumsum(torch.nn.Module):  # an op XNNPACK does not take (module level: wor
 def test_executorch_lowers_chunks_in_parallel_processes(monkeypatch):
     """Chunks are lowered in worker processes (one per core); the programs they return run in
     this process, and a module XNNPACK does not take is refused with its op named."""
-    from directnas.runtimes.formats import as_numpy
-    from directnas.runtimes.registry import executorch_runners
+    from directnas.runtimes.executorch_xnnpack import executorch_runners
 
     monkeypatch.setenv("DIRECTNAS_LOWER_WORKERS", "2")
     items = {"relu": (torch.nn.ReLU(), (1, 3, 4, 4)),

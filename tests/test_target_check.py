@@ -3,8 +3,7 @@
 import pytest
 
 from directnas.deploy import target_check as tc
-from directnas.runtimes.formats import write_artifact
-from directnas.runtimes.registry import Protocol
+from directnas.runtimes import Protocol, by_format
 from directnas.latency.near_target import FASTEST
 from directnas.latency.measure import NOISE
 from directnas.space.arch import Arch
@@ -48,8 +47,8 @@ def test_speed_is_the_median_of_now_over_then_and_the_target_moves_with_it(space
         return out
 
     monkeypatch.setattr("directnas.latency.measure.measure_space", fake_measure)
-    art = write_artifact("torchscript", Arch(space, near["nets"][0]["ops"]).build().eval(),
-                         (1, 1, 16, 16), tmp_path / "m")
+    art = by_format("torchscript").export(Arch(space, near["nets"][0]["ops"]).build().eval(),
+                                          (1, 1, 16, 16), tmp_path / "m")
     c = tc.check_target("torchscript", art, space, near, 0.2, backend="torch-cpu")
     assert calls["nets"] == {"near0", "near1", FASTEST} and calls["rounds"] == tc.CHECK_ROUNDS
     assert c["speed_now_over_then"] == pytest.approx(0.8)
@@ -67,8 +66,8 @@ def test_a_real_check_times_every_anchor_and_the_artifact(space, tmp_path):
     """torch-cpu, a torchscript artifact of one anchor net: every figure is measured (> 0), and
     the artifact runs within a few x of the same net in eager torch."""
     near = near_record(space, [1.0, 1.0, 1.0])
-    art = write_artifact("torchscript", Arch(space, near["nets"][0]["ops"]).build().eval(),
-                         (1, 1, 16, 16), tmp_path / "m")
+    art = by_format("torchscript").export(Arch(space, near["nets"][0]["ops"]).build().eval(),
+                                          (1, 1, 16, 16), tmp_path / "m")
     c = tc.check_target("torchscript", art, space, near, 1.0, backend="torch-cpu",
                         proto=Protocol(warmup=1, repeats=5, rounds=2), rounds=2)
     assert c["rounds"] == 2 and c["threads"] == 1

@@ -14,7 +14,7 @@ from directnas.errors import UserError
 from directnas.latency import target as targets
 from directnas.latency.cache import make_protocol
 from directnas.latency.measure import Protocol
-from directnas.runtimes.registry import CLOCKS, DTYPES, STATS
+from directnas.runtimes import CLOCKS, DEFAULT, DTYPES, STATS, names
 
 log = logging.getLogger("directnas")
 T = TypeVar("T")
@@ -58,8 +58,8 @@ class _StoreExplicit(argparse.Action):
 
 def add_protocol_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="torch-cpu", action=_StoreExplicit,
-                   help="latency backend: torch-cpu (default), onnxruntime-cpu, "
-                        "executorch-xnnpack, openvino-cpu, cuda")
+                   help=f"latency backend: {DEFAULT} (default), "
+                        + ", ".join(n for n in names() if n != DEFAULT))
     add_flags(p, Protocol, PROTOCOL, defaults=True)
 
 

@@ -8,13 +8,13 @@ from pathlib import Path
 
 from directnas import api
 from directnas.cli.common import bar
-from directnas.runtimes.formats import FORMATS
+from directnas.runtimes import formats
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a trained net for a runtime, check parity, time it")
     p.add_argument("model", help="a run folder, its train/ folder or a model.pt")
-    p.add_argument("--format", default="all", help=f"{'|'.join(FORMATS)}|all (default all), "
+    p.add_argument("--format", default="all", help=f"{'|'.join(formats())}|all (default all), "
                                                    "or several comma-separated")
     p.add_argument("--out", required=True, help="folder for the artifacts, export.json, README.md")
     p.add_argument("--data", help="test data for the parity check (default: what it trained on)")

@@ -11,7 +11,7 @@ from directnas.cli.compress_flags import parse_compress_args
 from directnas.cli.flags import add_flags
 from directnas.cli.train_flags import TRAIN
 from directnas.latency.near_target import NEAR_NETS
-from directnas.runtimes.registry import BACKEND_FORMAT
+from directnas import runtimes
 from directnas.training.train_net import TrainConfig
 
 
@@ -54,8 +54,8 @@ def compress_options(args: argparse.Namespace) -> dict[str, Any] | None:
     """The compression stage's ``directnas.compress`` options (None: no compression)."""
     if args.compress_max_loss is None and args.compress_target_ratio is None:
         return None
-    backend = given_backend(args) or "torch-cpu"
-    fmt = None if "int8" in args.compress_method else BACKEND_FORMAT.get(backend, "torchscript")
+    fmt = None if "int8" in args.compress_method else \
+        runtimes.for_backend(given_backend(args)).format
     return {"method": args.compress_method, "max_loss": args.compress_max_loss,
             "target_ratio": args.compress_target_ratio, "threads": args.threads, "seed": args.seed,
             "export": fmt, **parse_compress_args(args.compress_args)}

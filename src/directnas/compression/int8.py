@@ -3,13 +3,14 @@ float32 counterparts, checked on the real test set and timed interleaved in the 
 
 For every format of ``cfg.int8_formats`` (a runtime that is not installed is skipped with a
 warning) the out folder gets ``model_fp32.<ext>`` and ``model_int8.<ext>``, both taking float32
-(N, C, H, W) pixels in [0, 1] with the normalisation folded in (``inference.Classifier``):
+(N, C, H, W) pixels in [0, 1] with the normalisation folded in (``models.classifier.Classifier``):
 
-* ``pte``: ExecuTorch + XNNPACK, PT2E with ``XNNPACKQuantizer`` (``deploy.int8.pte_int8``);
+* ``pte``: ExecuTorch + XNNPACK, PT2E with ``XNNPACKQuantizer``
+  (``runtimes.executorch_xnnpack.pte_int8``);
 * ``onnx``: onnxruntime ``quantize_static``; both the QDQ and the QOperator layouts are made and
   timed, the faster one at the timed batch / threads is kept (``onnx_layout`` says which);
 * ``openvino``: NNCF post-training quantization, run by OpenVINO's CPU plugin
-  (``deploy.int8.openvino_int8``).
+  (``runtimes.openvino_cpu.openvino_int8``).
 
 All are exported and timed at batch ``cfg.int8_batch`` (``--int8-batch``, default 1: a served
 request; a larger batch is where int8 arithmetic, not per-call overhead, sets the time).
@@ -30,14 +31,12 @@ import torch
 from torch import nn
 
 from directnas.compression.state import State
-from directnas.deploy.export import (FORMAT_BACKEND, _readme, _test_images, artifact_logits,
-                                     parity, time_artifacts)
-from directnas.runtimes.formats import (SUFFIX, artifact_size, runtime_version, save_openvino,
-                                      write_artifact)
-from directnas.deploy.int8 import (ONNX_LAYOUTS, describe, installed, int8_artifact,
-                                   openvino_int8, runtime_name)
+from directnas import runtimes
+from directnas.deploy.export import (_readme, _test_images, artifact_logits, parity,
+                                     time_artifacts)
+from directnas.deploy.int8 import describe, installed, quantizer, runtime_name, write_int8
 from directnas.errors import UserError
-from directnas.utils.fileio import write_bytes, write_json, write_text
+from directnas.utils.fileio import write_json, write_text
 from directnas.models.classifier import Classifier
 
 log = logging.getLogger(__name__)
@@ -72,25 +71,22 @@ def available(formats: list[str], say: Any = print) -> list[str]:
 
 def _record(fmt: str, path: Path, logits: np.ndarray, ref: np.ndarray, labels: np.ndarray,
             data_name: str, shape: tuple[int, ...]) -> dict[str, Any]:
-    return {"format": fmt, "path": str(path.resolve()), "runtime_version": runtime_version(fmt),
+    rt = runtimes.by_format(fmt)
+    return {"format": fmt, "path": str(path.resolve()), "runtime_version": rt.version(),
             "input": f"float32 (N, {shape[1]}, {shape[2]}, {shape[3]}) pixel values in [0, 1]",
             "output": "logits", "test_images": int(len(labels)), "data": data_name,
-            "size_bytes": artifact_size(fmt, path), **parity(ref, logits, labels)}
+            "size_bytes": rt.size(path), **parity(ref, logits, labels)}
 
 
 def _write_int8(fmt: str, net: nn.Module, shape: tuple[int, ...], calib: torch.Tensor,
                 out: Path, threads: int, state: State) -> tuple[Path, dict[str, Any]]:
-    """Write ``model_int8.<ext>``; for onnx make both layouts and keep the faster one."""
-    path = out / f"model_int8{SUFFIX[fmt]}"
-    if fmt == "openvino":
-        save_openvino(openvino_int8(net, shape, calib.numpy()), path)
-        return path, describe(fmt)
-    if fmt != "onnx":
-        write_bytes(path, int8_artifact(fmt, net, shape, calib))
-        return path, describe(fmt)
-    tries = {lay: out / f".model_int8_{lay}.onnx" for lay in ONNX_LAYOUTS}
-    for lay, p in tries.items():
-        write_bytes(p, int8_artifact(fmt, net, shape, calib, lay))
+    """Write ``model_int8.<ext>``; with several layouts (onnx) make each and keep the faster."""
+    layouts = quantizer(fmt).layouts
+    if len(layouts) < 2:
+        return write_int8(fmt, net, shape, calib, out / "model_int8"), describe(fmt)
+    path = out / f"model_int8{runtimes.by_format(fmt).suffix}"
+    tries = {lay: write_int8(fmt, net, shape, calib, out / f".model_int8_{lay}", lay)
+             for lay in layouts}
     t = time_artifacts(fmt, tries, shape, threads=threads, rounds=3,
                        repeats=state.cfg.latency_repeats, warmup=state.cfg.latency_warmup)
     best = min(tries, key=lambda lay: t[lay]["latency_ms"])
@@ -107,7 +103,7 @@ def export_format(fmt: str, state: State, net: nn.Module, calib: torch.Tensor,
     cfg, out = state.cfg, state.out
     images, labels, ref, data_name = test
     shape = (cfg.int8_batch, *state.input_shape)
-    fpath = write_artifact(fmt, net, shape, out / f"model_fp32{SUFFIX[fmt]}")
+    fpath = runtimes.by_format(fmt).export(net, shape, out / "model_fp32")
     qpath, how = _write_int8(fmt, net, shape, calib, out, cfg.threads, state)
     flog = artifact_logits(fmt, fpath, images, cfg.threads, cfg.int8_batch)
     qlog = artifact_logits(fmt, qpath, images, cfg.threads, cfg.int8_batch)
@@ -168,8 +164,8 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     lines = []
     for fmt in report["formats"]:
         f, q = arts[fmt], arts[f"{fmt}-int8"]
-        lines.append(f"int8 {fmt} ({FORMAT_BACKEND[fmt]}, {q['runtime_version']}): accuracy "
-                     f"{100 * f['accuracy']:.2f} -> {100 * q['accuracy']:.2f} %, latency "
+        lines.append(f"int8 {fmt} ({runtimes.by_format(fmt).name}, {q['runtime_version']}): "
+                     f"accuracy {100 * f['accuracy']:.2f} -> {100 * q['accuracy']:.2f} %, latency "
                      f"{f['latency_ms']:.3f} -> {q['latency_ms']:.3f} ms at batch "
                      f"{q['latency_batch_size']} ({q['speedup']:.2f}x, noise "
                      f"floor {100 * q['noise_floor']:.1f} %), {f['size_bytes']} -> {q['size_bytes']} "

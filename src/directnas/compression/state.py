@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from directnas import runtimes
 from directnas.compression.finetune import FinetuneConfig, Progress, eval_batches
 from directnas.data.datasets import Dataset
 from directnas.latency.measure import Protocol, measure_net
@@ -32,7 +33,8 @@ class CompressConfig:
     ternary_threshold: float = 0.05
     valid_images: int = 2000        # training images scored by sensitivity / greedy choices
     calib_images: int = 256         # int8 calibration images
-    int8_formats: tuple[str, ...] = ("pte", "onnx", "openvino")  # int8 artifacts (deploy.int8)
+    int8_formats: tuple[str, ...] = field(  # int8 artifacts (deploy.int8): every runtime's
+        default_factory=lambda: tuple(runtimes.int8_formats()))
     int8_batch: int = 1             # int8: batch the artifacts are exported and timed at
     threads: int = 2
     latency_repeats: int = 50

@@ -2,9 +2,11 @@
 
 Every artifact takes a float32 tensor (N, C, H, W) of pixel values in [0, 1] (uint8 / 255) and
 returns the logits: the normalisation the net was trained with is folded in
-(``inference.Classifier``).  For each artifact ``export.json`` records the parity with PyTorch on
-the real test set (``top1_agreement``, ``max_abs_diff``, both accuracies) and its latency in its
-own runtime (interleaved rounds with a drift reference, ``noise_floor`` beside it).
+(``models.classifier.Classifier``).  For each artifact ``export.json`` records the parity with
+PyTorch on the real test set (``top1_agreement``, ``max_abs_diff``, both accuracies) and its
+latency in its own runtime (interleaved rounds with a drift reference, ``noise_floor`` beside
+it).  The runtime of each format (how to write, run and time its artifact) is the registry's
+(``directnas.runtimes``).
 """
 
 from __future__ import annotations
@@ -18,63 +20,40 @@ import numpy as np
 import torch
 from torch import nn
 
-from directnas.runtimes.formats import (FORMATS, artifact_runner, artifact_size, as_numpy,
-                                      runtime_version, write_artifact)
+from directnas import runtimes
 from directnas.errors import UserError
 from directnas.models.model_file import ModelFile
+from directnas.runtimes.common import as_numpy
 from directnas.utils.fileio import read_json, write_json, write_text
 
 log = logging.getLogger(__name__)
 
-# the latency backend of each format (the runtime it is timed in)
-FORMAT_BACKEND = {"pte": "executorch-xnnpack", "onnx": "onnxruntime-cpu",
-                  "openvino": "openvino-cpu", "torchscript": "torch-cpu"}
-
-_EXAMPLE = {
-    "pte": """from executorch.runtime import Runtime
-import torch
-method = Runtime.get().load_program("{name}").load_method("forward")
-x = torch.rand({shape})  # pixel values in [0, 1]
-print(method.execute((x,))[0].argmax(1))""",
-    "onnx": """import numpy as np, onnxruntime as ort
-sess = ort.InferenceSession("{name}", providers=["CPUExecutionProvider"])
-x = np.random.rand({shape}).astype(np.float32)  # pixel values in [0, 1]
-logits = sess.run(None, {{"x": x}})[0]
-print(logits.argmax(1))""",
-    "openvino": """import numpy as np, openvino as ov
-model = ov.compile_model("{name}", "CPU", {{"INFERENCE_PRECISION_HINT": "f32"}})
-x = np.random.rand({shape}).astype(np.float32)  # pixel values in [0, 1]
-logits = model(x)[0]
-print(logits.argmax(1))""",
-    "torchscript": """import torch
-net = torch.jit.load("{name}")
-x = torch.rand({shape})  # pixel values in [0, 1]
-with torch.inference_mode():
-    print(net(x).argmax(1))""",
-}
-
 
 def parse_formats(text: str) -> list[str]:
-    fmts = list(FORMATS) if text == "all" else [f.strip() for f in text.split(",") if f.strip()]
-    bad = [f for f in fmts if f not in FORMATS]
+    """``--format``: ``all`` or a comma list of the registered artifact formats."""
+    known = runtimes.formats()
+    fmts = list(known) if text == "all" else [f.strip() for f in text.split(",") if f.strip()]
+    bad = [f for f in fmts if f not in known]
     if bad or not fmts:
         raise UserError(f"unknown export format {', '.join(bad) or text!r}: use "
-                        f"{'|'.join(FORMATS)} or all")
+                        f"{'|'.join(known)} or all")
     return fmts
 
 
 def artifact_logits(fmt: str, path: Path, images: torch.Tensor, threads: int = 1,
                     batch: int = 1) -> np.ndarray:
     """Logits of the artifact on ``images`` (N, C, H, W) floats in [0, 1]; ``batch``: the fixed
-    batch a pte / openvino artifact was exported with (the last chunk is padded with zeros)."""
-    if fmt in ("onnx", "torchscript"):
+    batch a fixed-batch artifact (pte, openvino) was exported with (the last chunk is padded
+    with zeros)."""
+    rt = runtimes.by_format(fmt)
+    if rt.any_batch:
         outs = []
         for i in range(0, len(images), 500):
             x = images[i:i + 500].contiguous()
-            outs.append(as_numpy(artifact_runner(fmt, path, x, threads)()).copy())
+            outs.append(as_numpy(rt.load(path, x, threads)()).copy())
         return np.concatenate(outs)
     x = torch.zeros(batch, *images.shape[1:])
-    run = artifact_runner(fmt, path, x, threads)  # reads x in place on every call
+    run = rt.load(path, x, threads)  # reads x in place on every call
     rows = []
     for i in range(0, len(images), batch):
         chunk = images[i:i + batch]
@@ -109,20 +88,19 @@ def time_artifacts(fmt: str, paths: dict[str, Path], shape: tuple[int, ...], *,
     """``time_artifact`` for several artifacts of one format, timed interleaved in the same
     rounds (so that they are compared under the same drift); ``name: figures``.  Without a
     reference the noise floor is each artifact's own relative round spread."""
-    from directnas.runtimes.registry import Protocol, get_backend
     from directnas.latency.measure import NOISE, REFERENCE, measure_interleaved
 
-    proto = Protocol(batch_size=shape[0], threads=threads, warmup=warmup, repeats=repeats,
-                     stat="p10", rounds=rounds)
-    runners = {name: artifact_runner(fmt, path, torch.rand(*shape), threads)
-               for name, path in paths.items()}
+    rt = runtimes.by_format(fmt)
+    proto = runtimes.Protocol(batch_size=shape[0], threads=threads, warmup=warmup,
+                              repeats=repeats, stat="p10", rounds=rounds)
+    runners = {name: rt.load(path, torch.rand(*shape), threads) for name, path in paths.items()}
     if reference is not None:
-        runners[REFERENCE] = get_backend(FORMAT_BACKEND[fmt])(reference, shape, proto)
+        runners[REFERENCE] = rt.runner(reference, shape, proto)
     m = measure_interleaved(runners, proto, rounds=max(2, rounds))
     out = {}
     for name in paths:
         r = {"latency_ms": m[name]["ms"], "latency_spread_ms": m[name]["spread_ms"],
-             "latency_backend": FORMAT_BACKEND[fmt], "latency_threads": threads,
+             "latency_backend": rt.name, "latency_threads": threads,
              "latency_batch_size": shape[0], "latency_rounds": max(2, rounds)}
         if NOISE in m:
             r["noise_floor"] = m[NOISE]["noise_floor"]
@@ -191,14 +169,15 @@ def export(model: ModelFile, out: str | Path, *, data: Any, formats: Sequence[st
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {}
     for fmt in progress(fmts):
+        rt = runtimes.by_format(fmt)
         t0 = time.perf_counter()
-        path = write_artifact(fmt, net, (batch_size, *shape), out / name)
+        path = rt.export(net, (batch_size, *shape), out / name)
         export_s = time.perf_counter() - t0
         logits = artifact_logits(fmt, path, images, threads, batch_size)
-        res = {"format": fmt, "path": str(path.resolve()), "runtime_version": runtime_version(fmt),
+        res = {"format": fmt, "path": str(path.resolve()), "runtime_version": rt.version(),
                "input": f"float32 (N, {shape[0]}, {shape[1]}, {shape[2]}) pixel values in [0, 1]",
                "output": "logits", "test_images": int(len(images)), "data": data_name,
-               "size_bytes": artifact_size(fmt, path),
+               "size_bytes": rt.size(path),
                "export_s": export_s, **parity(ref_logits, logits, labels),
                **time_artifact(fmt, path, (batch_size, *shape), threads=threads, rounds=rounds,
                                reference=reference)}
@@ -216,11 +195,13 @@ def export(model: ModelFile, out: str | Path, *, data: Any, formats: Sequence[st
 
 def _readme(results: dict[str, Any], shape: tuple[int, ...], batch: int) -> str:
     """The README of an export folder (``results``: any key -> an artifact's record)."""
+    fixed = [f for f in runtimes.formats() if not runtimes.by_format(f).any_batch]
+    any_n = [f for f in runtimes.formats() if runtimes.by_format(f).any_batch]
     lines = ["# Exported model", "",
              f"Input: a float32 tensor (N, {shape[0]}, {shape[1]}, {shape[2]}) of pixel values in "
              "[0, 1] (uint8 / 255); the normalisation the net was trained with is inside the "
              "artifact. Output: the logits (N, classes); `argmax(1)` is the class.",
-             f"Fixed-shape artifacts (pte, openvino) take N = {batch}; onnx and torchscript "
+             f"Fixed-shape artifacts ({', '.join(fixed)}) take N = {batch}; {_and(any_n)} "
              "take any N. None of them needs directnas.", ""]
     lines.append("| artifact | runtime | top-1 agreement with PyTorch | max abs logit diff | "
                  "accuracy | latency (batch, threads) | noise floor |")
@@ -233,7 +214,12 @@ def _readme(results: dict[str, Any], shape: tuple[int, ...], batch: int) -> str:
                      f"{100 * r['noise_floor']:.1f} % |")
     for fmt, r in results.items():
         lines += ["", f"## {fmt}", "", "```python",
-                  _EXAMPLE[r["format"]].format(name=Path(r["path"]).name,
-                                       shape=", ".join(str(v) for v in (batch, *shape))),
+                  runtimes.by_format(r["format"]).usage.format(
+                      name=Path(r["path"]).name, shape=", ".join(str(v) for v in (batch, *shape))),
                   "```"]
     return "\n".join(lines) + "\n"
+
+
+def _and(words: list[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return " and ".join(filter(None, [", ".join(words[:-1]), words[-1]])) if words else ""

@@ -1,9 +1,8 @@
 """Is the target held?  The artifact timed beside the nets the target was measured on.
 
-A target in ms holds only at the speed the machine ran when it was measured: on a shared
-machine that speed drifts by 15-25 % within an hour (machine F: the reference net at 0.185 ms
-during a demo's near-target session, 0.151 ms at its export 40 minutes later).  So at export the
-nets timed in the near-target session (``hardware.near_target``: the nets near T and the fastest
+A target in ms holds only at the speed the machine ran when it was measured, and on a shared
+machine that speed drifts within the hour.  So at export the
+nets timed in the near-target session (``latency.near_target``: the nets near T and the fastest
 net, whose multiple a relative target is) are timed again, built and interleaved exactly as then,
 in the same rounds as the artifact.  Their median ratio now / then is the machine's speed now
 against then, and the target at today's speed is T times it.  The artifact is judged against that
@@ -20,7 +19,8 @@ from typing import Any, Callable, Iterable, Mapping
 
 import torch
 
-from directnas.runtimes.registry import Protocol
+from directnas import runtimes
+from directnas.runtimes import Protocol
 from directnas.latency.near_target import FASTEST, NEAR_WINDOW
 from directnas.space.arch import Arch
 from directnas.space.space import SearchSpace
@@ -49,7 +49,6 @@ def check_target(fmt: str, artifact: str | Path, space: SearchSpace, near: Mappi
     were timed then (``measure_space``: same backend, the session's protocol ``proto``, drift
     reference, null op; ``rounds`` or the protocol's rounds if more), and judge it against
     ``target_ms`` at the machine's speed now (see the module)."""
-    from directnas.runtimes.formats import artifact_runner
     from directnas.latency.measure import NOISE, measure_space
 
     nets = anchors(space, near)
@@ -59,7 +58,7 @@ def check_target(fmt: str, artifact: str | Path, space: SearchSpace, near: Mappi
     proto = dataclasses.replace(proto, rounds=rounds)
     threads, batch_size = proto.threads, proto.batch_size
     shape = (batch_size, space.input_channels, space.input_size, space.input_size)
-    run_art = artifact_runner(fmt, artifact, torch.rand(*shape), threads)
+    run_art = runtimes.by_format(fmt).load(Path(artifact), torch.rand(*shape), threads)
     m = measure_space(space, backend=backend, proto=proto, rounds=rounds,
                       nets={k: a for k, (a, _) in nets.items()}, skip_ops=None, seed=seed,
                       progress=progress, extra={ARTIFACT: run_art})

@@ -1,5 +1,6 @@
 """Calibrate a latency table on whole nets: choose and fit the linear correction
-(``hardware.correction``) that best predicts nets the fit did not see.
+(``latency.correction``) that best predicts nets the fit did not see; every fit keeps its
+coefficients >= 0 and its intercept >= the per-call cost (``predictor.fit_correction``).
 
 The candidates are the correction's feature sets (``basic``: table sum + layer count;
 ``stages``: plus one coefficient per stage); leave-one-out MAPE over the calibration nets picks
@@ -15,7 +16,9 @@ import numpy as np
 
 from directnas.latency.correction import FEATURE_SETS, Correction, feature_names
 from directnas.latency.table import LatencyTable
-from directnas.latency.predictor import arch_features, fit_correction
+from directnas.errors import UserError
+from directnas.latency.predictor import (arch_features, call_floor_ms, fastest_ms, fit_correction,
+                                         solve_positive)
 from directnas.space.arch import Arch
 
 
@@ -25,13 +28,12 @@ def loo_mape(archs: Sequence[Arch], measured: Sequence[float], table: LatencyTab
     names = feature_names(kind, len(archs[0].space.stages))
     x = np.array([arch_features(a, table, names) for a in archs])
     y = np.asarray(measured, float)
-    from sklearn.linear_model import Ridge
-
+    floor = call_floor_ms(table)
     errs = []
     for i in range(len(y)):
         keep = np.arange(len(y)) != i
-        m = Ridge(alpha=1e-3).fit(x[keep], y[keep])
-        errs.append(abs(float(m.predict(x[i:i + 1])[0]) - y[i]) / y[i])
+        coef, intercept = solve_positive(x[keep], y[keep], floor=floor, ridge=1e-3)
+        errs.append(abs(intercept + float(x[i] @ coef) - y[i]) / y[i])
     return float(np.mean(errs))
 
 
@@ -47,4 +49,10 @@ def fit_best_correction(archs: Sequence[Arch], measured: Sequence[float],
     corr = fit_correction(archs, measured, table, kind=kind)
     corr.fit.update({"features_set": kind, "loo_mape": scores.get(kind),
                      "loo_mape_by_set": scores})
+    space, floor = archs[0].space, call_floor_ms(table)
+    fastest = fastest_ms(space, LatencyTable(table.meta, table.entries, corr))
+    if not fastest > floor:
+        raise UserError(f"the latency fit predicts the fastest net of space {space.name!r} at "
+                        f"{fastest:.4f} ms, at or below the runtime's per-call cost {floor:.4f} ms: "
+                        "re-profile with more --rounds on an idle machine")
     return corr

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from directnas.errors import UserError
-from directnas.latency.fit_features import Featurizer
+from directnas.latency.fit_features import Featurizer, _op_physics
 from directnas.space.space import SearchSpace
 
 
@@ -81,6 +81,35 @@ def _latin(space: SearchSpace, n: int, rng: np.random.Generator) -> np.ndarray:
         col = np.concatenate([rng.permutation(k) for _ in range(math.ceil(n / k))])[:n]
         cols.append(rng.permutation(col))
     return np.stack(cols, axis=1)
+
+
+CORNER_FRACTIONS = (0.0, 1 / 3, 2 / 3, 1.0)
+
+
+def corner_design(space: SearchSpace, fractions: tuple[float, ...] = CORNER_FRACTIONS) -> np.ndarray:
+    """Op-index rows from the space's fast corner to its slow corner: at fraction ``f`` every
+    layer takes the candidate at position ``round(f * (k - 1))`` of its candidates ordered by
+    multiply-accumulates and memory traffic (0: the fastest net, 1: the slowest), so a fit on
+    them spans the whole range it will be asked to predict."""
+    rows = []
+    for f in fractions:
+        row = []
+        for layer in space.layers:
+            cost = [_op_physics(layer, op)[:2] for op in layer.candidates]
+            order = sorted(range(len(cost)), key=lambda i: cost[i])
+            row.append(order[round(f * (len(order) - 1))])
+        if row not in rows:
+            rows.append(row)
+    return np.array(rows, dtype=np.int64)
+
+
+def calibration_design(space: SearchSpace, n: int, *, seed: int = 0) -> np.ndarray:
+    """``n`` op-index rows for calibrating a table: the corners (``corner_design``), then a
+    D-optimal balanced design (``balanced_design``) for the rest."""
+    corners = corner_design(space)[:n]
+    if n <= len(corners):
+        return corners
+    return np.concatenate([corners, balanced_design(space, n - len(corners), seed=seed)])
 
 
 def balanced_design(space: SearchSpace, n: int, *, seed: int = 0, tries: int = 20,

@@ -1,8 +1,7 @@
 """Measure latency as the field does: fixed threads, warm-up, many repeats, median.
 
-Backends are a registry (``BACKENDS``, in ``hardware.backends``, re-exported here); each turns an
-``nn.Module`` and an input shape into a callable that runs one inference: ``torch-cpu``,
-``onnxruntime-cpu`` and ``cuda``.
+Backends are the runtimes of the registry (``directnas.runtimes``, ``--backend NAME``); each
+turns an ``nn.Module`` and an input shape into a callable that runs one inference.
 """
 
 from __future__ import annotations
@@ -19,12 +18,11 @@ from typing import Callable, Iterable
 from torch import nn
 
 from directnas.errors import UserError
-from directnas.runtimes.registry import (BACKENDS, CLOCKS, STATS, Protocol, Runner,
-                                         RunnerFactory, backend_versions, get_backend,
-                                         make_runners)
+from directnas import runtimes
+from directnas.runtimes import CLOCKS, STATS, Protocol, Runner, RunnerFactory
 from directnas.latency.table import LatencyTable
 from directnas.space.arch import Arch, build_fixed
-from directnas.space.ops import ZERO, build_op, conv_bn
+from directnas.space.ops import SKIP, ZERO, build_op, conv_bn
 from directnas.space.space import SearchSpace, conv_out
 
 log = logging.getLogger(__name__)
@@ -51,7 +49,7 @@ def time_runner(run: Runner, proto: Protocol) -> list[float]:
 
 
 def summarize(times: list[float], stat: str = "median") -> dict[str, float]:
-    """``ms``: the statistic ``stat`` of the times (see ``backends.STATS``); ``spread_ms``: IQR."""
+    """``ms``: the statistic ``stat`` of the times (see ``runtimes.STATS``); ``spread_ms``: IQR."""
     q = statistics.quantiles(times, n=4) if len(times) >= 4 else [min(times), 0, max(times)]
     if stat == "median":
         ms = statistics.median(times)
@@ -69,7 +67,12 @@ def summarize(times: list[float], stat: str = "median") -> dict[str, float]:
 
 def measure_module(module: nn.Module, shape: tuple[int, ...], *, backend: str = "torch-cpu",
                    proto: Protocol = Protocol()) -> dict[str, float]:
-    return summarize(time_runner(get_backend(backend)(module, shape, proto), proto), proto.stat)
+    runner = runtimes.get(backend).runner(module, shape, proto)
+    return summarize(time_runner(runner, proto), proto.stat)
+
+
+# how a profile calibrates its table (part of the cache key: a new form re-profiles)
+CALIBRATION_FORM = "corners+positive"
 
 
 def device_meta(backend: str, proto: Protocol) -> dict[str, object]:
@@ -85,7 +88,8 @@ def device_meta(backend: str, proto: Protocol) -> dict[str, object]:
             "threads": proto.threads, "batch_size": proto.batch_size, "dtype": proto.dtype,
             "channels_last": proto.channels_last, "warmup": proto.warmup, "stat": proto.stat,
             "clock": proto.clock, "rounds": proto.rounds,
-            "repeats": proto.repeats, **backend_versions(backend),
+            "repeats": proto.repeats, **runtimes.get(backend).versions(),
+            "calibration": CALIBRATION_FORM,
             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
 
@@ -105,7 +109,8 @@ def space_modules(space: SearchSpace) -> Iterable[tuple[str, nn.Module, tuple[in
             if op == ZERO or key in seen:
                 continue
             seen.add(key)
-            yield key, build_op(op, layer.c_in, layer.c_out, layer.stride, residual=layer.residual), \
+            yield key, build_op(op, layer.c_in, layer.c_out, layer.stride, residual=layer.residual,
+                                activation=space.activation), \
                 (1, layer.c_in, layer.hw_in, layer.hw_in)
 
 
@@ -113,9 +118,10 @@ REFERENCE = "reference"
 
 
 def reference_arch(space: SearchSpace) -> Arch:
-    """The drift reference timed in every round: each layer's first non-zero candidate."""
-    return Arch(space, [next((c for c in l.candidates if c != ZERO), l.candidates[0])
-                        for l in space.layers])
+    """The drift reference timed in every round: each layer's first candidate that is neither
+    ``zero`` nor ``skip`` (a net that computes, even where ``skip`` is listed first)."""
+    return Arch(space, [next((c for c in l.candidates if c not in (ZERO, SKIP)),
+                             l.candidates[0]) for l in space.layers])
 
 
 def measure_interleaved(runners: dict[str, Runner], proto: Protocol, *, rounds: int = 1,
@@ -164,7 +170,7 @@ NOISE = "_noise"
 def op_runners(space: SearchSpace, *, backend: str, proto: Protocol,
                skip: Iterable[str] = ()) -> dict[str, Runner]:
     """A runner (at ``proto.batch_size``) for every fixed part and candidate op not in ``skip``."""
-    factory = get_backend(backend)
+    factory = runtimes.get(backend).runner
     skip = set(skip)
     return {key: factory(module, (proto.batch_size,) + tuple(shape[1:]), proto)
             for key, module, shape in space_modules(space) if key not in skip}
@@ -191,7 +197,7 @@ def measure_space(space: SearchSpace, *, backend: str, proto: Protocol, rounds: 
     items.update({name: (a.build(), shape) for name, a in nets.items()})
     items[REFERENCE] = (reference_arch(space).build(), shape)
     items[NULL] = (nn.ReLU(), (proto.batch_size, 1, 1, 1))
-    runners = {**make_runners(backend, items, proto), **(extra or {})}
+    runners = {**runtimes.get(backend).make_runners(items, proto), **(extra or {})}
     return measure_interleaved(runners, proto, rounds=max(2, rounds), seed=seed,
                                progress=progress)
 
@@ -201,13 +207,15 @@ NULL = "_null"
 
 def calibration_archs(space: SearchSpace, n: int = CALIBRATION_NETS, *, seed: int = 0
                       ) -> dict[str, Arch]:
-    """``n`` whole nets that together cover every (layer, op) pair (the D-optimal balanced
-    design of ``latency design``)."""
-    from directnas.latency.fit import arch_from_op_indices, balanced_design
+    """``n`` whole nets: the space's corners (the fastest and the slowest net and two between,
+    ``corner_design``) and nets that together cover every (layer, op) pair (the D-optimal
+    balanced design of ``latency design``)."""
+    from directnas.latency.fit import arch_from_op_indices
+    from directnas.latency.fit_design import calibration_design
 
     if n <= 0:
         return {}
-    idx = balanced_design(space, n, seed=seed)
+    idx = calibration_design(space, n, seed=seed)
     return {f"cal{i}": arch_from_op_indices(space, row) for i, row in enumerate(idx)}
 
 
@@ -220,7 +228,7 @@ def profile_space(space: SearchSpace, *, backend: str = "torch-cpu", proto: Prot
     """Measure every op of ``space`` not already in ``existing`` (a cache) and ``calibrate``
     whole nets (at most ``CALIBRATION_NETS``, covering every (layer, op) pair) in the same
     interleaved rounds, with a drift reference per round; the table gets a linear correction
-    fitted on those nets (``hardware.correction``), so it predicts whole nets in this runtime.
+    fitted on those nets (``latency.correction``), so it predicts whole nets in this runtime.
 
     The runtime's per-call cost (a null op) is measured and removed from every op entry but the
     stem's (a net pays it once).  ``extra_nets`` are timed in the same rounds and not fitted
@@ -262,5 +270,5 @@ def measure_net(net: nn.Module, input_shape: tuple[int, int, int], *, backend: s
     return measure_module(net, (proto.batch_size,) + tuple(input_shape), backend=backend, proto=proto)
 
 
-__all__ = ["Protocol", "BACKENDS", "Runner", "RunnerFactory", "get_backend", "measure_interleaved",
-           "measure_module", "measure_net", "op_runners", "profile_space", "conv_bn"]
+__all__ = ["Protocol", "Runner", "RunnerFactory", "measure_interleaved", "measure_module",
+           "measure_net", "op_runners", "profile_space", "conv_bn"]

@@ -18,7 +18,7 @@ import statistics
 from typing import Any, Callable, Iterable
 
 from directnas.errors import UserError
-from directnas.runtimes.registry import Protocol
+from directnas.runtimes import Protocol
 from directnas.latency.correction import Correction
 from directnas.latency.table import LatencyTable
 from directnas.latency.predictor import predict_arch_ms

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from directnas.utils.fileio import write_bytes, write_json
-from directnas.runtimes.registry import export_onnx
+from directnas.runtimes.onnxruntime_cpu import to_onnx
 from directnas.latency.measure import space_modules
 from directnas.space.space import SearchSpace
 
@@ -36,7 +36,7 @@ def export_ops(space: SearchSpace, out_dir: str | Path, *, batch_size: int = 1,
     for i, (key, module, shape) in enumerate(progress(todo)):
         shape = (batch_size,) + tuple(shape[1:])
         rel = f"ops/{i:04d}.onnx"
-        write_bytes(out / rel, export_onnx(module, shape))
+        write_bytes(out / rel, to_onnx(module, shape))
         ops.append({"key": key, "file": rel, "input_name": "x", "input_shape": list(shape)})
     manifest = out / "manifest.json"
     write_json(manifest, {"format": BUNDLE_FORMAT, "version": BUNDLE_VERSION, "space": space.name,

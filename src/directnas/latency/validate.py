@@ -20,7 +20,7 @@ import numpy as np
 
 from directnas.errors import UserError
 from directnas.utils.fileio import write_bytes
-from directnas.runtimes.registry import Protocol, get_backend
+from directnas.runtimes import Protocol
 from directnas.latency.correction import feature_names
 from directnas.latency.table import LatencyTable
 from directnas.latency.predictor import fit_correction, predict_arch_ms

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from directnas.space.depthwise import depthwise
-from directnas.space.ops import OpSpec
+from directnas.space.ops import DEFAULT_ACTIVATION, OpSpec, make_activation
 
 
 SHARING = ("none", "kernel", "full")
@@ -59,10 +59,12 @@ def share_groups(specs: list[OpSpec | None], mode: str) -> list[list[int]]:
 class SharedMBConv(nn.Module):
     """The weights of a layer's MBConv candidates; ``forward(x, j)`` runs candidate ``specs[j]``."""
 
-    def __init__(self, specs: list[OpSpec], c_in: int, c_out: int, stride: int) -> None:
+    def __init__(self, specs: list[OpSpec], c_in: int, c_out: int, stride: int, *,
+                 activation: str = DEFAULT_ACTIVATION) -> None:
         super().__init__()
         if any(s.groups != 1 for s in specs):
             raise ValueError("grouped 1x1 convs do not share weights")
+        self.act = make_activation(activation)  # no weights: one module serves every slice
         self.specs, self.stride = specs, stride
         self.k_max = max(s.kernel for s in specs)
         mid = c_in * max(s.expand for s in specs)
@@ -84,10 +86,10 @@ class SharedMBConv(nn.Module):
         h = x
         if s.expand != 1:
             assert self.expand_w is not None
-            h = F.relu6(bn_e(F.conv2d(x, self.expand_w[:mid])))
+            h = self.act(bn_e(F.conv2d(x, self.expand_w[:mid])))
         a = (self.k_max - s.kernel) // 2
         w = self.dw_w[:mid, :, a:a + s.kernel, a:a + s.kernel]
-        h = F.relu6(bn_d(depthwise(h, w, self.stride, training=self.training)))
+        h = self.act(bn_d(depthwise(h, w, self.stride, training=self.training)))
         return bn_p(F.conv2d(h, self.proj_w[:, :mid]))
 
 

@@ -18,13 +18,13 @@ from torch import nn
 
 from directnas.space.arch import Arch, build_fixed
 from directnas.nas.superkernel import SharedMBConv, SharedPath, share_groups
-from directnas.space.ops import ZERO, build_op, parse_op
+from directnas.space.ops import DEFAULT_ACTIVATION, ZERO, build_op, parse_op
 from directnas.space.space import LayerSpec, SearchSpace
 
 
 class MixedOp(nn.Module):
     def __init__(self, layer: LayerSpec, *, alpha_std: float = 1e-3,
-                 share_weights: str = "none") -> None:
+                 share_weights: str = "none", activation: str = DEFAULT_ACTIVATION) -> None:
         super().__init__()
         self.layer = layer
         self.names = list(layer.candidates)
@@ -33,13 +33,15 @@ class MixedOp(nn.Module):
         # weight sharing (search/superkernel.py): groups of MBConv candidates are slices of one block
         groups = share_groups(specs, share_weights)
         self.shared = nn.ModuleList(SharedMBConv([specs[i] for i in g], layer.c_in, layer.c_out,  # type: ignore[misc]
-                                                 layer.stride) for g in groups)
+                                                 layer.stride, activation=activation)
+                                    for g in groups)
         where = {i: (b, j) for b, g in enumerate(groups) for j, i in enumerate(g)}
         # Zero has no module: an nn.Identity placeholder keeps ModuleList indices aligned.
         self.paths = nn.ModuleList(
             nn.Identity() if n == ZERO else
             SharedPath(self.shared[where[i][0]], where[i][1]) if i in where else
-            build_op(n, layer.c_in, layer.c_out, layer.stride, residual=False)
+            build_op(n, layer.c_in, layer.c_out, layer.stride, residual=False,
+                     activation=activation)
             for i, n in enumerate(self.names))
         self.alpha = nn.Parameter(torch.randn(len(self.names)) * alpha_std)
         self.residual = layer.residual
@@ -89,7 +91,8 @@ class Supernet(nn.Module):
         super().__init__()
         self.space = space
         self.stem, self.first, self.head = build_fixed(space)
-        self.mixed = nn.ModuleList(MixedOp(l, alpha_std=alpha_std, share_weights=share_weights)
+        self.mixed = nn.ModuleList(MixedOp(l, alpha_std=alpha_std, share_weights=share_weights,
+                                           activation=space.activation)
                                    for l in space.layers)
         self.register_buffer("fixed_latency_ms", torch.zeros(()), persistent=False)
 

@@ -14,7 +14,8 @@ from torch import nn
 
 from directnas.data.datasets import Dataset
 from directnas.data.sources import DataLike, as_dataset
-from directnas.deploy.export import FORMAT_BACKEND, export as export_artifacts, model_data
+from directnas import runtimes
+from directnas.deploy.export import export as export_artifacts, model_data
 from directnas.errors import UserError
 from directnas.latency.cache import make_protocol
 from directnas.models.model_file import ModelFile
@@ -103,10 +104,8 @@ def export(model: ModelLike, out: str | Path, *, formats: str | Sequence[str] | 
     artifact of ``backend``'s runtime, or all without a backend).  Each artifact is checked
     against the PyTorch net on the test split of ``data`` (default: what it was trained on) and
     timed in its runtime (``threads``, ``rounds``, at ``batch_size``)."""
-    from directnas.runtimes.registry import BACKEND_FORMAT
-
     if formats is None:
-        formats = BACKEND_FORMAT.get(backend, "torchscript") if backend else "all"
+        formats = runtimes.for_backend(backend).format if backend else "all"
     src = source_of(model)
     summary = export_artifacts(src.file, out, data=parity_data(data, src), formats=formats,
                                net=src.classifier(), threads=threads, rounds=rounds,
@@ -121,9 +120,7 @@ def export_stage(run: RunFolder, file: ModelFile | None, *, backend: str | None,
     """The run's export stage: the trained net (``file``, or ``run.model`` when None) as the
     artifact of ``backend``'s runtime in ``run.export`` (skipped when export.json is newer than
     the model and of that format); returns export.json."""
-    from directnas.runtimes.registry import BACKEND_FORMAT
-
-    fmt = BACKEND_FORMAT.get(backend or "torch-cpu", "torchscript")
+    fmt = runtimes.for_backend(backend).format
     done = run.export_log
     if done.exists() and done.stat().st_mtime >= run.model.stat().st_mtime:
         r = read_json(done)
@@ -149,7 +146,7 @@ def target_check_stage(folder: Path, space: SearchSpace, exported: Mapping[str, 
 
     if not near or not target_ms or not near.get("nets"):
         return None
-    if FORMAT_BACKEND.get(exported["format"]) != (backend or "torch-cpu"):
+    if runtimes.by_format(exported["format"]).name != (backend or runtimes.DEFAULT):
         say(f"target check: skipped, the {exported['format']} artifact does not run on {backend} "
             "(the nets the target was measured on would be timed elsewhere than the artifact)")
         return None

@@ -18,8 +18,9 @@ from typing import Any, Callable, Iterable
 import torch
 
 from directnas.models.model_file import load_model
-from directnas.latency.measure import (NOISE, REFERENCE, Protocol, Runner, get_backend,
-                                        measure_interleaved, reference_arch)
+from directnas import runtimes
+from directnas.latency.measure import (NOISE, REFERENCE, Protocol, Runner, measure_interleaved,
+                                        reference_arch)
 from directnas.report.writer import Run
 from directnas.space.arch import Arch
 
@@ -45,7 +46,7 @@ def remeasure(runs: list[Run], *, backend: str, proto: Protocol, rounds: int = 5
     for r in trained:
         net, ck = load_model(model_path(r))
         shape = (proto.batch_size, *ck.input_shape)
-        runners[r.name] = get_backend(backend)(net, shape, proto)
+        runners[r.name] = runtimes.get(backend).runner(net, shape, proto)
         if reference is None and ck.arch:
             ref = reference_arch(Arch.from_dict(ck.arch).space)
             reference = (ref.build().eval(), shape, "the space's reference net " + " ".join(ref.ops))
@@ -55,7 +56,7 @@ def remeasure(runs: list[Run], *, backend: str, proto: Protocol, rounds: int = 5
         net, ck = load_model(model_path(trained[0]))
         reference = (net, (proto.batch_size, *ck.input_shape), f"a copy of {trained[0].name}")
     if reference is not None:
-        runners[REFERENCE] = get_backend(backend)(reference[0], reference[1], proto)
+        runners[REFERENCE] = runtimes.get(backend).runner(reference[0], reference[1], proto)
     log.info("timing %d nets side by side: %d rounds x (%d warm-up + %d repeats)", len(runners), rounds,
              proto.warmup, proto.repeats)
     measured = measure_interleaved(runners, proto, rounds=rounds, progress=progress)

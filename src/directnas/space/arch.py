@@ -19,15 +19,19 @@ ARCH_SCHEMA_VERSION = 1
 
 def build_fixed(space: SearchSpace) -> tuple[nn.Module, nn.Module, Head]:
     """Stem, first block (Identity if none) and head of a space."""
-    stem = conv_bn(space.input_channels, space.stem_channels, space.stem_kernel, space.stem_stride)
+    act = space.activation
+    stem = conv_bn(space.input_channels, space.stem_channels, space.stem_kernel, space.stem_stride,
+                   activation=act)
     if space.first_channels:
         first: nn.Module = build_op(
             f"k{space.first_kernel}_e{space.first_expand}", space.stem_channels,
             space.first_channels, space.first_stride,
-            residual=space.first_stride == 1 and space.stem_channels == space.first_channels)
+            residual=space.first_stride == 1 and space.stem_channels == space.first_channels,
+            activation=act)
     else:
         first = nn.Identity()
-    head = Head(space.last_channels, space.head_channels, space.num_classes, space.head_dropout)
+    head = Head(space.last_channels, space.head_channels, space.num_classes, space.head_dropout,
+                activation=act)
     return stem, first, head
 
 
@@ -68,7 +72,8 @@ class Arch:
                     f"(allowed: {', '.join(layer.candidates)}): the Arch does not fit the space")
 
     def build(self) -> Net:
-        blocks = [build_op(op, l.c_in, l.c_out, l.stride, residual=l.residual)
+        blocks = [build_op(op, l.c_in, l.c_out, l.stride, residual=l.residual,
+                           activation=self.space.activation)
                   for l, op in zip(self.space.layers, self.ops) if op != ZERO]
         return Net(self.space, blocks)
 

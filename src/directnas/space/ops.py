@@ -6,6 +6,10 @@ Op names are short data strings:  ``k{kernel}_e{expand}[_g{groups}]`` is an inve
 shape, so the residual shortcut carries the input through).
 ``skip`` (only in spaces with ``skip_everywhere: true``, e.g. FBNet) is allowed on every layer:
 the identity where the layer keeps its shape, a strided 1x1 conv + BN projection otherwise.
+
+The activation after each BN that has one (expand, depthwise, stem, head conv) is ``relu6`` by
+default; every constructor takes ``activation`` (a name in ``ACTIVATIONS``) so a space can ask for
+another one (``activation: relu`` in its YAML).
 """
 
 from __future__ import annotations
@@ -22,6 +26,16 @@ from directnas.space.depthwise import DepthwiseConv2d
 ZERO = "zero"
 SKIP = "skip"
 _OP_RE = re.compile(r"^k(\d+)_e(\d+)(?:_g(\d+))?$")
+#: Activation names a space may choose -> module class (``relu6``: MobileNetV2's, the default).
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu6": nn.ReLU6, "relu": nn.ReLU}
+DEFAULT_ACTIVATION = "relu6"
+
+
+def make_activation(name: str = DEFAULT_ACTIVATION) -> nn.Module:
+    """The in-place activation module called ``name`` (a key of ``ACTIVATIONS``)."""
+    if name not in ACTIVATIONS:
+        raise UserError(f"unknown activation {name!r}: use one of {', '.join(ACTIVATIONS)}")
+    return ACTIVATIONS[name](inplace=True)
 
 
 @dataclass(frozen=True)
@@ -54,12 +68,12 @@ def parse_op(name: str) -> OpSpec | None:
 
 
 def conv_bn(c_in: int, c_out: int, kernel: int, stride: int = 1, *, groups: int = 1,
-            act: bool = True) -> nn.Sequential:
+            act: bool = True, activation: str = DEFAULT_ACTIVATION) -> nn.Sequential:
     conv = DepthwiseConv2d(c_in, kernel, stride) if groups == c_in == c_out > 1 and kernel > 1 \
         else nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, groups=groups, bias=False)
     layers: list[nn.Module] = [conv, nn.BatchNorm2d(c_out)]
     if act:
-        layers.append(nn.ReLU6(inplace=True))
+        layers.append(make_activation(activation))
     return nn.Sequential(*layers)
 
 
@@ -67,13 +81,14 @@ class MBConv(nn.Module):
     """Inverted residual block: 1x1 expand -> kxk depthwise -> 1x1 project (+ shortcut)."""
 
     def __init__(self, c_in: int, c_out: int, *, kernel: int, expand: int, stride: int,
-                 groups: int = 1, residual: bool) -> None:
+                 groups: int = 1, residual: bool, activation: str = DEFAULT_ACTIVATION) -> None:
         super().__init__()
         mid = c_in * expand
         if c_in % groups or mid % groups or c_out % groups:
             raise UserError(f"channels {c_in}->{mid}->{c_out} are not divisible by groups={groups}")
-        self.expand = conv_bn(c_in, mid, 1, groups=groups) if expand != 1 else nn.Identity()
-        self.depthwise = conv_bn(mid, mid, kernel, stride, groups=mid)
+        self.expand = conv_bn(c_in, mid, 1, groups=groups, activation=activation) \
+            if expand != 1 else nn.Identity()
+        self.depthwise = conv_bn(mid, mid, kernel, stride, groups=mid, activation=activation)
         self.project = conv_bn(mid, c_out, 1, groups=groups, act=False)
         self.residual = residual
 
@@ -97,7 +112,8 @@ def build_skip(c_in: int, c_out: int, stride: int, *, residual: bool) -> nn.Modu
     return conv_bn(c_in, c_out, 1, stride, act=False)
 
 
-def build_op(name: str, c_in: int, c_out: int, stride: int, *, residual: bool) -> nn.Module:
+def build_op(name: str, c_in: int, c_out: int, stride: int, *, residual: bool,
+             activation: str = DEFAULT_ACTIVATION) -> nn.Module:
     """The module for op ``name`` on a layer; ``zero`` gives None (the caller skips it)."""
     if name == SKIP:
         return build_skip(c_in, c_out, stride, residual=residual)
@@ -105,15 +121,16 @@ def build_op(name: str, c_in: int, c_out: int, stride: int, *, residual: bool) -
     if spec is None:
         raise ValueError("zero has no module; callers skip the layer")
     return MBConv(c_in, c_out, kernel=spec.kernel, expand=spec.expand, stride=stride,
-                  groups=spec.groups, residual=residual)
+                  groups=spec.groups, residual=residual, activation=activation)
 
 
 class Head(nn.Module):
     """1x1 conv -> global average pool -> dropout -> linear classifier."""
 
-    def __init__(self, c_in: int, c_head: int, num_classes: int, dropout: float = 0.0) -> None:
+    def __init__(self, c_in: int, c_head: int, num_classes: int, dropout: float = 0.0, *,
+                 activation: str = DEFAULT_ACTIVATION) -> None:
         super().__init__()
-        self.conv = conv_bn(c_in, c_head, 1) if c_head > 0 else nn.Identity()
+        self.conv = conv_bn(c_in, c_head, 1, activation=activation) if c_head > 0 else nn.Identity()
         width = c_head if c_head > 0 else c_in
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()

@@ -14,8 +14,21 @@ A space is data (YAML, ``schema_version: 1``)::
     allow_zero: true        # add `zero` where a layer keeps its shape (not a stage's first layer)
     skip_everywhere: false  # optional: `skip` is a candidate of every layer (identity where the
                             # shape is kept, a 1x1 projection otherwise; FBNet's op set)
+    activation: relu6       # optional: the activation of stem, MBConv and head (relu6 | relu)
 
 A stage row may override ``candidates`` for its layers.  Presets live in ``directnas/presets``.
+
+Identity candidates.  ``zero`` removes a layer and is offered only where the layer keeps its shape
+(the residual shortcut carries the input).  An identity that must exist on every layer, including
+a stage's first, shape-changing one, is ``skip`` with ``skip_everywhere: true``: the identity where
+the layer keeps its shape and, where it does not, a projection (conv 1x1 at the layer's stride, no
+bias, + BN, no activation) to the layer's output shape.  Its latency key is
+``skip:in{c}:out{c}:s{s}:hw{hw}``, so the projection is profiled like any op.  ``skip`` keeps its
+place in the candidate list (e.g. first, for NAS-Bench-Macro's ``0 = identity``).
+
+``activation`` is not part of the latency keys: ReLU and ReLU6 are one clamp fused into the conv
+before them in the runtimes timed, so a key costs the same under either.  A space whose
+``activation`` is the default writes no ``activation`` key, so its fingerprint is unchanged.
 """
 
 from __future__ import annotations
@@ -30,11 +43,11 @@ from typing import Any
 import yaml
 
 from directnas.errors import UserError
-from directnas.space.ops import SKIP, ZERO, parse_op
+from directnas.space.ops import ACTIVATIONS, DEFAULT_ACTIVATION, SKIP, ZERO, parse_op
 
 SCHEMA_VERSION = 1
 _TOP_KEYS = {"schema_version", "name", "input", "num_classes", "stem", "first_block", "stages",
-             "head", "candidates", "allow_zero", "skip_everywhere"}
+             "head", "candidates", "allow_zero", "skip_everywhere", "activation"}
 _KEYS = {
     "input": {"size", "channels"},
     "stem": {"channels", "kernel", "stride"},
@@ -117,6 +130,7 @@ class SearchSpace:
     candidates: tuple[str, ...]
     allow_zero: bool
     skip_everywhere: bool = False
+    activation: str = DEFAULT_ACTIVATION
     layers: tuple[LayerSpec, ...] = field(default=(), compare=False)
 
     # ---- construction -------------------------------------------------------------------
@@ -144,6 +158,10 @@ class SearchSpace:
         skip_all = d.get("skip_everywhere", False)
         if not isinstance(skip_all, bool):
             raise UserError(f"search space: skip_everywhere must be true or false, got {skip_all!r}")
+        activation = d.get("activation", DEFAULT_ACTIVATION)
+        if activation not in ACTIVATIONS:
+            raise UserError(f"search space: activation must be one of {', '.join(ACTIVATIONS)}, "
+                            f"got {activation!r}")
         space = cls(
             name=str(d["name"]),
             input_size=_pos_int(inp, "size", "input"),
@@ -164,6 +182,7 @@ class SearchSpace:
             allow_zero=bool(d.get("allow_zero", True)) or any(
                 str(c) == ZERO or (str(c) == SKIP and not skip_all) for c in cands),
             skip_everywhere=skip_all,
+            activation=str(activation),
         )
         object.__setattr__(space, "layers", space._enumerate_layers())
         return space
@@ -232,6 +251,8 @@ class SearchSpace:
         }
         if self.skip_everywhere:
             d["skip_everywhere"] = True
+        if self.activation != DEFAULT_ACTIVATION:
+            d["activation"] = self.activation
         if self.first_channels:
             d["first_block"] = {"channels": self.first_channels, "kernel": self.first_kernel,
                                 "expand": self.first_expand, "stride": self.first_stride}
