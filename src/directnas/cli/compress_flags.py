@@ -1,10 +1,9 @@
 """Compression flags, generated from ``CompressConfig`` and ``FinetuneConfig``: ``compress``
-adds them, and ``run --compress-args`` parses its string with them."""
+adds them, and ``run --compress-args`` parses its string with them (``cli.run_flags``)."""
 
 from __future__ import annotations
 
 import argparse
-import shlex
 from typing import Any
 
 from directnas.cli.flags import Flag, add_flags, flag_values
@@ -22,6 +21,7 @@ FINETUNE = [
     Flag("label_smoothing", "label smoothing of retraining (default: the model's training recipe)",
          name="finetune-label-smoothing"),
 ]
+ALLOCATIONS = ("equal-drop", "per-weight")
 RECIPE = [
     Flag("target_ratio", "smallest predicted accuracy loss that reaches this compression ratio "
          "(e.g. 40 for 40x); retrains 5 prune rounds of 5 epochs at LR 0.05 unless --prune-steps "
@@ -36,17 +36,17 @@ METHOD = [
     Flag("tolerance", "prune: accuracy drop one layer alone may cost (sensitivity)"),
     Flag("uniform", "prune: same sparsity in every layer", switch="on"),
     Flag("allocation", "prune: split of --sparsity over layers: the same drop per layer alone "
-         "(equal-drop, default) or the least summed drop per weight removed",
-         choices=("equal-drop", "per-weight")),
+         "(equal-drop, default) or the least summed drop per weight removed", choices=ALLOCATIONS),
     Flag("prune_steps", "prune: prune + retrain rounds"),
-    Flag("bits_conv", "share: bits per conv weight"), Flag("bits_fc", "share: bits per linear weight"),
+    Flag("bits_conv", "share: bits per conv weight"),
+    Flag("bits_fc", "share: bits per linear weight"),
     Flag("fixed_bits", "fixed-point: bit width", name="bits"),
     Flag("gap_bits", "bits per relative sparse index"),
     Flag("speedup", "lowrank: target speed-up per conv"),
     Flag("ternary_threshold", "ternary: threshold t as a fraction of max|w|", name="threshold"),
-    Flag("int8_formats", "int8: the artifacts to write, a comma list of pte (ExecuTorch + XNNPACK), "
-         "onnx (onnxruntime), openvino (OpenVINO + NNCF) (default all three; a runtime that is "
-         "not installed is skipped with a warning)"),
+    Flag("int8_formats", "int8: the artifacts to write, a comma list of pte (ExecuTorch + "
+         "XNNPACK), onnx (onnxruntime), openvino (OpenVINO + NNCF) (default all three; a "
+         "runtime that is not installed is skipped with a warning)"),
     Flag("int8_batch", "int8: batch the fp32 and int8 artifacts are exported and timed at"),
     Flag("calib_images", "int8: training images calibrating the activation ranges"),
 ]
@@ -71,10 +71,3 @@ def compress_options(args: argparse.Namespace) -> dict[str, Any]:
     return {**flag_values(args, [*RECIPE, *METHOD, *RUN]), "quick": args.quick, "seed": args.seed,
             **({"finetune": finetune} if finetune else {})}
 
-
-def parse_compress_args(text: str) -> dict[str, Any]:
-    """``run --compress-args "--probe-steps 200 ..."``: the compress flags in ``text`` as options."""
-    p = argparse.ArgumentParser(prog="directnas run --compress-args", add_help=False)
-    add_compress_options(p)
-    return {k: v for k, v in compress_options(p.parse_args(shlex.split(text))).items()
-            if v not in (None, False)}

@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 from typing import Any
 
 from directnas.cli.common import given_backend, parse_target
-from directnas.cli.compress_flags import parse_compress_args
+from directnas.cli.compress_flags import add_compress_options, compress_options as options_of
 from directnas.cli.flags import add_flags
 from directnas.cli.train_flags import TRAIN
 from directnas.latency.near_target import NEAR_NETS
@@ -19,7 +20,8 @@ def parse_targets(text: str) -> list[float | str]:
     """``1.5``, ``1.2,1.5,2.0`` (ms) or multiples of the fastest net (``1.6x``, ``1.3x,2x``)."""
     values = [parse_target(v) for v in text.split(",") if v.strip()]
     if not values:
-        raise argparse.ArgumentTypeError("give a target latency, e.g. 1.5 (ms), 1.6x or 1.2,1.5,2.0")
+        raise argparse.ArgumentTypeError("give a target latency, e.g. 1.5 (ms), 1.6x or "
+                                         "1.2,1.5,2.0")
     return list(dict.fromkeys(values))
 
 
@@ -59,3 +61,11 @@ def compress_options(args: argparse.Namespace) -> dict[str, Any] | None:
     return {"method": args.compress_method, "max_loss": args.compress_max_loss,
             "target_ratio": args.compress_target_ratio, "threads": args.threads, "seed": args.seed,
             "export": fmt, **parse_compress_args(args.compress_args)}
+
+
+def parse_compress_args(text: str) -> dict[str, Any]:
+    """``run --compress-args "--probe-steps 200 ..."``: those compress flags as options."""
+    p = argparse.ArgumentParser(prog="directnas run --compress-args", add_help=False)
+    add_compress_options(p)
+    return {k: v for k, v in options_of(p.parse_args(shlex.split(text))).items()
+            if v not in (None, False)}

@@ -23,11 +23,12 @@ SEARCH = [
     Flag("lr", "learning rate of the supernet's weights"),
     Flag("arch_lr", "learning rate of the architecture parameters"),
     Flag("lam", "latency weight lambda (hinge/add/lagrange)"),
-    Flag("weight_sharing", "MBConv candidates of a layer that share weights: none, kernel (nested "
-                           "kernels per expansion ratio) or full (kernels and channels)", choices=SHARING),
+    Flag("weight_sharing", "MBConv candidates of a layer that share weights: none, kernel "
+         "(nested kernels per expansion ratio) or full (kernels and channels)", choices=SHARING),
     Flag("weight_paths", "paths of the weight steps after the warm-up: drawn from p, or uniformly",
          choices=WEIGHT_PATHS),
-    Flag("checkpoint_every", "also checkpoint every N steps inside an epoch (default 0: epoch ends only)"),
+    Flag("checkpoint_every", "also checkpoint every N steps inside an epoch (default 0: epoch "
+                             "ends only)"),
 ]
 
 

@@ -57,7 +57,7 @@ def compress_config(recipe: Mapping[str, Any] | None = None, *, max_loss: float 
 
         top["int8_formats"] = tuple(parse_int8_formats(top["int8_formats"]))
     cfg = CompressConfig(finetune=replace(FinetuneConfig(), **ft), target_ratio=target_ratio,
-                         max_loss=None if max_loss is None else max_loss / 100,  # points -> fraction
+                         max_loss=None if max_loss is None else max_loss / 100,  # points -> 0..1
                          **({"threads": threads} if threads is not None else {}), **top)
     check_config(cfg)
     return cfg
@@ -65,13 +65,15 @@ def compress_config(recipe: Mapping[str, Any] | None = None, *, max_loss: float 
 
 def _between(name: str, flag: str, value: Any, low: float, high: float) -> None:
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not low <= value <= high:
-        raise UserError(f"compress option {name} ({flag}) {value!r} must be between {low:g} and {high:g}")
+        raise UserError(f"compress option {name} ({flag}) {value!r} must be between {low:g} "
+                        f"and {high:g}")
 
 
 def check_config(cfg: CompressConfig) -> None:
     """One-line errors for values no compression runs with."""
     if cfg.sparsity is not None and not 0 < cfg.sparsity < 1:
-        raise UserError(f"compress option sparsity (--sparsity) {cfg.sparsity} must be a fraction in (0, 1)")
+        raise UserError(f"compress option sparsity (--sparsity) {cfg.sparsity} must be a "
+                        "fraction in (0, 1)")
     for name, flag, lo, hi in (("bits_conv", "--bits-conv", 1, 12), ("bits_fc", "--bits-fc", 1, 12),
                                ("fixed_bits", "--bits", 2, 16), ("gap_bits", "--gap-bits", 1, 12)):
         _between(name, flag, getattr(cfg, name), lo, hi)
@@ -87,7 +89,8 @@ def check_config(cfg: CompressConfig) -> None:
     if cfg.finetune.epochs < 0:
         raise UserError(f"finetune epochs (--finetune-epochs) {cfg.finetune.epochs} must be >= 0")
     if cfg.finetune.weight_decay < 0:
-        raise UserError(f"finetune weight_decay (--finetune-wd) {cfg.finetune.weight_decay} must be >= 0")
+        raise UserError(f"finetune weight_decay (--finetune-wd) {cfg.finetune.weight_decay} "
+                        "must be >= 0")
     _check_goal(cfg)
 
 

@@ -67,8 +67,9 @@ def compress(model: ModelLike, data: DataLike, *, out: str | Path,
                           quick=quick, seed=seed, threads=threads, finetune=finetune, **options)
     dataset = as_dataset(data, test)
     if tuple(src.file.input_shape) != dataset.input_shape:
-        raise UserError(f"the model takes {tuple(src.file.input_shape)} images but {_label(data)} has "
-                        f"{dataset.input_shape}: use the dataset it was trained on")
+        raise UserError(f"the model takes {tuple(src.file.input_shape)} images but "
+                        f"{_label(data)} has {dataset.input_shape}: use the dataset it was "
+                        "trained on")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "compress_config.json", {**asdict(cfg), "methods": methods,

@@ -86,7 +86,8 @@ def source_of(model: ModelLike) -> Source:
 
 
 def parity_data(data: DataLike | None, source: Source) -> Any:
-    """The data a net is checked on: ``data`` or the dataset its folder's train_config.json names."""
+    """The data a net is checked on: ``data``, or the dataset its folder's train_config.json
+    names."""
     if data is None:
         if source.folder is None:
             raise UserError(f"model {source.label} is in memory: pass the data to check it on")

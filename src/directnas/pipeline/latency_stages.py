@@ -19,12 +19,14 @@ def profile_stage(run: RunFolder, space: SearchSpace, *, table: str | Path | Non
                   say: Callable[[str], None]) -> LatencyTable:
     """``run.latency``: the user's table (checked against ``space``) or this device's, once."""
     key = {**(protocol or {}), "backend": backend, "space": space.fingerprint(),
-           "latency_table": None if table is None else str(table), "table_digest": file_digest(table)}
+           "latency_table": None if table is None else str(table),
+           "table_digest": file_digest(table)}
     path = run.latency
     if enter_stage(run.root, key, done=path.exists(), name="latency_stage.json"):
         say(f"latency table: reusing {path}")
         return LatencyTable.load(path)
-    lut = get_table(space, table=table, backend=backend, proto=make_protocol(protocol), fitted=fitted)
+    lut = get_table(space, table=table, backend=backend, proto=make_protocol(protocol),
+                    fitted=fitted)
     lut.save(path)
     say(f"latency table: {path}")
     return lut
@@ -69,5 +71,6 @@ def near_lines(refined: LatencyTable, target: Target, ms: float, path: Path) -> 
                      f"(on the profiled table it would be {resolved['profiled_target_ms']:.4f} ms)")
     return lines + [f"latency near the target: {len(ratios)} nets near {ms:.3f} ms run at "
                     f"{min(ratios):.2f}-{max(ratios):.2f}x their prediction (median "
-                    f"{near['scale']:.2f}, noise floor {100 * float(near.get('noise_floor') or 0):.1f} %): "
+                    f"{near['scale']:.2f}, noise floor "
+                    f"{100 * float(near.get('noise_floor') or 0):.1f} %): "
                     f"table re-anchored, {path}"]

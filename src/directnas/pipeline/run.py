@@ -120,9 +120,10 @@ def run(space: str | Path | SearchSpace = "fashion-mnist", data: DataLike = "fas
     for t in targets:
         folder = root.target(_label(t), several=len(targets) > 1)
         if len(targets) > 1:
-            say(f"== target {_label(t)}{'' if isinstance(t, str) or t is None else ' ms'} -> {folder.root}")
+            unit = "" if isinstance(t, str) or t is None else " ms"
+            say(f"== target {_label(t)}{unit} -> {folder.root}")
         tlut, tpath, key_target = lut, root.latency, t
-        if table is None and t is not None and near_nets > 0:  # profiled here: re-anchor at the target
+        if table is None and t is not None and near_nets > 0:  # profiled here: re-anchor at t
             tlut = near_stage(folder, fitted, lut, root.latency, t, backend=backend,
                               protocol=protocol, nets=near_nets, say=say)
             tpath = folder.near_latency
