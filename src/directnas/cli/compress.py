@@ -16,7 +16,7 @@ from directnas.models.model_file import load_model
 from directnas.compress.pipeline import METHODS, compress, parse_methods
 from directnas.compress.state import CompressConfig, State
 from directnas.deploy.int8 import parse_int8_formats
-from directnas.data.datasets import load_dataset
+from directnas.data.readers import load_dataset
 from directnas.errors import UserError
 from directnas.utils.fileio import read_json, write_json
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from directnas.cli.common import (add_protocol_args, get_table, log, parse_target,
                                        protocol_from, resolve_config, resolve_target, save_resolved)
-from directnas.data.datasets import load_dataset
+from directnas.data.readers import load_dataset
 from directnas.nas.random_search import RandomSearchConfig, random_search, write_outputs
 from directnas.space.space import load_space
 
