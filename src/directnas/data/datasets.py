@@ -117,7 +117,8 @@ def with_stats(name: str, train: ImageData, test: ImageData) -> Dataset:
 
 
 def split_train_valid(data: ImageData, *, valid_size: int, seed: int) -> tuple[ImageData, ImageData]:
-    """A fixed-seed split of the training set; the validation part drives alpha."""
+    """A fixed-seed split of the training set; the validation part drives alpha.  Mapped images
+    are split by rows (nothing is copied)."""
     if not 0 < valid_size < len(data):
         raise UserError(f"validation size {valid_size} must be between 1 and {len(data) - 1}")
     g = torch.Generator().manual_seed(seed)

@@ -97,7 +97,8 @@ def read_image_folder(root: Path, *, size: int | None = None, seed: int = 0,
                         _mapped(d, n_train, len(d.parts), k), slice(0, n_train))
     classes = _class_dirs(root)
     if not classes:
-        raise UserError(f"dataset folder {root} has no class folders: put images in {root}/<class>/")
+        raise UserError(f"dataset folder {root} has no class folders: put images in "
+                        f"{root}/<class>/")
     d = decode_folder(root, _image_files(root, classes, 0), size=size,
                       skip_bad_images=skip_bad_images, workers=workers)
     train, test = carve_test(_mapped(d, 0, len(d.parts), len(classes)), len(classes), seed)
