@@ -150,6 +150,8 @@ def test_a_changed_file_invalidates_the_cache(tmp_path: Path, decodes: list[Path
     assert after.train.images[i].sum() == 0 and before.train.images[i].sum() > 0
     (root / "test" / "owl" / "003.png").write_bytes(f.read_bytes())  # a file added
     assert len(load_dataset(root, size=12).test) == 10 and len(decodes) == 4
+    entries = [e for e in decodes[-1].parent.iterdir() if not e.name.startswith(".")]
+    assert entries == [decodes[-1]], "superseded entries of the folder were kept"
 
 
 def _corrupt(root: Path) -> Path:
@@ -268,3 +270,49 @@ def test_an_interrupted_decode_leaves_no_cache_entry(tmp_path: Path, cache: Path
     monkeypatch.undo()
     monkeypatch.setenv("DIRECTNAS_CACHE", str(cache))
     assert len(load_dataset(root, size=12).train) == 60
+
+
+def _chunk_dying_in_a_child(job):
+    """``_decode_chunk`` whose pool processes die (as if killed for memory)."""
+    if str(os.getpid()) != os.environ["PARENT_PID"]:
+        os._exit(1)
+    return REAL_DECODE_CHUNK(job)
+
+
+def test_a_dead_decoding_process_is_replaced_by_this_one(tmp_path: Path, monkeypatch,
+                                                         caplog) -> None:
+    from directnas.data.readers.image_folder import read_image_folder
+
+    root = write_folder(tmp_path / "pets", per_class=10)
+    monkeypatch.setenv("PARENT_PID", str(os.getpid()))
+    monkeypatch.setattr(decoded, "_decode_chunk", _chunk_dying_in_a_child)
+    with caplog.at_level(logging.WARNING, logger="directnas"):
+        ds = read_image_folder(root, size=12, workers=2)
+    assert len(ds.train) == 30 and any("process died" in r.getMessage() for r in caplog.records)
+    monkeypatch.setattr(decoded, "_decode_chunk", REAL_DECODE_CHUNK)
+    monkeypatch.setenv("DIRECTNAS_CACHE", str(tmp_path / "fresh"))
+    assert torch.equal(read_image_folder(root, size=12, workers=2).train.images, ds.train.images)
+
+
+def test_an_unwritable_cache_is_one_line(tmp_path: Path, monkeypatch) -> None:
+    root = write_folder(tmp_path / "pets", per_class=2)
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("DIRECTNAS_CACHE", str(tmp_path / "file" / "cache"))
+    with pytest.raises(UserError, match="set DIRECTNAS_CACHE to a writable folder") as e:
+        load_dataset(root, size=8)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("command", [
+    ["search", "--out", "o"], ["run", "--out", "o"], ["train", "--arch", "a.json", "--out", "o"],
+    ["random-search", "--out", "o", "--target-latency", "1"],
+    ["compress", "--model", "m", "--method", "prune", "--out", "o"]])
+def test_the_commands_that_take_data_take_skip_bad_images(command: list[str]) -> None:
+    from directnas.cli.common import apply_data_options
+    from directnas.cli.main import build_parser
+
+    args = apply_data_options(build_parser().parse_args(
+        [*command, "--skip-bad-images", "--data", "photos"]))
+    assert isinstance(args.data, DataPath) and args.data == "photos" and args.data.skip_bad_images
+    plain = apply_data_options(build_parser().parse_args([*command, "--data", "photos"]))
+    assert not getattr(plain.data, "skip_bad_images", False)

@@ -146,7 +146,11 @@ def _ignore_sigint() -> None:
 
 def _chunks(paths: list[str], mode: str, size: int | None, shape: tuple[int, ...],
             workers: int) -> Iterator[tuple[np.ndarray, np.ndarray, list[tuple[int, str, str]]]]:
-    """The decoded chunks in file order, from a pool of ``workers`` processes (1: here)."""
+    """The decoded chunks in file order, from a pool of ``workers`` processes (1: here).  If a
+    process of the pool dies (e.g. killed for memory), the rest is decoded here."""
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
     step = max(1, min(CHUNK, -(-len(paths) // (4 * workers))))
     jobs = [(paths[i:i + step], mode, size, shape) for i in range(0, len(paths), step)]
     if workers <= 1 or len(jobs) <= 1:
@@ -154,8 +158,18 @@ def _chunks(paths: list[str], mode: str, size: int | None, shape: tuple[int, ...
         return
     # fork, as DataLoader workers do: spawn would re-run a caller's unguarded script
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-    with ctx.Pool(min(workers, len(jobs)), initializer=_ignore_sigint) as pool:
-        yield from pool.imap(_decode_chunk, jobs)
+    pool = ProcessPoolExecutor(min(workers, len(jobs)), mp_context=ctx, initializer=_ignore_sigint)
+    done = 0
+    try:
+        for result in pool.map(_decode_chunk, jobs):
+            yield result
+            done += 1
+    except BrokenProcessPool:
+        log.warning("a decoding process died; decoding the remaining %d images in this process",
+                    sum(len(j[0]) for j in jobs[done:]))
+        yield from map(_decode_chunk, jobs[done:])
+    finally:  # on an error or Ctrl-C: drop the queued chunks, do not wait for them
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 # ---- the cache entry ------------------------------------------------------------------------
@@ -188,6 +202,7 @@ def _decode_into(tmp: Path, root: Path, files: Sequence[ImageFile], size: int | 
     mode, shape = _first_image(root, files, size, skip_bad_images)
     out = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8,
                                     shape=(len(files), shape[2], shape[0], shape[1]))
+    _reserve(tmp / "images.npy")
     keep = np.ones(len(files), dtype=bool)
     sums = np.zeros((len(files), 2, shape[2]), np.int64)
     skipped: list[tuple[str, str]] = []
@@ -216,11 +231,23 @@ def _decode_into(tmp: Path, root: Path, files: Sequence[ImageFile], size: int | 
     return keep, sums[:written], skipped
 
 
+def _reserve(path: Path) -> None:
+    """Allocates the file's blocks now: a full disk fails here with an OSError rather than
+    with a bus error while the pages are written through the map."""
+    if hasattr(os, "posix_fallocate"):
+        fd = os.open(path, os.O_RDWR)
+        try:
+            os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+        finally:
+            os.close(fd)
+
+
 def _truncate(path: Path, n: int) -> None:
     """Keeps the first ``n`` images of the ``.npy`` at ``path`` (a copy, chunk by chunk)."""
     src = np.load(path, mmap_mode="r")
     dst = np.lib.format.open_memmap(path.with_suffix(".part.npy"), mode="w+", dtype=np.uint8,
                                     shape=(n, *src.shape[1:]))
+    _reserve(path.with_suffix(".part.npy"))
     for i in range(0, n, 4096):
         dst[i:i + 4096] = src[i:min(n, i + 4096)]
     dst.flush()
@@ -270,6 +297,18 @@ def _write_entry(entry: Path, root: Path, files: Sequence[ImageFile], size: int 
         raise
 
 
+def _remove_superseded(entry: Path, root: Path) -> None:
+    """Deletes the other entries of ``root`` at the same size (its files have changed since)."""
+    folder = str(root.resolve())
+    for other in entry.parent.glob(f"{entry.name[:-24]}*"):
+        try:
+            same = json.loads((other / "meta.json").read_text()).get("folder") == folder
+        except (OSError, ValueError):
+            continue
+        if other != entry and same:
+            shutil.rmtree(other, ignore_errors=True)  # a process that has it mapped keeps it
+
+
 def _open_entry(entry: Path, from_cache: bool) -> DecodedImages | None:
     """The entry memory-mapped (copy-on-write: writable, the file is never changed); None
     when it is missing or unreadable."""
@@ -306,7 +345,13 @@ def decode_folder(root: Path, files: Sequence[ImageFile], *, size: int | None = 
             shutil.rmtree(entry, ignore_errors=True)
         n = workers or usable_cores()
         start = time.perf_counter()
-        _write_entry(entry, root, files, size, skip_bad_images, n)
+        try:
+            _write_entry(entry, root, files, size, skip_bad_images, n)
+        except OSError as e:
+            raise UserError(f"cannot write the decoded images of {root} to {entry.parent} "
+                            f"({e.strerror or e}): free disk space or set DIRECTNAS_CACHE to a "
+                            "writable folder") from None
+        _remove_superseded(entry, root)
         found = _open_entry(entry, False)
         if found is None:
             raise UserError(f"decoded cache {entry} cannot be read back: check the disk "
