@@ -70,7 +70,10 @@ def folder_key(root: Path, files: Sequence[ImageFile], size: int | None) -> str:
     h = hashlib.sha256(f"directnas-decoded v{CACHE_VERSION} size={size}\n".encode())
     rows = []
     for path, label, part in files:
-        st = os.stat(path)
+        try:
+            st = os.stat(path)
+        except OSError as e:  # removed since the folder was listed, or unreadable
+            raise bad_image(path, e.strerror or str(e)) from None
         rows.append(f"{_relative(root, path)}\t{label}\t{part}\t{st.st_size}\t{st.st_mtime_ns}\n")
     h.update("".join(rows).encode())
     return h.hexdigest()
