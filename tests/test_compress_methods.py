@@ -16,7 +16,7 @@ from directnas.compress.codec import decode_state, encode_state
 from directnas.compress.finetune import FinetuneConfig, accuracy, eval_batches, finetune, weight_layers
 from directnas.compress.huffman import huffman_decode, huffman_encode
 from directnas.compress.state import CompressConfig, State
-from directnas.data.datasets import load_dataset
+from directnas.data.readers import load_dataset
 from directnas.errors import UserError
 from directnas.models import structure
 from directnas.models.registry import build_named

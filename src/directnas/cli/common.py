@@ -10,6 +10,7 @@ from typing import Any, Iterable, TypeVar
 
 from tqdm import tqdm
 
+from directnas.data.readers import DataPath
 from directnas.latency import target as targets
 from directnas.errors import UserError
 from directnas.runtimes import CLOCKS, DEFAULT, DTYPES, STATS, names
@@ -29,6 +30,16 @@ def bar(it: Iterable[T], desc: str, total: int | None = None) -> Iterable[T]:
     """A progress bar with ETA (on stderr; quiet when not a terminal and CI is set)."""
     disable = bool(os.environ.get("DIRECTNAS_NO_PROGRESS"))
     return tqdm(it, desc=desc, total=total, leave=False, dynamic_ncols=True, disable=disable)
+
+
+SKIP_HELP = "skip unreadable images of an image folder (counted in one line) instead of stopping"
+
+
+def apply_data_options(args: argparse.Namespace) -> argparse.Namespace:
+    """``--data`` as a ``DataPath`` that carries ``--skip-bad-images`` (when given)."""
+    if getattr(args, "skip_bad_images", False) and getattr(args, "data", None):
+        args.data = DataPath(args.data, skip_bad_images=True)
+    return args
 
 
 def parse_target(text: str) -> float | str:

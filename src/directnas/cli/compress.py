@@ -10,13 +10,13 @@ from typing import Any, Callable
 
 import torch
 
-from directnas.cli.common import bar
+from directnas.cli.common import SKIP_HELP, apply_data_options, bar
 from directnas.compress.finetune import FinetuneConfig, Progress
 from directnas.models.model_file import load_model
 from directnas.compress.pipeline import METHODS, compress, parse_methods
 from directnas.compress.state import CompressConfig, State
 from directnas.deploy.int8 import parse_int8_formats
-from directnas.data.datasets import load_dataset
+from directnas.data.readers import load_dataset
 from directnas.errors import UserError
 from directnas.utils.fileio import read_json, write_json
 
@@ -32,6 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help=f"a method or a comma chain of: {', '.join(METHODS)} (e.g. prune,share,huffman)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--data", default="fashion-mnist", help="'fashion-mnist' or a dataset folder")
+    p.add_argument("--skip-bad-images", action="store_true", help=SKIP_HELP)
     g = p.add_argument_group("fine-tuning")
     g.add_argument("--finetune-epochs", type=int, help="epochs per retraining (default 2)")
     g.add_argument("--finetune-lr", type=float, help="initial LR of retraining (default 0.01)")
@@ -279,8 +280,9 @@ def compress_stage(model_dir: str | Path, out_dir: str | Path, *, max_loss: floa
                     ("--export", export_format)):
         if v is not None:
             argv += [flag, str(v)]
+    argv += ["--skip-bad-images"] if getattr(data, "skip_bad_images", False) else []
     from directnas.cli.main import build_parser  # the very parser of `directnas compress`
 
-    args = build_parser().parse_args(["compress", *argv, *(extra or [])])
+    args = apply_data_options(build_parser().parse_args(["compress", *argv, *(extra or [])]))
     run(args)
     return read_json(Path(out_dir) / "metrics.json")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from directnas.cli.common import (add_protocol_args, get_table, log, parse_target,
+from directnas.cli.common import (SKIP_HELP, add_protocol_args, get_table, log, parse_target,
                                        protocol_from, resolve_config, resolve_target, save_resolved)
-from directnas.data.datasets import load_dataset
+from directnas.data.readers import load_dataset
 from directnas.nas.random_search import RandomSearchConfig, random_search, write_outputs
 from directnas.space.space import load_space
 
@@ -19,6 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        "target, train each briefly, keep the best (same budget as a search)")
     p.add_argument("--space", default="fashion-mnist", help="preset name or YAML path")
     p.add_argument("--data", default="fashion-mnist", help="'fashion-mnist' or a dataset folder")
+    p.add_argument("--skip-bad-images", action="store_true", help=SKIP_HELP)
     p.add_argument("--target-latency", type=parse_target, dest="target_latency_ms",
                    help="target latency in ms on the latency backend (1.5), or a multiple of the "
                         "space's fastest net on the table (1.6x)")

@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
             else:
                 compress_stage(r.folder / "train", cdir, max_loss=args.compress_max_loss,
                                target_ratio=args.compress_target_ratio, method=args.compress_method,
-                               data=str(args.data), threads=args.threads, seed=args.seed,
+                               data=args.data, threads=args.threads, seed=args.seed,
                                export_format=fmt, extra=shlex.split(args.compress_args))
             compressed[r.folder] = read_json(cdir / "metrics.json")
             pipeline.append_compress_section(r.folder / "report.md", compressed[r.folder])

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from directnas import api
-from directnas.cli.common import add_protocol_args, bar, log, parse_target, protocol_from
+from directnas.cli.common import (SKIP_HELP, add_protocol_args, bar, log, parse_target,
+                                   protocol_from)
 from directnas.utils.distributed import init_from_env
 from directnas.utils.fileio import read_json
 from directnas.nas.gates import STRATEGIES
@@ -35,6 +36,7 @@ def add_device_args(p: argparse.ArgumentParser) -> None:
 def add_search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--space", default="fashion-mnist", help="preset name or YAML path")
     p.add_argument("--data", default="fashion-mnist", help="'fashion-mnist' or a dataset folder")
+    p.add_argument("--skip-bad-images", action="store_true", help=SKIP_HELP)
     p.add_argument("--target-latency", type=parse_target, dest="target_latency_ms",
                    help="target latency in ms on the latency backend (1.5), or a multiple of the "
                         "space's fastest net on the table (1.6x)")

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from directnas import api
-from directnas.cli.common import add_protocol_args, bar, log
+from directnas.cli.common import SKIP_HELP, add_protocol_args, bar, log
 from directnas.cli.search import add_device_args, protocol_kwargs
 from directnas.utils.distributed import init_from_env
 from directnas.models.registry import model_names
@@ -21,6 +21,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     """``--epochs``, ``--lr``, ... (the older ``--train-epochs``, ``--train-lr``, ... still work)."""
     p.add_argument("--data", default="fashion-mnist",
                    help="'fashion-mnist' or a dataset folder (IDX, CIFAR-10 binary, ImageFolder)")
+    p.add_argument("--skip-bad-images", action="store_true", help=SKIP_HELP)
     p.add_argument("--config", help="YAML file of training options (flags override it)")
     p.add_argument("--epochs", "--train-epochs", type=int, dest="epochs")
     p.add_argument("--batch-size", "--train-batch-size", type=int, dest="batch_size")
