@@ -23,7 +23,7 @@ from pathlib import Path
 def worker(args: argparse.Namespace) -> None:
     import torch
 
-    from directnas.data.datasets import load_dataset
+    from directnas.data.readers import load_dataset
     from directnas.utils.distributed import init_from_env
     from directnas.nas.searcher import SearchConfig, Searcher
     from directnas.space.space import load_space

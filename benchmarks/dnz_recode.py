@@ -22,7 +22,7 @@ from directnas.compression.codec import encode_state
 from directnas.compression.finetune import accuracy, eval_batches
 from directnas.models.model_file import load_model
 from directnas.compression.share import round_rest_to_half
-from directnas.data.datasets import load_dataset
+from directnas.data.readers import load_dataset
 from directnas.utils.fileio import read_json, write_json
 
 

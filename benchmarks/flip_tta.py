@@ -19,7 +19,8 @@ from pathlib import Path
 import torch
 
 from directnas.models.model_file import load_model
-from directnas.data.datasets import Batches, load_dataset
+from directnas.data.datasets import Batches
+from directnas.data.readers import load_dataset
 from directnas.utils.fileio import write_json
 from directnas import runtimes
 from directnas.runtimes import Protocol
@@ -40,7 +41,7 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     data = load_dataset(args.data)
-    shape = (1,) + tuple(data.test.images.shape[1:])
+    shape = (1,) + tuple(data.test.shape[1:])
     proto = Protocol(threads=args.threads, repeats=args.repeats, warmup=args.warmup)
     factory = runtimes.get(args.backend).runner
     test = Batches(data.test, batch_size=500, mean=data.mean, std=data.std, shuffle=False)

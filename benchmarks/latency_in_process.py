@@ -10,7 +10,7 @@ from directnas.models.model_file import load_model
 from directnas.latency.measure import measure_net, Protocol
 from directnas.space.arch import Arch
 from directnas.training.train_net import TrainConfig, train_net
-from directnas.data.datasets import load_dataset
+from directnas.data.readers import load_dataset
 steps = int(sys.argv[1]) if len(sys.argv) > 1 else 150
 proto = Protocol(threads=2)
 net, ck = load_model("runs/demo/train/model.pt")

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from directnas.data.datasets import load_dataset
+from directnas.data.readers import load_dataset
 from directnas.nas.gates import make_strategy
 from directnas.nas.loss import HardwareLoss
 from directnas.nas.searcher import SearchConfig, Searcher

@@ -66,7 +66,9 @@ def write_subset(root: Path, n: int) -> Path:
     drawn with seed 0) and the whole test set: a ``--data`` folder every net trains on."""
     import numpy as np
 
-    from directnas.data.datasets import FASHION_MNIST_DIR, _find, read_idx
+    from directnas.data.readers.idx import _find
+
+    from directnas.data.readers import FASHION_MNIST_DIR, read_idx
 
     d = root / f"fashion-mnist-{n}"
     if (d / "t10k-labels-idx1-ubyte").exists():

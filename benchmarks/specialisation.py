@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from directnas.cli.main import main as directnas
-from directnas.data.datasets import load_dataset
+from directnas.data.readers import load_dataset
 from directnas.utils.fileio import write_json, write_text
 from directnas import runtimes
 from directnas.latency.table import LatencyTable

@@ -9,7 +9,7 @@ import json, torch
 from pathlib import Path
 from directnas.nas.searcher import Searcher, SearchConfig
 from directnas.space.space import load_space
-from directnas.data.datasets import load_dataset
+from directnas.data.readers import load_dataset
 from directnas.latency.table import LatencyTable
 from directnas.space.arch import Arch
 torch.set_num_threads(1)

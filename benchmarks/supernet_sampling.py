@@ -14,7 +14,9 @@ import time
 import torch
 import torch.nn.functional as F
 
-from directnas.data.datasets import Batches, load_dataset
+from directnas.data.datasets import Batches
+
+from directnas.data.readers import load_dataset
 from directnas.nas.supernet import Supernet
 from directnas.space.space import load_space
 

@@ -8,7 +8,8 @@ import torch, copy
 from directnas.models.model_file import load_model
 from directnas.compression.finetune import weight_layers, eval_batches, accuracy
 from directnas.compression.ternary import start
-from directnas.data.datasets import load_dataset, Batches
+from directnas.data.datasets import Batches
+from directnas.data.readers import load_dataset
 torch.set_num_threads(1)
 net, meta = load_model("runs/demo/train/model.pt")
 data = load_dataset("fashion-mnist")

@@ -135,7 +135,7 @@ def test_cli_train_epochs_and_bfloat16_keep_the_trained_net(tmp_path, tiny_idx_d
                  "--threads", "1", "--repeats", "3", "--warmup", "1"]) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["epochs"] == 1
-    from directnas.data.datasets import load_dataset
+    from directnas.data.readers import load_dataset
 
     test = load_dataset(tiny_idx_dir).test
     acc = _accuracy(directnas.load(out), test.images.float() / 255, test.labels)
@@ -169,11 +169,12 @@ def test_plain_image_folder_searches_on_the_cifar_preset(tmp_path, monkeypatch):
     assert directnas.Arch.load(out / "arch.json").space.num_classes == 3
 
 
-def test_plain_image_folder_carves_a_balanced_test_split(tmp_path):
+def test_plain_image_folder_carves_a_balanced_test_split(tmp_path, monkeypatch):
     from PIL import Image
 
-    from directnas.data.datasets import load_dataset
+    from directnas.data.readers import load_dataset
 
+    monkeypatch.setenv("DIRECTNAS_CACHE", str(tmp_path / ".cache"))
     for c in ("a", "b"):
         (tmp_path / c).mkdir()
         for i in range(10):

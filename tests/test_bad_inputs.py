@@ -135,7 +135,7 @@ CASES: list[tuple[str, Callable[[Box], list[str]], str]] = [
                                  b.search())[1], "bad magic number"),
     ("idx-count-mismatch", lambda b: (shutil.copy(b.data / "t10k-labels-idx1-ubyte.gz", b.data / "train-labels-idx1-ubyte.gz"),
                                       b.search())[1], "do not match"),
-    ("imagefolder-corrupt-png", lambda b: (_png_folder(b, corrupt=True), b.search())[1], "is corrupt or truncated"),
+    ("imagefolder-corrupt-png", lambda b: (_png_folder(b, corrupt=True), b.search())[1], "1.png cannot be read"),
     ("imagefolder-no-test", lambda b: (_png_folder(b, test=False), b.search())[1], "needs train/ and test/"),
     ("imagefolder-no-classes", lambda b: (_png_folder(b, classes=False), b.search())[1], "has no class folders"),
     # search spaces

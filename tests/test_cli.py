@@ -33,7 +33,8 @@ def test_search_then_train(tmp_path, tiny_idx_dir, tiny_space_yaml, monkeypatch)
     assert m["params"] > 1000 and m["macs"] > m["params"]
     # the flip-TTA figure is that of the saved model, evaluated with FlipAverage
     from directnas.models.model_file import load_model
-    from directnas.data.datasets import Batches, load_dataset
+    from directnas.data.datasets import Batches
+    from directnas.data.readers import load_dataset
     from directnas.training.train_net import evaluate
     net, _ = load_model(tout)
     ds = load_dataset(tiny_idx_dir)

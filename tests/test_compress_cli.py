@@ -13,7 +13,7 @@ from directnas.cli.main import main
 from directnas.compression.codec import decode_state
 from directnas.compression.finetune import accuracy, eval_batches
 from directnas.models.model_file import load_model
-from directnas.data.datasets import load_dataset
+from directnas.data.readers import load_dataset
 
 torch.set_num_threads(1)
 KEYS = ("accuracy_before", "accuracy_after", "size_bytes_before", "size_bytes_after",

@@ -16,7 +16,7 @@ from directnas.compression.codec import decode_state, encode_state
 from directnas.compression.finetune import FinetuneConfig, accuracy, eval_batches, finetune, weight_layers
 from directnas.compression.huffman import huffman_decode, huffman_encode
 from directnas.compression.state import CompressConfig, State
-from directnas.data.datasets import load_dataset
+from directnas.data.readers import load_dataset
 from directnas.errors import UserError
 from directnas.models import structure
 from directnas.models.model_file import ModelFile

@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from directnas.data.datasets import Batches, load_dataset, read_cifar10_bin, read_image_folder, split_train_valid
+from directnas.data.datasets import Batches, split_train_valid
+
+from directnas.data.readers import load_dataset, read_cifar10_bin, read_image_folder
 from directnas.errors import UserError
 
 
@@ -80,8 +82,9 @@ def test_corrupt_and_missing_files_give_clear_errors(tmp_path, tiny_idx_dir):
         load_dataset(bad)
 
 
-def test_cifar_binary_and_image_folder(tmp_path):
+def test_cifar_binary_and_image_folder(tmp_path, monkeypatch):
     from PIL import Image
+    monkeypatch.setenv("DIRECTNAS_CACHE", str(tmp_path / "cache"))
     rng = np.random.default_rng(0)
     c = tmp_path / "cifar"
     c.mkdir()
@@ -100,5 +103,5 @@ def test_cifar_binary_and_image_folder(tmp_path):
     ds = read_image_folder(f)
     assert ds.train.images.shape == (6, 3, 12, 12) and ds.train.num_classes == 2
     (f / "train" / "cat" / "bad.png").write_bytes(b"not a png")
-    with pytest.raises(UserError, match="corrupt"):
+    with pytest.raises(UserError, match="bad.png cannot be read"):
         read_image_folder(f)

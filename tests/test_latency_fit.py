@@ -164,7 +164,8 @@ def write_image_folder(root, classes=100, per_class=1):
                 Image.fromarray(a).save(d / f"{i}.png")
 
 
-def test_search_with_a_fitted_table(tmp_path):
+def test_search_with_a_fitted_table(tmp_path, monkeypatch):
+    monkeypatch.setenv("DIRECTNAS_CACHE", str(tmp_path / "cache"))
     idx, y = synthetic(200)
     meas = tmp_path / "m.csv"
     write_csv(meas, idx, y)

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from directnas.cli.main import main
-from directnas.data.datasets import load_dataset
+from directnas.data.readers import load_dataset
 from directnas.errors import UserError
 from directnas.latency.table import LatencyTable
 from directnas.latency.sampling import ArchSampler

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from directnas.data.datasets import load_dataset
+from directnas.data.readers import load_dataset
 from directnas.nas.searcher import SearchConfig, Searcher
 from directnas.space.space import SearchSpace
 from tests.conftest import TINY_SPACE

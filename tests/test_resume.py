@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from directnas.cli.main import main
-from directnas.data.datasets import load_dataset
+from directnas.data.readers import load_dataset
 from directnas.utils.fileio import torch_load
 from directnas.latency.table import LatencyTable
 from directnas.nas.searcher import CHECKPOINT, SearchConfig, Searcher

@@ -5,6 +5,10 @@ built-in ones."""
 from __future__ import annotations
 
 import copy
+import importlib.util
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -138,3 +142,24 @@ def test_a_registered_runtime_is_profiled_measured_and_exported_through(
     with torch.inference_mode():
         want = directnas.load(model)(x).numpy()
     assert np.allclose(as_numpy(rt.load(art, x, 1)()), want, atol=1e-6)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("executorch") is None, reason="executorch not installed")
+def test_parallel_lowering_does_not_share_a_file_per_weight(tmp_path):
+    """Chunks reach the lowering workers as bytes: with 150 open files allowed, two nets of 200
+    weight tensors each still lower in parallel (shared tensors would take a file each)."""
+    script = tmp_path / "lower.py"
+    script.write_text(
+        "import resource, sys, torch\n"
+        "from torch import nn\n"
+        "from directnas.runtimes.base import Protocol\n"
+        "from directnas.runtimes import executorch_xnnpack as et\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (150, 150))\n"
+        "et.log.warning = lambda *a, **k: sys.exit('fell back to lowering in this process')\n"
+        "nets = {f'n{i}': (nn.Sequential(*[nn.Linear(4, 4) for _ in range(100)]), (1, 4)) for i in range(2)}\n"
+        "runners = et.executorch_runners(nets, Protocol(), chunk=1)\n"
+        "assert et.lowering_workers(2) == 2 and len(runners) == 2\n")
+    env = {**os.environ, "DIRECTNAS_LOWER_WORKERS": "2"}
+    proc = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]

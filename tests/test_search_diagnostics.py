@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from directnas.data.datasets import load_dataset
+from directnas.data.readers import load_dataset
 from directnas.nas.diagnostics import agreement, decision, layer_entropy, seed_agreement
 from directnas.nas.searcher import SearchConfig, Searcher
 from directnas.space.space import SearchSpace

@@ -7,7 +7,7 @@ import torch
 
 import directnas.nas.strategies_reinforce as rl
 from directnas.cli.main import main
-from directnas.data.datasets import load_dataset
+from directnas.data.readers import load_dataset
 from directnas.latency.table import LatencyTable
 from directnas.latency.measure import Protocol
 from directnas.nas.gates import STRATEGIES, BinaryGates, GumbelSoftmax, Reinforce, make_strategy

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from directnas.data.datasets import load_dataset
+from directnas.data.readers import load_dataset
 from directnas.nas.searcher import SearchConfig, Searcher
 from directnas.nas.superkernel import SharedPath
 from directnas.nas.supernet import Supernet

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from directnas.data.datasets import load_dataset
+from directnas.data.readers import load_dataset
 from directnas.errors import UserError
 from directnas.utils.fileio import torch_load
 from directnas.space.arch import uniform_arch

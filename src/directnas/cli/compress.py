@@ -8,6 +8,7 @@ import argparse
 from directnas import api
 from directnas.cli.common import bar
 from directnas.cli.compress_flags import add_compress_options, compress_options
+from directnas.cli.data_flags import add_data_args
 from directnas.compression.pipeline import METHODS
 
 
@@ -17,7 +18,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method", required=True,
                    help=f"a method or a comma chain of: {', '.join(METHODS)} (e.g. prune,share,huffman)")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--data", default="fashion-mnist", help="'fashion-mnist' or a dataset folder")
+    add_data_args(p)
     add_compress_options(p)
     p.add_argument("--export", metavar="FORMATS",
                    help="also export the compressed net (pte, onnx, openvino, torchscript, a comma "

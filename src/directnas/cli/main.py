@@ -24,8 +24,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from directnas.cli.data_flags import apply_data_options
+
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = apply_data_options(parser.parse_args(argv))
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S",
                         force=True)

@@ -10,13 +10,14 @@ from typing import Any
 from directnas import api
 from directnas.cli.common import (add_protocol_args, bar, given_backend, log, parse_target,
                                   protocol_from)
+from directnas.cli.data_flags import add_data_args
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("random-search", help="random baseline: sample archs under the latency "
                        "target, train each briefly, keep the best (same budget as a search)")
     p.add_argument("--space", default="fashion-mnist", help="preset name or YAML path")
-    p.add_argument("--data", default="fashion-mnist", help="'fashion-mnist' or a dataset folder")
+    add_data_args(p)
     p.add_argument("--target-latency", type=parse_target, dest="target_latency_ms",
                    help="target latency in ms on the latency backend (1.5), or a multiple of the "
                         "space's fastest net on the table (1.6x)")

@@ -7,6 +7,7 @@ import argparse
 from typing import Any
 
 from directnas.cli.common import add_protocol_args, parse_target
+from directnas.cli.data_flags import add_data_args
 from directnas.cli.flags import Flag, add_flags, flag_values
 from directnas.nas.gates import STRATEGIES
 from directnas.nas.loss import LOSS_FORMS
@@ -42,7 +43,7 @@ def add_device_args(p: argparse.ArgumentParser, cls: type) -> None:
 
 def add_search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--space", default="fashion-mnist", help="preset name or YAML path")
-    p.add_argument("--data", default="fashion-mnist", help="'fashion-mnist' or a dataset folder")
+    add_data_args(p)
     p.add_argument("--target-latency", type=parse_target, dest="target_latency_ms",
                    help="target latency in ms on the latency backend (1.5), or a multiple of the "
                         "space's fastest net on the table (1.6x)")

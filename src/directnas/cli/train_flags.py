@@ -8,6 +8,7 @@ from dataclasses import asdict
 from typing import Any
 
 from directnas.cli.common import add_protocol_args, given_backend, protocol_from
+from directnas.cli.data_flags import add_data_args
 from directnas.cli.flags import Flag, add_flags, flag_values
 from directnas.cli.search_flags import AMP, add_device_args
 from directnas.training.train_net import TrainConfig
@@ -29,8 +30,7 @@ TRAIN = [
 def add_train_args(p: argparse.ArgumentParser) -> None:
     """The flags of ``train`` and ``baselines`` (``--epochs``, ``--lr``, ...; the older
     ``--train-epochs``, ``--train-lr``, ... still work)."""
-    p.add_argument("--data", default="fashion-mnist",
-                   help="'fashion-mnist' or a dataset folder (IDX, CIFAR-10 binary, ImageFolder)")
+    add_data_args(p, "'fashion-mnist' or a dataset folder (IDX, CIFAR-10 binary, ImageFolder)")
     p.add_argument("--config", help="YAML file of training options (flags override it)")
     add_flags(p, TrainConfig, TRAIN, aliases=("train-",))
     p.add_argument("--quick", action="store_true", help="a 1-minute smoke budget")

@@ -51,9 +51,9 @@ def deployed_net(state: State) -> nn.Module:
 
 def calib_images(state: State, n: int) -> torch.Tensor:
     """``n`` training images (a fixed random draw) as floats in [0, 1]."""
-    imgs = state.data.train.images
-    idx = torch.randperm(len(imgs), generator=torch.Generator().manual_seed(0))[:n]
-    return (imgs[idx].float() / 255.0).contiguous()
+    train = state.data.train
+    idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:n]
+    return (train.take(idx).float() / 255.0).contiguous()
 
 
 def available(formats: list[str], say: Any = print) -> list[str]:

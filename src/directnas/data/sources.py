@@ -18,7 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from directnas.data.datasets import Dataset, ImageData, load_dataset, with_stats
+from directnas.data.datasets import Dataset, ImageData, with_stats
+from directnas.data.readers import load_dataset
 from directnas.errors import UserError
 from directnas.space.space import SearchSpace
 
@@ -121,17 +122,24 @@ def as_dataset(data: DataLike, test: DataLike | None = None, *,
     else:
         test_data = ImageData(train.images[:0], train.labels[:0], 0)
     if size is not None:
-        train = ImageData(_resize(train.images, size), train.labels, train.num_classes)
-        test_data = ImageData(_resize(test_data.images, size), test_data.labels, test_data.num_classes)
-    if len(test_data) and train.images.shape[1:] != test_data.images.shape[1:]:
-        raise UserError(f"test images are {tuple(test_data.images.shape[1:])} but training images "
-                        f"{tuple(train.images.shape[1:])}: give both in one shape")
-    if base is not None and test is None and size is None:
+        train, test_data = _resized(train, size), _resized(test_data, size)
+    if len(test_data) and train.shape[1:] != test_data.shape[1:]:
+        raise UserError(f"test images are {test_data.shape[1:]} but training images "
+                        f"{train.shape[1:]}: give both in one shape")
+    if base is not None and test_data is base.test and train is base.train:
         return base
     k = max(train.num_classes, test_data.num_classes)
-    return with_stats(base.name if base is not None else "tensors",
-                      ImageData(train.images, train.labels, k),
-                      ImageData(test_data.images, test_data.labels, k))
+    train, test_data = train.with_classes(k), test_data.with_classes(k)
+    if base is not None and train.store is base.train.store and train.rows is base.train.rows:
+        return Dataset(base.name, train, test_data, base.mean, base.std)  # same training images
+    return with_stats(base.name if base is not None else "tensors", train, test_data)
+
+
+def _resized(data: ImageData, size: int) -> ImageData:
+    """``data`` at ``size`` x ``size`` (itself when it is that size: mapped images stay mapped)."""
+    if data.shape[-2:] == (size, size) or len(data) == 0:
+        return data
+    return ImageData(_resize(data.images, size), data.labels, data.num_classes)
 
 
 def fit_space(space: SearchSpace, data: Dataset, *, input_size: int | None = None) -> SearchSpace:

@@ -113,7 +113,8 @@ def time_artifacts(fmt: str, paths: dict[str, Path], shape: tuple[int, ...], *,
 
 def _test_images(data: Any, shape: tuple[int, int, int], limit: int | None
                  ) -> tuple[torch.Tensor, np.ndarray, str]:
-    from directnas.data.datasets import Dataset, load_dataset
+    from directnas.data.datasets import Dataset
+    from directnas.data.readers import load_dataset
 
     ds = data if isinstance(data, Dataset) else load_dataset(data, size=shape[1])
     imgs, labels = ds.test.images, ds.test.labels

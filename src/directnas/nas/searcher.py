@@ -294,7 +294,7 @@ class Searcher:
         bs, d = self.cfg.batch_size, self.dist
         idx = torch.randint(len(self.valid_data), (bs * d.world,), generator=self.valid_gen)
         idx = idx[d.rank * bs:(d.rank + 1) * bs]
-        return self.valid.transform(self.valid_data.images[idx]), self.valid.labels(idx)
+        return self.valid.transform(self.valid_data.take(idx)), self.valid.labels(idx)
 
     def _record(self) -> None:
         probs = self.net.probs()

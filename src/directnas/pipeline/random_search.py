@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from directnas.config import resolve_config
-from directnas.data.datasets import load_dataset
+from directnas.data.readers import load_dataset
 from directnas.latency.cache import TableLike, get_table, make_protocol
 from directnas.latency.target import Target, resolve_target
 from directnas.nas import random_search as rs

@@ -28,7 +28,7 @@ def data_key(data: Any, dataset: Dataset | None = None) -> str:
         return str(data)
     assert dataset is not None
     h = hashlib.sha256(dataset.train.labels.numpy().tobytes())
-    h.update(repr((tuple(dataset.train.images.shape), tuple(dataset.test.images.shape))).encode())
+    h.update(repr((dataset.train.shape, dataset.test.shape)).encode())
     return f"in-memory:{h.hexdigest()[:16]}"
 
 

@@ -10,6 +10,7 @@ processes.  A net with an op XNNPACK does not take is refused, naming the op.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import warnings
@@ -133,6 +134,18 @@ def lowering_workers(chunks: int) -> int:
     return max(1, min(chunks, int(env) if env else (cores or 1)))
 
 
+def _packed(part: dict[str, tuple[nn.Module, Shape]]) -> bytes:
+    """A chunk as plain bytes: sent to a worker as a file-descriptor-shared tensor per weight, a
+    large space would exhaust the process's open files."""
+    buf = io.BytesIO()
+    torch.save(part, buf)
+    return buf.getvalue()
+
+
+def _lower_packed(blob: bytes) -> bytes:
+    return _lower_chunk(torch.load(io.BytesIO(blob), weights_only=False))
+
+
 def _lower_all(parts: list[dict[str, tuple[nn.Module, Shape]]], workers: int) -> list[bytes]:
     """The programs of ``parts``, lowered in ``workers`` processes (in this one when 1)."""
     if workers <= 1:
@@ -146,7 +159,7 @@ def _lower_all(parts: list[dict[str, tuple[nn.Module, Shape]]], workers: int) ->
     try:
         with ProcessPoolExecutor(workers, mp_context=ctx, initializer=torch.set_num_threads,
                                  initargs=(1,)) as pool:
-            return list(pool.map(_lower_chunk, parts))
+            return list(pool.map(_lower_packed, [_packed(p) for p in parts]))
     except BrokenProcessPool:
         log.warning("parallel ExecuTorch lowering failed; lowering in this process")
         return [_lower_chunk(p) for p in parts]
