@@ -8,8 +8,6 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
-
 from directnas.cli.common import SKIP_HELP, apply_data_options, bar
 from directnas.compress.finetune import FinetuneConfig, Progress
 from directnas.models.model_file import load_model
@@ -19,6 +17,7 @@ from directnas.deploy.int8 import parse_int8_formats
 from directnas.data.readers import load_dataset
 from directnas.errors import UserError
 from directnas.utils.fileio import read_json, write_json
+from directnas.utils.threads import torch_threads
 
 QUICK_FT = {"epochs": 1, "max_steps": 20}
 QUICK = {"prune_steps": 2, "valid_images": 500, "calib_images": 128, "latency_repeats": 10,
@@ -186,16 +185,12 @@ def compress_model(model: str | Path, methods: list[str], out: Path, *, data_spe
     if tuple(meta["input_shape"]) != data.input_shape:
         raise UserError(f"the model takes {tuple(meta['input_shape'])} images but {data_spec} has "
                         f"{data.input_shape}: use the dataset it was trained on")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(cfg.threads)  # fine-tuning and latency alike
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "compress_config.json", {**asdict(cfg), "methods": methods,
                                               "model": str(model), "data": str(data_spec)})
-    try:
+    with torch_threads(cfg.threads):  # fine-tuning and latency alike
         m = compress(State(net=net, meta=meta, data=data, cfg=cfg, out=out, progress=progress),
                      methods)
-    finally:
-        torch.set_num_threads(threads)
     print_recipe(m)
     print_table(read_json(out / "layers.json"))
     print(f"accuracy {100 * m['accuracy_before']:.2f} % -> {100 * m['accuracy_after']:.2f} %, "

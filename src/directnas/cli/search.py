@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
-import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
@@ -90,11 +88,8 @@ def do_search(args: argparse.Namespace, out: Path, *, resume: bool, table: str |
               target: float | str | None = None,
               on_epoch: Callable[[dict[str, float]], None] | None = None) -> api.SearchResult:
     """``api.search`` with the flags; prints where the outputs went."""
-    delay = float(os.environ.get("DIRECTNAS_DEBUG_STEP_DELAY", "0"))  # tests: a slow run to kill
     result = api.search(args.space, args.data, target_latency=target, table=table, out=out,
-                        resume=resume, progress=bar, on_epoch=on_epoch,
-                        on_step=(lambda s: time.sleep(delay)) if delay else None,
-                        **search_kwargs(args))
+                        resume=resume, progress=bar, on_epoch=on_epoch, **search_kwargs(args))
     if not init_from_env().is_main:  # rank 0 speaks for the job
         return result
     print(f"architecture: {(out / 'arch.json').resolve()}  [{result.arch.summary()}]")

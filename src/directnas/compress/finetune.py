@@ -59,7 +59,6 @@ def finetune(net: nn.Module, data: Dataset, cfg: FinetuneConfig, *,
     """Retrain every parameter of ``net`` (after pruning, sharing, ...) on ``data.train``."""
     if cfg.epochs <= 0:
         return
-    torch.manual_seed(cfg.seed)
     if cfg.channels_last:
         net.to(memory_format=torch.channels_last)
     train = Batches(data.train, batch_size=cfg.batch_size, mean=data.mean, std=data.std,

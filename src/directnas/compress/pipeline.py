@@ -21,6 +21,7 @@ from directnas.compress.finetune import accuracy, layer_kind, eval_batches, weig
 from directnas.compress.state import CompressConfig, State
 from directnas.errors import UserError
 from directnas.utils.fileio import torch_save, write_bytes, write_json
+from directnas.utils.seeding import seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +78,10 @@ def layer_table(state: State, enc: Encoded) -> list[dict[str, Any]]:
 
 
 def compress(state: State, methods: list[str]) -> dict[str, Any]:
-    """Apply ``methods`` in order to ``state.net``; write outputs; return the metrics."""
+    """Apply ``methods`` in order to ``state.net``; write outputs; return the metrics.  Seeds
+    the process's RNGs with the fine-tuning seed first (every retraining's dropout draws)."""
     cfg, out = state.cfg, state.out
+    seed_everything(cfg.finetune.seed)
     out.mkdir(parents=True, exist_ok=True)
     test = list(eval_batches(state.data))
     acc_before = accuracy(state.net, test)

@@ -30,6 +30,7 @@ from directnas.training.trainer import Progress, no_progress
 from directnas.utils.device import resolve_device
 from directnas.utils.distributed import init_from_env
 from directnas.utils.fileio import torch_save, write_json
+from directnas.utils.seeding import seed_everything
 
 log = logging.getLogger(__name__)
 TRAIN_QUICK = {"epochs": 1, "max_steps": 30}
@@ -106,6 +107,7 @@ def train(arch_or_model: Any, data: DataLike, *, test: DataLike | None = None,
             if config.get(key) is None and key not in in_file:
                 setattr(cfg, key, value)
     check_train_config(cfg)
+    seed_everything(cfg.seed)  # before anything random: the net's initial weights, data order
     proto = make_protocol(protocol)
     folder = Path(out) if out is not None else None
     if folder is not None:
