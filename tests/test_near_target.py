@@ -162,3 +162,31 @@ def test_anchor_target_times_nets_again_when_the_fastest_net_moves_the_target(sp
     calls.clear()
     _, ms2 = nt.anchor_target(table, space, 1.1 * fastest, backend="torch-cpu", proto=FAST, n=4)
     assert ms2 == pytest.approx(1.1 * fastest) and len(calls) == 1
+
+
+def test_the_near_target_record_is_typed_and_its_file_format_unchanged(space_table, monkeypatch,
+                                                                       tmp_path):
+    """``anchor_target`` writes a ``NearTarget`` into the table's meta as the same dict the
+    readers have always read; ``NearTarget.of`` reads it back, field for field."""
+    import json
+
+    space, table = space_table
+
+    def fake_measure(space, *, nets, **kw):  # noqa: ANN001
+        out = {k: {"ms": 1.2 * predict_arch_ms(a, table)} for k, a in nets.items()}
+        out[NOISE] = {"ms": 0.5, "noise_floor": 0.03}
+        return out
+
+    monkeypatch.setattr("directnas.latency.measure.measure_space", fake_measure)
+    refined, ms = nt.anchor_target(table, space, "1.3x", backend="torch-cpu", proto=FAST, n=3)
+    refined.save(tmp_path / "near.json")
+    stored = json.loads((tmp_path / "near.json").read_text())["meta"]["near_target"]
+    near = nt.NearTarget.of(LatencyTable.load(tmp_path / "near.json"))
+    assert near is not None and nt.NearTarget.of(table) is None
+    assert json.dumps(near.to_dict()) == json.dumps(stored)  # same keys, same order
+    assert list(stored) == ["target_ms", "window", "scale", "nets", "reference_ms", "noise_floor",
+                            "rounds", "backend", "fastest", "resolved"]
+    assert near.scale == pytest.approx(1.2) and near.backend == "torch-cpu" and near.rounds == 2
+    assert all(r.ratio == pytest.approx(1.2) for r in near.nets) and near.fastest.ratio is None
+    assert near.resolved.spec == "1.3x" and near.resolved.target_ms == ms
+    assert near.window == tuple(NEAR_WINDOW) and near.reference_ms == 0.5

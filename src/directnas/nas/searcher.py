@@ -62,8 +62,8 @@ class SearchConfig:
     momentum: float = 0.9
     weight_decay: float = 4e-5
     label_smoothing: float = 0.1
-    # alpha: 0.06 with the all-path estimator below (issue 26: at 0.02 with binary-two, 330 alpha
-    # steps left every layer's largest probability near 0.3; docs/search-strategies.md)
+    # alpha: 0.06 with the all-path estimator below (at 0.02 with binary-two, 330 alpha steps
+    # left every layer's largest probability near 0.3; docs/search-strategies.md)
     arch_lr: float = 0.06
     arch_every: int = 2
     arch_start_epoch: int = 0  # main epoch from which alpha steps run (official: 1)

@@ -3,7 +3,7 @@
 A layer of the supernet offers e.g. ``k3_e3 ... k7_e6``.  With separate paths every candidate
 owns its weights and a weight step trains the one sampled path only, so after the short warm-up
 each path has seen about 1/7 of the steps and the supernet cannot tell good paths from bad ones
-(issue 26: 22-32 % validation accuracy after the warm-up; once alpha concentrates, the other
+(22-32 % validation accuracy after the warm-up; once alpha concentrates, the other
 nets of a search-vs-random comparison score 34-64 % inside the supernet against 72-75 % for the
 picked one, so alpha's early, noise-driven choice is never revisited).
 

@@ -33,7 +33,7 @@ from directnas.report.writer import write_report
 from directnas.space.arch import Arch
 from directnas.space.space import SearchSpace, load_space
 from directnas.latency.table import LatencyTable
-from directnas.latency.near_target import NEAR_NETS, NEAR_WINDOW
+from directnas.latency.near_target import NEAR_NETS, NEAR_WINDOW, NearTarget
 from directnas.latency.target import Target, parse_target, resolve_target
 from directnas.report.tblog import EpochLog
 from directnas.training.trainer import Progress, no_progress
@@ -141,7 +141,7 @@ def run(space: str | Path | SearchSpace = "fashion-mnist", data: DataLike = "fas
     fields, ``quick``, ``seed``, ``config_file``, ...).  ``say`` gets one line per stage.
     ``near_nets``: when the table is profiled here, that many whole nets predicted near each
     target are timed and the table re-anchored on them before the search
-    (``hardware.near_target``; 0: off).
+    (``latency.near_target``; 0: off).
     """
     targets = target_latency if isinstance(target_latency, (list, tuple)) else [target_latency]
     targets = list(dict.fromkeys(None if t is None else parse_target(t) for t in targets))
@@ -212,21 +212,20 @@ def near_stage(folder: Path, space: SearchSpace, table_path: Path, target: Targe
     refined, ms = anchor_target(t, space, target, backend=backend or "torch-cpu",
                                 proto=make_protocol(protocol), n=nets)
     refined.save(path)
-    near = refined.meta.get("near_target") or {}
-    if not near:
+    near = NearTarget.of(refined)
+    if near is None:
         say(f"latency near the target: no net of the space is predicted near {ms:.3f} ms; "
             "the table is used as profiled")
         return path
-    ratios = [r["ratio"] for r in near["nets"]]
-    resolved = near.get("resolved") or {}
-    fast = near.get("fastest") or {}
-    if resolved:
-        say(f"target {target}: the fastest net of the space runs at {resolved['fastest_measured_ms']:.3f} ms "
-            f"here, timed (the profiled table says {fast.get('predicted_ms', float('nan')):.3f} ms), so "
-            f"T = {ms:.4f} ms (on the profiled table it would be {resolved['profiled_target_ms']:.4f} ms)")
+    ratios = [r.ratio for r in near.nets if r.ratio is not None]
+    if near.resolved is not None:
+        fast_ms = near.fastest.predicted_ms if near.fastest is not None else float("nan")
+        say(f"target {target}: the fastest net of the space runs at {near.resolved.fastest_measured_ms:.3f} ms "
+            f"here, timed (the profiled table says {fast_ms:.3f} ms), so "
+            f"T = {ms:.4f} ms (on the profiled table it would be {near.resolved.profiled_target_ms:.4f} ms)")
     say(f"latency near the target: {len(ratios)} nets near {ms:.3f} ms run at "
-        f"{min(ratios):.2f}-{max(ratios):.2f}x their prediction (median {near['scale']:.2f}, "
-        f"noise floor {100 * float(near.get('noise_floor') or 0):.1f} %): table re-anchored, {path}")
+        f"{min(ratios):.2f}-{max(ratios):.2f}x their prediction (median {near.scale:.2f}, "
+        f"noise floor {100 * float(near.noise_floor or 0):.1f} %): table re-anchored, {path}")
     return path
 
 
@@ -261,9 +260,10 @@ def run_target(folder: Path, space: SearchSpace, dataset: Dataset, target: Targe
                             rounds=int(proto.get("rounds", 5)), say=say)
     write_report([folder, *compare], folder, title=f"directnas run {folder.name}")
     meta = LatencyTable.load(table).meta
-    table_ref = (meta.get("near_target") or {}).get("reference_ms") or meta.get("reference_ms")
+    near = NearTarget.of(meta)
+    table_ref = (near.reference_ms if near is not None else None) or meta.get("reference_ms")
     target_ms = arch.meta.get("target_latency_ms")
-    check = target_check_stage(folder / "export", space, exported, meta.get("near_target"),
+    check = target_check_stage(folder / "export", space, exported, near,
                                target_ms, backend=search.get("backend"),
                                protocol=proto, say=say)
     append_export_section(folder / "report.md", metrics, exported, target_ms,
@@ -272,7 +272,7 @@ def run_target(folder: Path, space: SearchSpace, dataset: Dataset, target: Targe
 
 
 def target_check_stage(folder: Path, space: SearchSpace, exported: Mapping[str, Any],
-                       near: Mapping[str, Any] | None, target_ms: float | None, *,
+                       near: NearTarget | None, target_ms: float | None, *,
                        backend: str | None, protocol: Mapping[str, Any],
                        say: Callable[[str], None]) -> dict[str, Any] | None:
     """``folder/target_check.json``: the artifact timed again beside the near-target session's
@@ -281,7 +281,7 @@ def target_check_stage(folder: Path, space: SearchSpace, exported: Mapping[str, 
     from directnas import runtimes
     from directnas.deploy.target_check import check_target, describe
 
-    if not near or not target_ms or not near.get("nets"):
+    if near is None or not target_ms or not near.nets:
         return None
     if runtimes.by_format(exported["format"]).name != (backend or runtimes.DEFAULT):
         say(f"target check: skipped, the {exported['format']} artifact does not run on {backend} "
