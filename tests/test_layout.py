@@ -80,3 +80,17 @@ def test_nothing_below_the_cli_imports_the_cli() -> None:
 def test_at_most_six_modules_at_the_top_level() -> None:
     loose = sorted(p.name for p in SRC.glob("*.py"))
     assert len(loose) <= 6, loose
+
+
+def test_no_function_over_80_lines() -> None:
+    """Every function and method of the package fits on a screen (80 lines, decorators and
+    docstring included)."""
+    long = []
+    for path in sorted(SRC.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                first = min([node.lineno] + [d.lineno for d in node.decorator_list])
+                if node.end_lineno - first + 1 > 80:
+                    long.append(f"{path.relative_to(SRC)}:{node.lineno} {node.name} "
+                                f"({node.end_lineno - first + 1} lines)")
+    assert long == []
