@@ -139,6 +139,8 @@ def run(space: str | Path | SearchSpace = "fashion-mnist", data: DataLike = "fas
 
     ``search`` / ``train``: keyword options of ``directnas.search`` / ``directnas.train`` (their config
     fields, ``quick``, ``seed``, ``config_file``, ...).  ``say`` gets one line per stage.
+    Each stage seeds at its entry (``search`` and ``train`` with their ``seed``), so a run
+    re-run from any stage boundary trains the same net as an uninterrupted one.
     ``near_nets``: when the table is profiled here, that many whole nets predicted near each
     target are timed and the table re-anchored on them before the search
     (``latency.near_target``; 0: off).
