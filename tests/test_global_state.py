@@ -53,7 +53,7 @@ def test_measuring_a_net_leaves_threads_and_the_rng_alone():
 
 
 def test_training_keeps_the_callers_thread_count(tiny_idx_dir):
-    from directnas.data.datasets import load_dataset
+    from directnas.data.readers import load_dataset
     from directnas.space.arch import uniform_arch
     from directnas.space.space import SearchSpace
     from directnas.training.train_net import TrainConfig, train_net
