@@ -26,6 +26,7 @@ def worker(args: argparse.Namespace) -> None:
     from directnas.data.readers import load_dataset
     from directnas.utils.distributed import init_from_env
     from directnas.nas.searcher import SearchConfig, Searcher
+    from directnas.utils.seeding import seed_everything
     from directnas.space.space import load_space
 
     torch.set_num_threads(1)
@@ -35,6 +36,7 @@ def worker(args: argparse.Namespace) -> None:
                        arch_every=1, max_steps=args.warmup_steps + args.steps,
                        valid_size=2000, seed=0)
     with tempfile.TemporaryDirectory() as out:
+        seed_everything(cfg.seed)  # as directnas.search does at its entry
         searcher = Searcher(space, data, None, cfg, out, dist=dist)
         marks: dict[int, float] = {}
 

@@ -24,7 +24,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from directnas.space import depthwise
 from directnas.space.arch import Arch, uniform_arch
 from directnas.space.depthwise import DepthwiseConv2d
 from directnas.space.space import load_space
@@ -41,15 +40,13 @@ def timed(fn: Callable[[], object], reps: int) -> list[float]:
 
 def side_by_side(fns: dict[str, Callable[[], object]], rounds: int, reps: int,
                  warmup: int) -> dict[str, float]:
+    """Median ms per call of each side, the sides alternating in ``rounds``."""
     times: dict[str, list[float]] = {k: [] for k in fns}
-    for name, fn in fns.items():
-        depthwise.matmul_path_enabled = "oneDNN" not in name
+    for fn in fns.values():
         timed(fn, warmup)
     for _ in range(rounds):
         for name, fn in fns.items():
-            depthwise.matmul_path_enabled = "oneDNN" not in name
             times[name] += timed(fn, reps)
-    depthwise.matmul_path_enabled = True
     return {k: statistics.median(v) for k, v in times.items()}
 
 
@@ -72,15 +69,18 @@ def main() -> None:
     print(f"per op, forward + backward, batch {a.batch_size}, {a.threads} threads (ms, median)")
     print(f"{'channels':>8} {'map':>4} {'k':>2} {'oneDNN':>8} {'matmul':>8} {'speed-up':>8}")
     for c, hw, k in [(240, 4, 3), (240, 4, 5), (240, 4, 7), (480, 4, 5), (576, 4, 7)]:
-        conv = DepthwiseConv2d(c, k).to(memory_format=torch.channels_last).train()
+        convs = {name: DepthwiseConv2d(c, k, matmul_path=name == "matmul").to(
+            memory_format=torch.channels_last).train() for name in ("oneDNN", "matmul")}
+        convs["oneDNN"].load_state_dict(convs["matmul"].state_dict())  # the same weights
         x = torch.randn(a.batch_size, c, hw, hw).to(memory_format=torch.channels_last)
         x.requires_grad_()
         gy = torch.randn(a.batch_size, c, hw, hw).to(memory_format=torch.channels_last)
 
-        def step() -> None:
-            conv(x).backward(gy)
+        def op_step(conv: torch.nn.Module) -> Callable[[], None]:
+            return lambda: conv(x).backward(gy)
 
-        r = side_by_side({"oneDNN": step, "matmul": step}, a.rounds, a.reps, 2)
+        r = side_by_side({name: op_step(conv) for name, conv in convs.items()}, a.rounds,
+                         a.reps, 2)
         result[f"dw_c{c}_hw{hw}_k{k}"] = r
         note = "" if k > hw else "  (kernel fits: oneDNN kept)"
         print(f"{c:>8} {hw:>4} {k:>2} {r['oneDNN']:>8.1f} {r['matmul']:>8.1f} "
@@ -89,13 +89,16 @@ def main() -> None:
     space = load_space("fashion-mnist")
     arch = Arch.load(a.arch) if a.arch else uniform_arch(space, "k7_e6")
     net = arch.build().to(memory_format=torch.channels_last).train()
-    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    plain = arch.build(matmul_path=False).to(memory_format=torch.channels_last).train()
+    plain.load_state_dict(net.state_dict())  # the same weights, oneDNN's depthwise path
     size = arch.space.input_size
     x = torch.randn(a.batch_size, arch.space.input_channels, size, size).to(
         memory_format=torch.channels_last)
     y = torch.randint(0, arch.space.num_classes, (a.batch_size,))
 
-    def make_step(model: torch.nn.Module) -> Callable[[], None]:
+    def make_step(model: torch.nn.Module, params: torch.nn.Module) -> Callable[[], None]:
+        opt = torch.optim.SGD(params.parameters(), lr=0.01, momentum=0.9)
+
         def train_step() -> None:
             loss = F.cross_entropy(model(x), y)
             opt.zero_grad(set_to_none=True)
@@ -103,10 +106,10 @@ def main() -> None:
             opt.step()
         return train_step
 
-    fns = {"oneDNN": make_step(net), "matmul": make_step(net)}
-    if a.compile:  # dynamo guards on the path flag: one cached graph per path after warm-up
-        fns["compiled-oneDNN"] = make_step(torch.compile(net))
-        fns["compiled-matmul"] = make_step(torch.compile(net))
+    fns = {"oneDNN": make_step(plain, plain), "matmul": make_step(net, net)}
+    if a.compile:  # one compiled graph per net, so one per path
+        fns["compiled-oneDNN"] = make_step(torch.compile(plain), plain)
+        fns["compiled-matmul"] = make_step(torch.compile(net), net)
     r = side_by_side(fns, a.rounds, a.reps, 3)
     result["train_step"] = r
     print(f"\none training step of {a.arch or 'the all-k7_e6 net'}: oneDNN {r['oneDNN']:.0f} ms, "

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from directnas.runtimes import Protocol
 from directnas.latency.table import LatencyTable
-from directnas.latency.near_target import refine_near_target
+from directnas.latency.near_target import NearTarget, refine_near_target
 from directnas.latency.predictor import predict_arch_ms
 from directnas.latency.measure import NOISE, measure_space
 from directnas.space.arch import Arch
@@ -49,7 +49,8 @@ def main() -> None:
     assert target is not None
     proto = Protocol(threads=1, rounds=a.rounds)
     refined = refine_near_target(table, space, target, backend=a.backend, proto=proto)
-    near = refined.meta["near_target"]
+    near = NearTarget.of(refined)
+    assert near is not None, "no net of the space is predicted near the target"
     held: dict[str, Arch] = {}
     if a.heldout:
         svr = json.loads(Path(a.heldout).read_text())
@@ -60,7 +61,7 @@ def main() -> None:
 
         held.update({f"draw{i}": x for i, x in
                      enumerate(near_target_archs(space, table, target, a.heldout_random, seed=1))})
-    held = {k: v for k, v in held.items() if all(v.ops != r["ops"] for r in near["nets"])}
+    held = {k: v for k, v in held.items() if all(v.ops != r.ops for r in near.nets)}
     m = measure_space(space, backend=a.backend, proto=proto, rounds=a.rounds, nets=held, skip_ops=None)
     rows = []
     for k, arch in held.items():
@@ -68,7 +69,7 @@ def main() -> None:
         rows.append({"name": k, "arch": arch.ops, "measured_ms": ms,
                      "predicted_profile_ms": predict_arch_ms(arch, table),
                      "predicted_refined_ms": predict_arch_ms(arch, refined)})
-    drift = near["reference_ms"] / m[NOISE]["ms"]  # the reference net, near-T session / held-out session
+    drift = near.reference_ms / m[NOISE]["ms"]  # the reference net, near-T session / held-out session
     for r in rows:
         r["ratio_profile"] = r["measured_ms"] / r["predicted_profile_ms"]
         r["ratio_refined"] = r["measured_ms"] / r["predicted_refined_ms"]
@@ -77,9 +78,9 @@ def main() -> None:
     def mape(key: str) -> float:
         return statistics.mean(abs(r[key] - 1) for r in rows)
 
-    res = {"target_ms": target, "backend": a.backend, "table": a.table, "scale": near["scale"],
-           "near_nets": near["nets"], "near_noise_floor": near["noise_floor"],
-           "near_reference_ms": near["reference_ms"], "profile_reference_ms": table.meta.get("reference_ms"),
+    res = {"target_ms": target, "backend": a.backend, "table": a.table, "scale": near.scale,
+           "near_nets": [r.to_dict() for r in near.nets], "near_noise_floor": near.noise_floor,
+           "near_reference_ms": near.reference_ms, "profile_reference_ms": table.meta.get("reference_ms"),
            "heldout_reference_ms": m[NOISE]["ms"], "heldout_noise_floor": m[NOISE]["noise_floor"],
            "heldout": rows,
            "summary": {"heldout_nets": len(rows),
@@ -95,7 +96,7 @@ def main() -> None:
                        "inside_window_refined_reference_units":
                            sum(0.85 <= r["ratio_refined_reference_units"] <= 1.10 for r in rows)}}
     Path(a.out).write_text(json.dumps(res, indent=1))
-    print(json.dumps({**res["summary"], "scale": near["scale"], "near_noise_floor": near["noise_floor"],
+    print(json.dumps({**res["summary"], "scale": near.scale, "near_noise_floor": near.noise_floor,
                       "heldout_noise_floor": res["heldout_noise_floor"]}))
 
 

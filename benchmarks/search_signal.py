@@ -27,6 +27,7 @@ from directnas.data.readers import load_dataset
 from directnas.nas.gates import make_strategy
 from directnas.nas.loss import HardwareLoss
 from directnas.nas.searcher import SearchConfig, Searcher
+from directnas.utils.seeding import seed_everything
 from directnas.space.space import load_space
 
 
@@ -93,6 +94,7 @@ def main() -> None:
     space, data = load_space(a.space), load_dataset(a.data)
     cfg = SearchConfig(warmup_epochs=1, epochs=0, max_steps=a.warmup_steps, lr=a.lr,
                        batch_size=a.batch_size, threads=a.threads, eval_batches=0)
+    seed_everything(cfg.seed)  # as directnas.search does at its entry
     s = Searcher(space, data, None, cfg, a.run)
     t0 = time.perf_counter()
     if not s.resume():

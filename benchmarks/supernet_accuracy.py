@@ -8,6 +8,7 @@ supernet's own BN statistics, and with per-batch statistics.  On the demo's sear
 import json, torch
 from pathlib import Path
 from directnas.nas.searcher import Searcher, SearchConfig
+from directnas.utils.seeding import seed_everything
 from directnas.space.space import load_space
 from directnas.data.readers import load_dataset
 from directnas.latency.table import LatencyTable
@@ -20,6 +21,7 @@ space = load_space("fashion-mnist"); data = load_dataset("fashion-mnist")
 table = LatencyTable.load(run / "latency.json")
 import tempfile; out = Path(tempfile.mkdtemp())
 import shutil; shutil.copy(run / "search_checkpoint.pt", out / "search_checkpoint.pt")
+seed_everything(cfg.seed)  # as directnas.search does at its entry
 s = Searcher(space, data, table, cfg, out)
 print("resumed", s.resume(s.load_checkpoint()) if hasattr(s, "load_checkpoint") else None)
 arch = Arch(space, json.loads((run / "search.json").read_text())["arch"])

@@ -33,6 +33,7 @@ from scipy.stats import kendalltau, spearmanr
 from directnas.data.sources import as_dataset, fit_space
 from directnas.latency.table import LatencyTable
 from directnas.nas.searcher import SearchConfig, Searcher
+from directnas.utils.seeding import seed_everything
 from directnas.space.arch import Arch
 from directnas.space.space import load_space
 
@@ -62,6 +63,7 @@ def main() -> None:
         names = {f.name for f in fields(SearchConfig)}
         cfg = SearchConfig(**{k: v for k, v in ck["config"].items() if k in names})
         cfg.threads = a.threads
+        seed_everything(cfg.seed)  # as directnas.search does at its entry
         searcher = Searcher(space, data, LatencyTable.load(folder / "latency.json"), cfg, folder)
         searcher.resume(ck)
         own = json.loads((folder / "search.json").read_text())["arch"]

@@ -15,6 +15,8 @@ import argparse
 import json
 from pathlib import Path
 
+from directnas.latency.near_target import NearTarget
+from directnas.latency.table import LatencyTable
 from directnas.space.arch import Arch
 
 
@@ -25,12 +27,13 @@ def rows_of(root: Path) -> list[dict]:
         c = json.loads(check.read_text())
         arch = Arch.load(folder / "search" / "arch.json")
         metrics = json.loads((folder / "train" / "metrics.json").read_text())
-        near = json.loads((folder / "latency_near.json").read_text())["meta"]["near_target"]
+        near = NearTarget.of(LatencyTable.load(folder / "latency_near.json"))
+        assert near is not None, f"{folder / 'latency_near.json'} was not re-anchored"
         out.append({
-            "run": str(folder), "spec": (near.get("resolved") or {}).get("spec"),
+            "run": str(folder), "spec": near.resolved.spec if near.resolved else None,
             "target_ms": c["target_ms"], "arch": arch.summary(),
             "predicted_ms": metrics.get("predicted_latency_ms"),
-            "near_scale": near["scale"], "near_noise_floor": near.get("noise_floor"),
+            "near_scale": near.scale, "near_noise_floor": near.noise_floor,
             "artifact_ms": c["artifact_ms"], "speed_now_over_then": c["speed_now_over_then"],
             "speed_range": c["speed_range"], "noise_floor": c["noise_floor"],
             "ratio": c["ratio"], "held": c["held"], "ratio_ms": c["ratio_ms"],

@@ -258,3 +258,29 @@ def test_finetune_trains_channels_last_and_hands_back_standard_layout(lenet5, da
     assert conv and all(p.is_contiguous() for p in conv)  # the codec and exporters read this layout
     assert any(not torch.equal(before[n], p) for n, p in net.named_parameters())  # it did train
     assert accuracy(net, eval_batches(data)) > 0.8
+
+
+def test_finetune_runs_on_the_training_loop_and_stops_on_a_nan_loss(lenet5, data):
+    """Fine-tuning is ``Trainer``'s loop: ``after_step`` after every step, the cosine LR, and a
+    NaN loss is a one-line error (fine-tuning writes no checkpoint, so none is mentioned)."""
+    net = copy.deepcopy(lenet5)
+    steps: list[float] = []
+    opt_lr = []
+
+    def after() -> None:
+        steps.append(1.0)
+
+    finetune(net, data, FinetuneConfig(epochs=2, max_steps=3, batch_size=64, lr=0.01),
+             after_step=after, progress=lambda it, desc, n: (opt_lr.append(desc), it)[1])
+    assert len(steps) == 6 and opt_lr == ["finetune 1/2", "finetune 2/2"] and not net.training
+    with pytest.raises(UserError, match=r"NaN/inf: lower the fine-tuning learning rate \(--finetune-lr\)$"):
+        finetune(copy.deepcopy(lenet5), data,
+                 FinetuneConfig(epochs=1, max_steps=3, batch_size=64, lr=float("nan")))
+
+
+def test_accuracy_leaves_the_net_in_the_mode_it_found(lenet5, data):
+    net = copy.deepcopy(lenet5)
+    for training in (True, False):
+        net.train(training)
+        accuracy(net, eval_batches(data, limit=64))
+        assert net.training == training

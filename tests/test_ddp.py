@@ -22,6 +22,7 @@ from tests.conftest import TINY_SPACE, make_images, write_idx
 from tests.test_resume import fake_table
 
 torch.set_num_threads(1)
+CALLBACKS = Path(__file__).with_name("cli_with_callbacks.py")
 pytestmark = pytest.mark.skipif(not td.is_available() or not td.is_gloo_available(),
                                 reason="torch.distributed with gloo is not available")
 
@@ -51,10 +52,10 @@ def test_torchrun_two_ranks_identical(tmp_path, small, tiny_space_yaml):
 
     out, dump = tmp_path / "ddp", tmp_path / "dump"
     dump.mkdir()
-    env = {**os.environ, "DIRECTNAS_DEBUG_DUMP": str(dump), "OMP_NUM_THREADS": "1",
-           "DIRECTNAS_NO_PROGRESS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "DIRECTNAS_NO_PROGRESS": "1"}
+    # every rank dumps its final state through a callback passed to the library's search
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           "-m", "directnas", *argv(tiny_space_yaml, small, out)]
+           str(CALLBACKS), "--dump", str(dump), "--", *argv(tiny_space_yaml, small, out)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=170)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("architecture:") == 1  # only rank 0 prints and writes

@@ -101,3 +101,31 @@ def test_mbconv_trains_the_same_with_either_path() -> None:
     slow = torch.autograd.grad(block(x).square().sum(), list(block.parameters()))
     for a, b in zip(fast, slow):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_the_matmul_path_is_a_constructor_argument(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``matmul_path=False`` keeps oneDNN's convolution in training, for the module and for the
+    nets built from a space; the default is the matmul path."""
+    from directnas.nas.supernet import Supernet
+    from directnas.space.arch import uniform_arch
+    from directnas.space.space import SearchSpace
+    from tests.conftest import TINY_SPACE
+
+    calls = _count_matmul_calls(monkeypatch)
+    small = torch.randn(2, 8, 4, 4)
+    DepthwiseConv2d(8, 7, matmul_path=False).train()(small)
+    assert not calls
+    DepthwiseConv2d(8, 7).train()(small)
+    assert len(calls) == 1
+
+    space = SearchSpace.from_dict({**TINY_SPACE, "candidates": ["k7_e3", "k5_e3"],
+                                   "allow_zero": False})
+    x = torch.randn(2, 1, 16, 16)  # the last stage runs on 4x4 maps: k7 overhangs them
+    for build in (lambda on: uniform_arch(space, "k7_e3").build(matmul_path=on),
+                  lambda on: Supernet(space, matmul_path=on),
+                  lambda on: Supernet(space, share_weights="full", matmul_path=on)):
+        calls.clear()
+        build(False).train()(x)
+        assert not calls
+        build(True).train()(x)
+        assert calls

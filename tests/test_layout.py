@@ -87,3 +87,17 @@ def test_cli_modules_are_at_most_80_lines() -> None:
     long = {p.name: n for p in (SRC / "cli").glob("*.py")
             if (n := len(p.read_text().splitlines())) > 80}
     assert long == {}
+
+
+def test_no_function_over_80_lines() -> None:
+    """Every function and method of the package fits on a screen (80 lines, decorators and
+    docstring included)."""
+    long = []
+    for path in sorted(SRC.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                first = min([node.lineno] + [d.lineno for d in node.decorator_list])
+                if node.end_lineno - first + 1 > 80:
+                    long.append(f"{path.relative_to(SRC)}:{node.lineno} {node.name} "
+                                f"({node.end_lineno - first + 1} lines)")
+    assert long == []

@@ -26,6 +26,17 @@ def mid_target(space, table) -> float:  # noqa: ANN001
     return predict_arch_ms(Arch(space, [l.candidates[1] for l in space.layers]), table) / 0.95
 
 
+def runs_at(factor, table):  # noqa: ANN001, ANN201
+    """A stand-in for ``measure_space``: every net runs ``factor`` x its prediction on ``table``."""
+
+    def fake_measure(space, *, nets, **kw):  # noqa: ANN001
+        out = {k: {"ms": factor * predict_arch_ms(a, table)} for k, a in nets.items()}
+        out[NOISE] = {"ms": 0.5, "noise_floor": 0.03}
+        return out
+
+    return fake_measure
+
+
 def _all_ops(space):  # noqa: ANN001
     import itertools
 
@@ -114,13 +125,7 @@ def test_relative_target_is_taken_of_the_fastest_net_as_timed(space_table, monke
     from directnas.latency.target import resolve_target
 
     space, table = space_table
-
-    def fake_measure(space, *, nets, **kw):  # noqa: ANN001
-        out = {k: {"ms": 1.3 * predict_arch_ms(a, table)} for k, a in nets.items()}
-        out[NOISE] = {"ms": 0.5, "noise_floor": 0.03}
-        return out
-
-    monkeypatch.setattr("directnas.latency.measure.measure_space", fake_measure)
+    monkeypatch.setattr("directnas.latency.measure.measure_space", runs_at(1.3, table))
     t = mid_target(space, table)
     refined = refine_near_target(table, space, t, backend="torch-cpu", proto=FAST, n=5)
     assert refined.meta["near_target"]["scale"] == pytest.approx(1.3)
@@ -162,3 +167,28 @@ def test_anchor_target_times_nets_again_when_the_fastest_net_moves_the_target(sp
     calls.clear()
     _, ms2 = nt.anchor_target(table, space, 1.1 * fastest, backend="torch-cpu", proto=FAST, n=4)
     assert ms2 == pytest.approx(1.1 * fastest) and len(calls) == 1
+
+
+def test_the_near_target_record_is_typed_and_its_file_format_unchanged(space_table, monkeypatch,
+                                                                       tmp_path):
+    """``anchor_target`` writes a ``NearTarget`` into the table's meta as the same dict the
+    readers have always read; ``NearTarget.of`` reads it back, field for field."""
+    import json
+
+    space, table = space_table
+    monkeypatch.setattr("directnas.latency.measure.measure_space", runs_at(1.2, table))
+    # a multiple of the fastest net with a net predicted near it (the tiny space has few nets)
+    fastest = predict_arch_ms(nt.fastest_arch(space, table), table)
+    spec = f"{round(mid_target(space, table) / fastest, 3):g}x"
+    refined, ms = nt.anchor_target(table, space, spec, backend="torch-cpu", proto=FAST, n=3)
+    refined.save(tmp_path / "near.json")
+    stored = json.loads((tmp_path / "near.json").read_text())["meta"]["near_target"]
+    near = nt.NearTarget.of(LatencyTable.load(tmp_path / "near.json"))
+    assert near is not None and nt.NearTarget.of(table) is None
+    assert json.dumps(near.to_dict()) == json.dumps(stored)  # same keys, same order
+    assert list(stored) == ["target_ms", "window", "scale", "nets", "reference_ms", "noise_floor",
+                            "rounds", "backend", "fastest", "resolved"]
+    assert near.scale == pytest.approx(1.2) and near.backend == "torch-cpu" and near.rounds == 2
+    assert all(r.ratio == pytest.approx(1.2) for r in near.nets) and near.fastest.ratio is None
+    assert near.resolved.spec == spec and near.resolved.target_ms == ms
+    assert near.window == tuple(NEAR_WINDOW) and near.reference_ms == 0.5

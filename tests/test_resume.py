@@ -25,6 +25,7 @@ from directnas.nas.searcher import CHECKPOINT, SearchConfig, Searcher
 from directnas.space.arch import uniform_arch
 from directnas.space.space import SearchSpace
 from directnas.training.train_net import TRAIN_CHECKPOINT, TrainConfig, train_net
+from directnas.utils.seeding import seed_everything
 
 torch.set_num_threads(1)
 
@@ -73,6 +74,7 @@ def tiny(tiny_idx_dir):
 @pytest.fixture(scope="module")
 def reference(tiny, tmp_path_factory):
     space, data, table = tiny
+    seed_everything(search_cfg().seed)  # as directnas.search does at its entry
     ref = Searcher(space, data, table, search_cfg(), tmp_path_factory.mktemp("ref"))
     return ref, ref.run()
 
@@ -87,11 +89,13 @@ def test_search_resumes_bitwise(tmp_path, tiny, reference, crash_at):
     ref, ref_arch = reference
 
     out = tmp_path / "crashed"
+    seed_everything(search_cfg().seed)
     s1 = Searcher(space, data, table, search_cfg(), out)
     with pytest.raises(Crash):
         s1.run(progress=crash_after(crash_at))
     ck = torch_load(out / CHECKPOINT)
     assert 0 < ck["state"]["step"] <= crash_at
+    seed_everything(7)  # a fresh process: another init, all of it replaced by the checkpoint
     s2 = Searcher(space, data, table, search_cfg(), out)
     assert s2.resume()
     # search_wall_s counts the loop time of the epochs the crashed run finished
@@ -151,9 +155,10 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path, tiny, tiny_idx_dir, 
     assert main(_search_argv(tiny_space_yaml, tiny_idx_dir, table_path, ref)) == 0
 
     out = tmp_path / "killed"
-    env = {**os.environ, "DIRECTNAS_DEBUG_STEP_DELAY": "0.1", "DIRECTNAS_NO_PROGRESS": "1",
-           "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "directnas",
+    env = {**os.environ, "DIRECTNAS_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
+    # a slow run to kill: the search sleeps in an on_step callback passed to the library
+    helper = Path(__file__).with_name("cli_with_callbacks.py")
+    proc = subprocess.Popen([sys.executable, str(helper), "--step-delay", "0.1", "--",
                              *_search_argv(tiny_space_yaml, tiny_idx_dir, table_path, out)],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 300  # a guard against hangs; slow under load

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from directnas.cli.main import main
@@ -14,6 +15,7 @@ from directnas.cli.common import parse_target
 from directnas.latency.table import LatencyTable
 from directnas.latency.predictor import fastest_ms
 from directnas.space.space import load_space
+from directnas.utils.fileio import torch_load
 
 COMMON = ["--threads", "1", "--repeats", "5", "--warmup", "1"]
 
@@ -70,13 +72,18 @@ def test_run_pipeline_resumes_and_skips(tmp_path, tiny_idx_dir, tiny_space_yaml,
     assert f"at **{exp['latency_ms'] / 5 * ref / exp['reference_ms']:.2f} T**" in md
     assert all((out / p).stat().st_mtime_ns == t for p, t in stamps.items())
 
-    # an interrupted training (its folder gone) is redone; search is kept
+    # an interrupted training (its folder gone) is redone; search is kept; the run re-run from
+    # that stage boundary trains bitwise the same net (the stage seeds at its entry)
+    trained = torch_load(out / "train" / "model.pt")["state_dict"]
     shutil.rmtree(out / "train")
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "search: done, reusing" in printed and "train: done" not in printed
     assert (out / "train" / "metrics.json").exists()
     assert (out / "search" / "arch.json").stat().st_mtime_ns == stamps["search/arch.json"]
+    again = torch_load(out / "train" / "model.pt")["state_dict"]
+    assert again.keys() == trained.keys()
+    assert all(torch.equal(again[k], trained[k]) for k in trained)
 
     # other options in the same folder are refused instead of mixing two configurations
     assert main(_argv(tiny_space_yaml, tiny_idx_dir, out, "5", "--train-epochs", "3")) == 2

@@ -7,6 +7,7 @@ import pytest
 from directnas.data.readers import load_dataset
 from directnas.nas.diagnostics import agreement, decision, layer_entropy, seed_agreement
 from directnas.nas.searcher import SearchConfig, Searcher
+from directnas.utils.seeding import seed_everything
 from directnas.space.space import SearchSpace
 from tests.test_strategies import fake_table
 
@@ -36,6 +37,7 @@ def test_searcher_records_decision_and_supernet_accuracy_per_epoch(tiny_space_di
     cfg = SearchConfig(warmup_epochs=1, epochs=1, batch_size=32, valid_size=200, max_steps=4,
                        arch_every=1, target_latency_ms=12.0, arch_lr=0.05, threads=1,
                        history_every=1, eval_batches=2)
+    seed_everything(cfg.seed)
     s = Searcher(space, load_dataset(tiny_idx_dir), fake_table(space), cfg, tmp_path)
     arch = s.run()
     for row in s.state.log:

@@ -13,6 +13,7 @@ from directnas.latency.measure import Protocol
 from directnas.nas.gates import STRATEGIES, BinaryGates, GumbelSoftmax, Reinforce, make_strategy
 from directnas.nas.loss import HardwareLoss
 from directnas.nas.searcher import SearchConfig, Searcher
+from directnas.utils.seeding import seed_everything
 from directnas.nas.supernet import Supernet
 from directnas.space.arch import Arch
 from directnas.space.space import SearchSpace
@@ -30,6 +31,7 @@ def test_every_strategy_searches_moves_alpha_and_derives(name, tiny_space_dict, 
     cfg = SearchConfig(warmup_epochs=1, epochs=2, batch_size=32, valid_size=200, max_steps=4,
                        arch_every=1, strategy=name, target_latency_ms=12.0, arch_lr=0.05,
                        threads=1, history_every=1)
+    seed_everything(cfg.seed)
     s = Searcher(space, load_dataset(tiny_idx_dir), fake_table(space), cfg, tmp_path)
     alpha0 = [a.detach().clone() for a in s.net.arch_parameters()]
     arch = s.run()
@@ -143,6 +145,7 @@ def test_searcher_anneals_gumbel(tiny_space_dict, tiny_idx_dir, tmp_path):
     space = SearchSpace.from_dict(tiny_space_dict)
     cfg = SearchConfig(warmup_epochs=1, epochs=2, batch_size=32, valid_size=200, max_steps=2,
                        strategy="gumbel", threads=1)
+    seed_everything(cfg.seed)
     s = Searcher(space, load_dataset(tiny_idx_dir), fake_table(space), cfg, tmp_path)
     s.run()
     assert s.strategy.tau == pytest.approx(0.1)  # the last of 3 epochs reached tau_end

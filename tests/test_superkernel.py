@@ -5,6 +5,7 @@ import torch
 
 from directnas.data.readers import load_dataset
 from directnas.nas.searcher import SearchConfig, Searcher
+from directnas.utils.seeding import seed_everything
 from directnas.nas.superkernel import SharedPath
 from directnas.nas.supernet import Supernet
 from directnas.space.ops import MBConv, parse_op
@@ -94,6 +95,7 @@ def test_a_weight_shared_search_runs_resumes_and_derives(tiny_space_dict, tiny_i
                        arch_every=1, target_latency_ms=12.0, arch_lr=0.05, threads=1,
                        eval_batches=2, weight_sharing="full", weight_paths=paths)
     data = load_dataset(tiny_idx_dir)
+    seed_everything(cfg.seed)
     s = Searcher(space, data, fake_table(space), cfg, tmp_path / "a")
     arch = s.run()
     assert len(arch.ops) == len(space.layers)

@@ -4,7 +4,7 @@ import pytest
 
 from directnas.deploy import target_check as tc
 from directnas.runtimes import Protocol, by_format
-from directnas.latency.near_target import FASTEST
+from directnas.latency.near_target import FASTEST, NearTarget, ResolvedTarget, TimedNet
 from directnas.latency.measure import NOISE
 from directnas.space.arch import Arch
 from directnas.space.space import SearchSpace
@@ -17,16 +17,16 @@ def space():
     return SearchSpace.from_dict(TINY_SPACE)
 
 
-def near_record(space, then_ms):  # noqa: ANN001
-    """A near_target record as ``anchor_target`` writes it: nets near T, the fastest net, a
+def near_record(space, then_ms) -> NearTarget:  # noqa: ANN001
+    """A near-target record as ``anchor_target`` writes it: nets near T, the fastest net, a
     relative target resolved on it."""
     archs = [Arch(space, [l.candidates[i % len(l.candidates)] for l in space.layers]) for i in (1, 2)]
     fastest = Arch(space, [l.candidates[0] for l in space.layers])
-    return {"nets": [{"ops": list(a.ops), "predicted_ms": t, "measured_ms": t, "ratio": 1.0}
-                     for a, t in zip(archs, then_ms[:2])],
-            "fastest": {"ops": list(fastest.ops), "predicted_ms": then_ms[2],
-                        "measured_ms": then_ms[2]},
-            "reference_ms": 1.0, "resolved": {"spec": "2x", "target_ms": 2 * then_ms[2]}}
+    return NearTarget(target_ms=2 * then_ms[2], scale=1.0,
+                      nets=[TimedNet(list(a.ops), t, t, ratio=1.0) for a, t in zip(archs, then_ms[:2])],
+                      reference_ms=1.0, noise_floor=0.01, rounds=2, backend="torch-cpu",
+                      fastest=TimedNet(list(fastest.ops), then_ms[2], then_ms[2]),
+                      resolved=ResolvedTarget("2x", then_ms[2], 2 * then_ms[2], 2 * then_ms[2], 1))
 
 
 def test_speed_is_the_median_of_now_over_then_and_the_target_moves_with_it(space, tmp_path,
@@ -47,7 +47,7 @@ def test_speed_is_the_median_of_now_over_then_and_the_target_moves_with_it(space
         return out
 
     monkeypatch.setattr("directnas.latency.measure.measure_space", fake_measure)
-    art = by_format("torchscript").export(Arch(space, near["nets"][0]["ops"]).build().eval(),
+    art = by_format("torchscript").export(Arch(space, near.nets[0].ops).build().eval(),
                                           (1, 1, 16, 16), tmp_path / "m")
     c = tc.check_target("torchscript", art, space, near, 0.2, backend="torch-cpu")
     assert calls["nets"] == {"near0", "near1", FASTEST} and calls["rounds"] == tc.CHECK_ROUNDS
@@ -66,7 +66,7 @@ def test_a_real_check_times_every_anchor_and_the_artifact(space, tmp_path):
     """torch-cpu, a torchscript artifact of one anchor net: every figure is measured (> 0), and
     the artifact runs within a few x of the same net in eager torch."""
     near = near_record(space, [1.0, 1.0, 1.0])
-    art = by_format("torchscript").export(Arch(space, near["nets"][0]["ops"]).build().eval(),
+    art = by_format("torchscript").export(Arch(space, near.nets[0].ops).build().eval(),
                                           (1, 1, 16, 16), tmp_path / "m")
     c = tc.check_target("torchscript", art, space, near, 1.0, backend="torch-cpu",
                         proto=Protocol(warmup=1, repeats=5, rounds=2), rounds=2)
@@ -80,7 +80,8 @@ def test_a_real_check_times_every_anchor_and_the_artifact(space, tmp_path):
 
 def test_no_near_target_nets_is_a_clear_error(space, tmp_path):
     with pytest.raises(ValueError, match="near-target nets"):
-        tc.check_target("torchscript", tmp_path / "m.pt", space, {}, 1.0, backend="torch-cpu")
+        tc.check_target("torchscript", tmp_path / "m.pt", space, NearTarget(1.0, 1.0), 1.0,
+                        backend="torch-cpu")
 
 
 def test_the_pipeline_skips_the_check_when_the_artifact_runs_elsewhere(space, tmp_path):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from directnas.cli.common import add_protocol_args, bar, log, parse_target, protocol_from
 from directnas.latency.table import LatencyTable
-from directnas.latency.near_target import NEAR_NETS, anchor_target
+from directnas.latency.near_target import NEAR_NETS, NearTarget, anchor_target
 from directnas.latency.measure import profile_space
 from directnas.space.space import load_space
 
@@ -35,8 +35,8 @@ def run(args: argparse.Namespace) -> int:
     if args.near_target is not None:
         table, ms = anchor_target(table, space, args.near_target, backend=args.backend,
                                   proto=proto, n=args.near_target_nets)
-        near = table.meta.get("near_target")
-        print(f"near {ms:.4f} ms: " + (f"{len(near['nets'])} nets run at {near['scale']:.3f}x their "
+        near = NearTarget.of(table)
+        print(f"near {ms:.4f} ms: " + (f"{len(near.nets)} nets run at {near.scale:.3f}x their "
                                        "prediction (median): table re-anchored" if near else
                                        "no net of the space is predicted there; table as profiled"))
     table.save(args.out)

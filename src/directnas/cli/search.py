@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
-import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -25,12 +23,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
-    delay = float(os.environ.get("DIRECTNAS_DEBUG_STEP_DELAY", "0"))  # tests: a slow run to kill
     result = api.search(args.space, args.data, target_latency=args.target_latency_ms,
                         table=args.latency_table, out=out, resume=args.resume, progress=bar,
                         on_epoch=log_search_epoch, backend=given_backend(args), device=args.device,
                         input_size=args.input_size, protocol=asdict(protocol_from(args)),
-                        on_step=(lambda s: time.sleep(delay)) if delay else None,
                         **search_options(args))
     if not init_from_env().is_main:  # rank 0 speaks for the job
         return 0

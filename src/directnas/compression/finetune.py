@@ -1,5 +1,5 @@
-"""Fine-tuning loop shared by the methods that retrain (SGD nesterov, cosine LR from ``lr``),
-plus the layer list and the evaluation helpers every method uses."""
+"""Fine-tuning shared by the methods that retrain (the training loop, SGD nesterov, cosine LR
+from ``lr``), plus the layer list and the evaluation helpers every method uses."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from typing import Callable, Iterable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from directnas.data.datasets import Batches, Dataset, ImageData
-from directnas.training.train_net import cosine_lr, evaluate
+from directnas.training.train_net import evaluate
+from directnas.training.trainer import LoopState, Trainer
 
 log = logging.getLogger(__name__)
 Progress = Callable[[Iterable, str, int], Iterable]
@@ -56,10 +56,13 @@ def accuracy(net: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]
 def finetune(net: nn.Module, data: Dataset, cfg: FinetuneConfig, *,
              after_step: Callable[[], None] | None = None,
              progress: Progress = lambda it, desc, n: it, desc: str = "finetune") -> None:
-    """Retrain every parameter of ``net`` (after pruning, sharing, ...) on ``data.train``."""
+    """Retrain every parameter of ``net`` (after pruning, sharing, ...) on ``data.train`` with
+    the training loop (``training.trainer.Trainer``): SGD nesterov, cosine LR from ``cfg.lr``,
+    no weight decay on norms and biases; ``after_step()`` after every step (e.g. re-apply a
+    pruning mask).  Data order and augmentation come from ``cfg.seed``; the process's RNG
+    (dropout) is the caller's, seeded once by the compression pipeline."""
     if cfg.epochs <= 0:
         return
-    torch.manual_seed(cfg.seed)
     if cfg.channels_last:
         net.to(memory_format=torch.channels_last)
     train = Batches(data.train, batch_size=cfg.batch_size, mean=data.mean, std=data.std,
@@ -71,25 +74,15 @@ def finetune(net: nn.Module, data: Dataset, cfg: FinetuneConfig, *,
                            {"params": no_decay, "weight_decay": 0.0}],
                           lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
     per_epoch = len(train) if cfg.max_steps is None else min(len(train), cfg.max_steps)
-    total, step = cfg.epochs * per_epoch, 0
+    loop = Trainer(net, opt, train, lr=cfg.lr, epochs=cfg.epochs, steps_per_epoch=per_epoch,
+                   state=LoopState(), label_smoothing=cfg.label_smoothing,
+                   fix="lower the fine-tuning learning rate (--finetune-lr)")
+    hook = (lambda i, sums: after_step()) if after_step is not None else None
     net.train()
     for epoch in range(cfg.epochs):
-        running, seen = 0.0, 0
-        for i, (x, y) in enumerate(progress(train, f"{desc} {epoch + 1}/{cfg.epochs}", per_epoch)):
-            if i >= per_epoch:
-                break
-            for g in opt.param_groups:
-                g["lr"] = cosine_lr(step, total, cfg.lr)
-            loss = F.cross_entropy(net(x), y, label_smoothing=cfg.label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if after_step is not None:
-                after_step()
-            running += float(loss.detach()) * y.numel()
-            seen += y.numel()
-            step += 1
-        log.info("%s epoch %d: train loss %.4f", desc, epoch + 1, running / max(seen, 1))
+        sums = loop.run_epoch(desc=f"{desc} {epoch + 1}/{cfg.epochs}", progress=progress,
+                              after_step=hook)
+        log.info("%s epoch %d: train loss %.4f", desc, epoch + 1, sums["loss"] / max(sums["n"], 1))
     if cfg.channels_last:  # back to the layout the codec and the exporters expect
         net.to(memory_format=torch.contiguous_format)
     net.eval()

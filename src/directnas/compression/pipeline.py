@@ -22,6 +22,7 @@ from directnas.compression.state import CompressConfig, State
 from directnas.errors import UserError
 from directnas.models.model_file import ModelFile
 from directnas.utils.fileio import write_bytes, write_json
+from directnas.utils.seeding import seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +80,10 @@ def layer_table(state: State, enc: Encoded) -> list[dict[str, Any]]:
 
 def compress_chain(state: State, methods: list[str]) -> tuple[dict[str, Any], ModelFile]:
     """Apply ``methods`` in order to ``state.net``; write outputs; return the metrics and the
-    compressed net's model file."""
+    compressed net's model file.  Seeds the process's RNGs with the fine-tuning seed first
+    (every retraining's dropout draws)."""
     cfg, out = state.cfg, state.out
+    seed_everything(cfg.finetune.seed)
     out.mkdir(parents=True, exist_ok=True)
     test = list(eval_batches(state.data))
     acc_before = accuracy(state.net, test)

@@ -75,14 +75,10 @@ class State:
         return torch.cat([x for x, _ in b])
 
     def latency_ms(self) -> float:
-        """Median torch-cpu latency of the net at batch 1 (restores the thread count after)."""
-        threads = torch.get_num_threads()
+        """Median torch-cpu latency of the net at batch 1 (timed with ``cfg.threads``)."""
         proto = Protocol(threads=self.cfg.threads, warmup=self.cfg.latency_warmup,
                          repeats=self.cfg.latency_repeats)
-        try:
-            return measure_net(self.net, self.input_shape, proto=proto)["ms"]
-        finally:
-            torch.set_num_threads(threads)
+        return measure_net(self.net, self.input_shape, proto=proto)["ms"]
 
     def note(self, layer: str, **kv: Any) -> None:
         self.layers.setdefault(layer, {}).update(kv)

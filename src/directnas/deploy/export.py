@@ -25,6 +25,7 @@ from directnas.errors import UserError
 from directnas.models.model_file import ModelFile
 from directnas.runtimes.common import as_numpy
 from directnas.utils.fileio import read_json, write_json, write_text
+from directnas.utils.threads import torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,13 @@ def artifact_logits(fmt: str, path: Path, images: torch.Tensor, threads: int = 1
                     batch: int = 1) -> np.ndarray:
     """Logits of the artifact on ``images`` (N, C, H, W) floats in [0, 1]; ``batch``: the fixed
     batch a fixed-batch artifact (pte, openvino) was exported with (the last chunk is padded
-    with zeros)."""
+    with zeros).  Torch runs with ``threads`` intra-op threads (restored after)."""
+    with torch_threads(threads):
+        return _artifact_logits(fmt, path, images, threads, batch)
+
+
+def _artifact_logits(fmt: str, path: Path, images: torch.Tensor, threads: int,
+                     batch: int) -> np.ndarray:
     rt = runtimes.by_format(fmt)
     if rt.any_batch:
         outs = []

@@ -21,7 +21,7 @@ import torch
 
 from directnas import runtimes
 from directnas.runtimes import Protocol
-from directnas.latency.near_target import FASTEST, NEAR_WINDOW
+from directnas.latency.near_target import FASTEST, NEAR_WINDOW, NearTarget
 from directnas.space.arch import Arch
 from directnas.space.space import SearchSpace
 
@@ -30,18 +30,16 @@ ARTIFACT = "artifact"
 CHECK_ROUNDS = 10
 
 
-def anchors(space: SearchSpace, near: Mapping[str, Any]) -> dict[str, tuple[Arch, float]]:
-    """``name: (net, its latency in the near-target session)`` from a table's ``near_target``
+def anchors(space: SearchSpace, near: NearTarget) -> dict[str, tuple[Arch, float]]:
+    """``name: (net, its latency in the near-target session)`` from a table's near-target
     record: the nets near T and the fastest net."""
-    out = {f"near{i}": (Arch(space, list(r["ops"])), float(r["measured_ms"]))
-           for i, r in enumerate(near.get("nets") or [])}
-    fast = near.get("fastest") or {}
-    if fast.get("measured_ms"):
-        out[FASTEST] = (Arch(space, list(fast["ops"])), float(fast["measured_ms"]))
+    out = {f"near{i}": (Arch(space, list(r.ops)), r.measured_ms) for i, r in enumerate(near.nets)}
+    if near.fastest is not None and near.fastest.measured_ms:
+        out[FASTEST] = (Arch(space, list(near.fastest.ops)), near.fastest.measured_ms)
     return out
 
 
-def check_target(fmt: str, artifact: str | Path, space: SearchSpace, near: Mapping[str, Any],
+def check_target(fmt: str, artifact: str | Path, space: SearchSpace, near: NearTarget,
                  target_ms: float, *, backend: str, proto: Protocol = Protocol(),
                  rounds: int = CHECK_ROUNDS, seed: int = 0,
                  progress: Callable[[Iterable], Iterable] = lambda it: it) -> dict[str, Any]:
@@ -80,13 +78,13 @@ def check_target(fmt: str, artifact: str | Path, space: SearchSpace, near: Mappi
         "ratio_ms": art / target_ms, "ratio": art / target_now,
         "held_ms": lo <= art / target_ms <= hi, "held": lo <= art / target_now <= hi,
         "noise_floor": noise.get("noise_floor"), "reference_ms": noise.get("ms"),
-        "reference_then_ms": near.get("reference_ms"),
+        "reference_then_ms": near.reference_ms,
     }
     fast = next((r for r in rows if r["name"] == FASTEST), None)
-    resolved = near.get("resolved") or {}
-    if fast is not None and resolved.get("spec"):
-        mult = float(str(resolved["spec"])[:-1])
-        out["relative"] = {"spec": resolved["spec"], "fastest_now_ms": fast["now_ms"],
+    resolved = near.resolved
+    if fast is not None and resolved is not None and resolved.spec:
+        mult = float(str(resolved.spec)[:-1])
+        out["relative"] = {"spec": resolved.spec, "fastest_now_ms": fast["now_ms"],
                            "artifact_over_fastest": art / fast["now_ms"],
                            "ratio": art / (mult * fast["now_ms"])}
     log.info("target check: artifact %.4f ms; near-target nets now %.2fx their session's latency, "

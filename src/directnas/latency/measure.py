@@ -24,27 +24,31 @@ from directnas.latency.table import LatencyTable
 from directnas.space.arch import Arch, build_fixed
 from directnas.space.ops import SKIP, ZERO, build_op, conv_bn
 from directnas.space.space import SearchSpace, conv_out
+from directnas.utils.seeding import keeps_rng
+from directnas.utils.threads import torch_threads
 
 log = logging.getLogger(__name__)
 
 
 def time_runner(run: Runner, proto: Protocol) -> list[float]:
-    """Per-call times in ms after ``warmup`` calls (wall clock, or the runner's own clock)."""
-    for _ in range(proto.warmup):
-        run()
-    own_clock = getattr(run, "time_ms", None)
-    if own_clock is not None:
-        return [float(own_clock()) for _ in range(proto.repeats)]
-    if proto.clock not in CLOCKS:
-        raise UserError(f"unknown clock {proto.clock!r}: use one of {', '.join(CLOCKS)}")
-    if proto.clock == "cpu" and proto.threads != 1:
-        raise UserError("--clock cpu measures one thread's CPU time: use it with --threads 1")
-    clock = time.thread_time if proto.clock == "cpu" else time.perf_counter
-    out = []
-    for _ in range(proto.repeats):
-        t0 = clock()
-        run()
-        out.append((clock() - t0) * 1e3)
+    """Per-call times in ms after ``warmup`` calls (wall clock, or the runner's own clock), with
+    ``proto.threads`` intra-op torch threads (the caller's count is restored after)."""
+    with torch_threads(proto.threads):
+        for _ in range(proto.warmup):
+            run()
+        own_clock = getattr(run, "time_ms", None)
+        if own_clock is not None:
+            return [float(own_clock()) for _ in range(proto.repeats)]
+        if proto.clock not in CLOCKS:
+            raise UserError(f"unknown clock {proto.clock!r}: use one of {', '.join(CLOCKS)}")
+        if proto.clock == "cpu" and proto.threads != 1:
+            raise UserError("--clock cpu measures one thread's CPU time: use it with --threads 1")
+        clock = time.thread_time if proto.clock == "cpu" else time.perf_counter
+        out = []
+        for _ in range(proto.repeats):
+            t0 = clock()
+            run()
+            out.append((clock() - t0) * 1e3)
     return out
 
 
@@ -65,6 +69,7 @@ def summarize(times: list[float], stat: str = "median") -> dict[str, float]:
     return {"ms": ms, "spread_ms": q[2] - q[0]}
 
 
+@keeps_rng
 def measure_module(module: nn.Module, shape: tuple[int, ...], *, backend: str = "torch-cpu",
                    proto: Protocol = Protocol()) -> dict[str, float]:
     runner = runtimes.get(backend).runner(module, shape, proto)
@@ -143,11 +148,12 @@ def measure_interleaved(runners: dict[str, Runner], proto: Protocol, *, rounds: 
     keys = list(runners)
     per_round: dict[str, list[float]] = {k: [] for k in keys}
     last: dict[str, dict[str, float]] = {}
-    for r in progress(range(rounds)) if rounds > 1 else range(rounds):
-        order = rng.sample(keys, len(keys))
-        for key in order if rounds > 1 else progress(order):
-            last[key] = summarize(time_runner(runners[key], proto), proto.stat)
-            per_round[key].append(last[key]["ms"])
+    with torch_threads(proto.threads):  # set once for all rounds, not per runner
+        for r in progress(range(rounds)) if rounds > 1 else range(rounds):
+            order = rng.sample(keys, len(keys))
+            for key in order if rounds > 1 else progress(order):
+                last[key] = summarize(time_runner(runners[key], proto), proto.stat)
+                per_round[key].append(last[key]["ms"])
     if rounds == 1:
         return last
     scale = [1.0] * rounds
@@ -179,6 +185,7 @@ def op_runners(space: SearchSpace, *, backend: str, proto: Protocol,
 CALIBRATION_NETS = 24
 
 
+@keeps_rng
 def measure_space(space: SearchSpace, *, backend: str, proto: Protocol, rounds: int,
                   nets: dict[str, Arch], skip_ops: Iterable[str] | None = (), seed: int = 0,
                   progress: Callable[[Iterable], Iterable] = lambda it: it,
@@ -219,6 +226,7 @@ def calibration_archs(space: SearchSpace, n: int = CALIBRATION_NETS, *, seed: in
     return {f"cal{i}": arch_from_op_indices(space, row) for i, row in enumerate(idx)}
 
 
+@keeps_rng
 def profile_space(space: SearchSpace, *, backend: str = "torch-cpu", proto: Protocol = Protocol(),
                   existing: LatencyTable | None = None,
                   progress: Callable[[Iterable], Iterable] = lambda it: it,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from directnas.errors import UserError
+from directnas.latency.near_target import NearTarget
 from directnas.latency.table import LatencyTable
 from directnas.latency.predictor import fastest_ms
 from directnas.space.space import SearchSpace
@@ -33,7 +34,7 @@ def resolve_target(spec: Target | None, space: SearchSpace, table: LatencyTable)
     """A target in ms: ``spec`` itself, or its multiple of the fastest net on ``table``.
 
     On a table re-anchored near a target (``run``, ``profile --near-target``) the multiple is
-    taken of the fastest net as it was timed there (``hardware.near_target.anchor_target``; the
+    taken of the fastest net as it was timed there (``latency.near_target.anchor_target``; the
     target it resolved is reused as is).  Older re-anchored tables without that timing: of the
     fastest net as profiled (the scale is measured near the target, not at the fastest net)."""
     if spec is None:
@@ -41,15 +42,14 @@ def resolve_target(spec: Target | None, space: SearchSpace, table: LatencyTable)
     spec = parse_target(spec)
     if not isinstance(spec, str):
         return spec
-    near = table.meta.get("near_target") or {}
-    resolved = near.get("resolved") or {}
-    if resolved.get("spec") == spec:  # anchored on the fastest net as timed (``anchor_target``)
-        return float(resolved["target_ms"])
+    near = NearTarget.of(table)
+    if near is not None and near.resolved is not None and near.resolved.spec == spec:
+        return near.resolved.target_ms  # anchored on the fastest net as timed (``anchor_target``)
     fastest = fastest_ms(space, table)
-    if (near.get("fastest") or {}).get("measured_ms"):
-        fastest = float(near["fastest"]["measured_ms"])
-    elif near.get("scale"):
-        fastest /= float(near["scale"])
+    if near is not None and near.fastest is not None and near.fastest.measured_ms:
+        fastest = near.fastest.measured_ms
+    elif near is not None and near.scale:
+        fastest /= near.scale
     target = round(float(spec[:-1]) * fastest, 4)
     log.info("target latency %s of the fastest net (%.3f ms) = %.3f ms", spec, fastest, target)
     return target

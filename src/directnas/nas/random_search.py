@@ -25,6 +25,7 @@ from directnas.latency.table import LatencyTable
 from directnas.space.arch import Arch
 from directnas.space.space import SearchSpace
 from directnas.training.train_net import TrainConfig, train_net
+from directnas.utils.seeding import seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,7 @@ def random_search(space: SearchSpace, data: Dataset, table: LatencyTable, cfg: R
                         f"{space.num_classes}: set num_classes in the space YAML")
     if cfg.budget_s <= 0 or cfg.steps_per_arch < 1:
         raise UserError("--budget-s must be > 0 and --steps-per-arch >= 1")
+    seed_everything(cfg.seed)  # every candidate's initial weights, one stream from here
     valid_size = cfg.valid_size or min(5000, max(1, len(data.train) // 10))
     train, valid = split_train_valid(data.train, valid_size=valid_size, seed=cfg.seed)
     split = Dataset(data.name, train, valid, data.mean, data.std)  # "test" = validation split

@@ -15,14 +15,13 @@ shard of the batches, and averages weight and alpha gradients; only rank 0 write
 
 from __future__ import annotations
 
+import functools
 import logging
-import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, TypeVar
 
-import numpy as np
 import torch
 
 from directnas.data.datasets import Batches, Dataset, split_train_valid
@@ -43,9 +42,12 @@ from directnas.space.space import SearchSpace
 from directnas.utils.device import check_amp, resolve_device
 from directnas.training.train_net import evaluate
 from directnas.training.trainer import LoopState, Progress, Trainer, check_finite, no_progress, rng_state, set_rng_state
+from directnas.utils.seeding import seeded
+from directnas.utils.threads import torch_threads
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "search_checkpoint.pt"
+M = TypeVar("M", bound=Callable[..., Any])
 
 
 @dataclass
@@ -60,8 +62,8 @@ class SearchConfig:
     momentum: float = 0.9
     weight_decay: float = 4e-5
     label_smoothing: float = 0.1
-    # alpha: 0.06 with the all-path estimator below (issue 26: at 0.02 with binary-two, 330 alpha
-    # steps left every layer's largest probability near 0.3; docs/search-strategies.md)
+    # alpha: 0.06 with the all-path estimator below (at 0.02 with binary-two, 330 alpha steps
+    # left every layer's largest probability near 0.3; docs/search-strategies.md)
     arch_lr: float = 0.06
     arch_every: int = 2
     arch_start_epoch: int = 0  # main epoch from which alpha steps run (official: 1)
@@ -140,6 +142,17 @@ def check_data_fits(space: SearchSpace, data: Dataset) -> None:
                         f"{space.num_classes}: set num_classes in the space YAML")
 
 
+def _with_threads(method: M) -> M:
+    """The method run with the search's ``cfg.threads`` intra-op threads (restored after)."""
+
+    @functools.wraps(method)
+    def wrapper(self: "Searcher", *args: Any, **kwargs: Any) -> Any:
+        with torch_threads(self.cfg.threads):
+            return method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
 def _strategy_state(strategy: object) -> dict[str, Any]:
     """A strategy's scalar attributes (moving baselines, temperatures) for the checkpoint."""
     return {k: v for k, v in vars(strategy).items()
@@ -156,10 +169,9 @@ class Searcher:
         self.out = Path(out)
         self.dist = dist = dist or Dist()
         check_data_fits(space, data)
-        random.seed(cfg.seed)
-        np.random.seed(cfg.seed)
-        torch.manual_seed(cfg.seed)
-        torch.set_num_threads(cfg.threads)
+        # the supernet's initial weights come from the process's RNG, seeded by the caller
+        # (``search`` seeds once at its entry); batches, gates and validation draws come from
+        # generators seeded with cfg.seed
         self.device = resolve_device(cfg.device)
         self.net = Supernet(space, share_weights=cfg.weight_sharing).to(self.device)
         if cfg.channels_last:
@@ -307,6 +319,7 @@ class Searcher:
             entry["expected_latency_ms"] = float(self.net.expected_latency().detach())
         self.state.history.append(entry)
 
+    @_with_threads
     def run(self, progress: Progress = no_progress,
             on_epoch: Callable[[dict[str, float]], None] | None = None,
             on_step: Callable[[int], None] | None = None) -> Arch:
@@ -405,6 +418,7 @@ class Searcher:
         arch.meta = meta
         return arch
 
+    @_with_threads
     def supernet_accuracy(self, arch: Arch | None = None, max_batches: int = 20,
                           calib_batches: int = 20) -> float:
         """Validation accuracy of ``arch`` (default: the argmax path) inside the supernet, weights
@@ -418,28 +432,28 @@ class Searcher:
         bns = [b for b in self.net.modules() if isinstance(b, torch.nn.modules.batchnorm._BatchNorm)]
         saved = [(b.momentum, {k: v.clone() for k, v in b.state_dict().items()}) for b in bns]
         # the same calibration batches every call, and the training stream left as it was
-        gen_state, rng = self.train.generator.get_state(), rng_state()
+        gen_state = self.train.generator.get_state()
         self.train.generator.manual_seed(self.cfg.seed + 3)
-        torch.manual_seed(self.cfg.seed + 3)
         try:
-            for b in bns:
-                b.reset_running_stats()
-                b.momentum = None  # cumulative average over the calibration batches
-            self.net.train()
-            with torch.no_grad():
-                for i, (x, _) in enumerate(self.train):
-                    if i >= calib_batches:
-                        break
-                    self.net(x)
-            batches = (b for i, b in enumerate(self.valid) if i < max_batches)
-            return evaluate(self.net, batches)["accuracy"]
+            with seeded(self.cfg.seed + 3):
+                for b in bns:
+                    b.reset_running_stats()
+                    b.momentum = None  # cumulative average over the calibration batches
+                self.net.train()
+                with torch.no_grad():
+                    for i, (x, _) in enumerate(self.train):
+                        if i >= calib_batches:
+                            break
+                        self.net(x)
+                batches = (b for i, b in enumerate(self.valid) if i < max_batches)
+                return evaluate(self.net, batches)["accuracy"]
         finally:
             for b, (momentum, state) in zip(bns, saved):
                 b.momentum = momentum
                 b.load_state_dict(state)
             self.train.generator.set_state(gen_state)
-            set_rng_state(rng)
 
+    @_with_threads
     def write_outputs(self, arch: Arch, *, wall_s: float) -> dict[str, Any]:
         arch.save(self.out / "arch.json")
         summary = {"config": asdict(self.cfg), "space": self.space.name,

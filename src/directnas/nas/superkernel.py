@@ -3,7 +3,7 @@
 A layer of the supernet offers e.g. ``k3_e3 ... k7_e6``.  With separate paths every candidate
 owns its weights and a weight step trains the one sampled path only, so after the short warm-up
 each path has seen about 1/7 of the steps and the supernet cannot tell good paths from bad ones
-(issue 26: 22-32 % validation accuracy after the warm-up; once alpha concentrates, the other
+(22-32 % validation accuracy after the warm-up; once alpha concentrates, the other
 nets of a search-vs-random comparison score 34-64 % inside the supernet against 72-75 % for the
 picked one, so alpha's early, noise-driven choice is never revisited).
 
@@ -60,12 +60,12 @@ class SharedMBConv(nn.Module):
     """The weights of a layer's MBConv candidates; ``forward(x, j)`` runs candidate ``specs[j]``."""
 
     def __init__(self, specs: list[OpSpec], c_in: int, c_out: int, stride: int, *,
-                 activation: str = DEFAULT_ACTIVATION) -> None:
+                 activation: str = DEFAULT_ACTIVATION, matmul_path: bool = True) -> None:
         super().__init__()
         if any(s.groups != 1 for s in specs):
             raise ValueError("grouped 1x1 convs do not share weights")
         self.act = make_activation(activation)  # no weights: one module serves every slice
-        self.specs, self.stride = specs, stride
+        self.specs, self.stride, self.matmul_path = specs, stride, matmul_path
         self.k_max = max(s.kernel for s in specs)
         mid = c_in * max(s.expand for s in specs)
         has_expand = any(s.expand != 1 for s in specs)
@@ -89,7 +89,8 @@ class SharedMBConv(nn.Module):
             h = self.act(bn_e(F.conv2d(x, self.expand_w[:mid])))
         a = (self.k_max - s.kernel) // 2
         w = self.dw_w[:mid, :, a:a + s.kernel, a:a + s.kernel]
-        h = self.act(bn_d(depthwise(h, w, self.stride, training=self.training)))
+        h = self.act(bn_d(depthwise(h, w, self.stride, training=self.training,
+                                    matmul_path=self.matmul_path)))
         return bn_p(F.conv2d(h, self.proj_w[:, :mid]))
 
 

@@ -24,7 +24,8 @@ from directnas.space.space import LayerSpec, SearchSpace
 
 class MixedOp(nn.Module):
     def __init__(self, layer: LayerSpec, *, alpha_std: float = 1e-3,
-                 share_weights: str = "none", activation: str = DEFAULT_ACTIVATION) -> None:
+                 share_weights: str = "none", activation: str = DEFAULT_ACTIVATION,
+                 matmul_path: bool = True) -> None:
         super().__init__()
         self.layer = layer
         self.names = list(layer.candidates)
@@ -33,7 +34,8 @@ class MixedOp(nn.Module):
         # weight sharing (search/superkernel.py): groups of MBConv candidates are slices of one block
         groups = share_groups(specs, share_weights)
         self.shared = nn.ModuleList(SharedMBConv([specs[i] for i in g], layer.c_in, layer.c_out,  # type: ignore[misc]
-                                                 layer.stride, activation=activation)
+                                                 layer.stride, activation=activation,
+                                                 matmul_path=matmul_path)
                                     for g in groups)
         where = {i: (b, j) for b, g in enumerate(groups) for j, i in enumerate(g)}
         # Zero has no module: an nn.Identity placeholder keeps ModuleList indices aligned.
@@ -41,7 +43,7 @@ class MixedOp(nn.Module):
             nn.Identity() if n == ZERO else
             SharedPath(self.shared[where[i][0]], where[i][1]) if i in where else
             build_op(n, layer.c_in, layer.c_out, layer.stride, residual=False,
-                     activation=activation)
+                     activation=activation, matmul_path=matmul_path)
             for i, n in enumerate(self.names))
         self.alpha = nn.Parameter(torch.randn(len(self.names)) * alpha_std)
         self.residual = layer.residual
@@ -87,12 +89,12 @@ class MixedOp(nn.Module):
 
 class Supernet(nn.Module):
     def __init__(self, space: SearchSpace, *, alpha_std: float = 1e-3,
-                 share_weights: str = "none") -> None:
+                 share_weights: str = "none", matmul_path: bool = True) -> None:
         super().__init__()
         self.space = space
-        self.stem, self.first, self.head = build_fixed(space)
+        self.stem, self.first, self.head = build_fixed(space, matmul_path=matmul_path)
         self.mixed = nn.ModuleList(MixedOp(l, alpha_std=alpha_std, share_weights=share_weights,
-                                           activation=space.activation)
+                                           activation=space.activation, matmul_path=matmul_path)
                                    for l in space.layers)
         self.register_buffer("fixed_latency_ms", torch.zeros(()), persistent=False)
 

@@ -9,8 +9,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-import torch
-
 from directnas.compression.finetune import Progress
 from directnas.compression.options import compress_config
 from directnas.compression.pipeline import compress_chain, parse_methods
@@ -23,6 +21,7 @@ from directnas.errors import UserError
 from directnas.models.model_file import ModelFile
 from directnas.pipeline.export import ModelLike, source_of
 from directnas.utils.fileio import read_json, write_json
+from directnas.utils.threads import torch_threads
 
 log = logging.getLogger(__name__)
 # the figures of each artifact of the compressed net kept in metrics.json["export"]
@@ -75,12 +74,8 @@ def compress(model: ModelLike, data: DataLike, *, out: str | Path,
     write_json(out / "compress_config.json", {**asdict(cfg), "methods": methods,
                                               "model": _label(model), "data": _label(data)})
     state = State(net=src.net(), file=src.file, data=dataset, cfg=cfg, out=out, progress=progress)
-    threads_before = torch.get_num_threads()
-    torch.set_num_threads(cfg.threads)  # fine-tuning and latency alike
-    try:
+    with torch_threads(cfg.threads):  # fine-tuning and latency alike
         metrics, compressed = compress_chain(state, methods)
-    finally:
-        torch.set_num_threads(threads_before)
     for line in summary_lines(metrics, read_json(out / "layers.json")):
         say(line)
     if formats:

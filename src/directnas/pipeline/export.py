@@ -18,6 +18,7 @@ from directnas import runtimes
 from directnas.deploy.export import export as export_artifacts, model_data
 from directnas.errors import UserError
 from directnas.latency.cache import make_protocol
+from directnas.latency.near_target import NearTarget
 from directnas.models.model_file import ModelFile
 from directnas.pipeline.runfolder import RunFolder
 from directnas.pipeline.train import TrainResult
@@ -137,7 +138,7 @@ def export_stage(run: RunFolder, file: ModelFile | None, *, backend: str | None,
 
 
 def target_check_stage(folder: Path, space: SearchSpace, exported: Mapping[str, Any],
-                       near: Mapping[str, Any] | None, target_ms: float | None, *,
+                       near: NearTarget | None, target_ms: float | None, *,
                        backend: str | None, protocol: Mapping[str, Any],
                        say: Callable[[str], None]) -> dict[str, Any] | None:
     """``folder/target_check.json``: the artifact timed again beside the near-target session's
@@ -145,7 +146,7 @@ def target_check_stage(folder: Path, space: SearchSpace, exported: Mapping[str, 
     None when the table was not re-anchored here or no target was given."""
     from directnas.deploy.target_check import check_target, describe
 
-    if not near or not target_ms or not near.get("nets"):
+    if near is None or not target_ms or not near.nets:
         return None
     if runtimes.by_format(exported["format"]).name != (backend or runtimes.DEFAULT):
         say(f"target check: skipped, the {exported['format']} artifact does not run on {backend} "

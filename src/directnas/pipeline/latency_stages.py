@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from directnas.latency.cache import get_table, make_protocol
+from directnas.latency.near_target import NearTarget
 from directnas.latency.table import LatencyTable
 from directnas.latency.target import Target
 from directnas.pipeline.runfolder import RunFolder
@@ -56,21 +57,19 @@ def near_stage(run: RunFolder, space: SearchSpace, table: LatencyTable, table_pa
 
 def near_lines(refined: LatencyTable, target: Target, ms: float, path: Path) -> list[str]:
     """What the re-anchoring found: the target as resolved, and how fast the near nets ran."""
-    near = refined.meta.get("near_target") or {}
-    if not near:
+    near = NearTarget.of(refined)
+    if near is None:
         return [f"latency near the target: no net of the space is predicted near {ms:.3f} ms; "
                 "the table is used as profiled"]
-    ratios = [r["ratio"] for r in near["nets"]]
-    resolved = near.get("resolved") or {}
-    fast = near.get("fastest") or {}
+    ratios = [r.ratio for r in near.nets if r.ratio is not None]
     lines = []
-    if resolved:
+    if near.resolved is not None:
+        fast_ms = near.fastest.predicted_ms if near.fastest is not None else float("nan")
         lines.append(f"target {target}: the fastest net of the space runs at "
-                     f"{resolved['fastest_measured_ms']:.3f} ms here, timed (the profiled table "
-                     f"says {fast.get('predicted_ms', float('nan')):.3f} ms), so T = {ms:.4f} ms "
-                     f"(on the profiled table it would be {resolved['profiled_target_ms']:.4f} ms)")
+                     f"{near.resolved.fastest_measured_ms:.3f} ms here, timed (the profiled table "
+                     f"says {fast_ms:.3f} ms), so T = {ms:.4f} ms (on the profiled table it would "
+                     f"be {near.resolved.profiled_target_ms:.4f} ms)")
     return lines + [f"latency near the target: {len(ratios)} nets near {ms:.3f} ms run at "
                     f"{min(ratios):.2f}-{max(ratios):.2f}x their prediction (median "
-                    f"{near['scale']:.2f}, noise floor "
-                    f"{100 * float(near.get('noise_floor') or 0):.1f} %): "
+                    f"{near.scale:.2f}, noise floor {100 * float(near.noise_floor or 0):.1f} %): "
                     f"table re-anchored, {path}"]

@@ -21,7 +21,7 @@ from directnas.data.sources import DataLike, as_dataset, fit_space, space_summar
 from directnas.errors import UserError
 from directnas.latency.cache import make_protocol
 from directnas.latency.measure import Protocol
-from directnas.latency.near_target import NEAR_NETS
+from directnas.latency.near_target import NEAR_NETS, NearTarget
 from directnas.latency.table import LatencyTable
 from directnas.latency.target import Target, parse_target, resolve_target
 from directnas.nas.searcher import SearchConfig, check_data_fits
@@ -42,6 +42,7 @@ from directnas.training.trainer import Progress, no_progress
 from directnas.utils.device import resolve_device
 from directnas.utils.distributed import Dist, init_from_env
 from directnas.utils.fileio import read_json
+from directnas.utils.seeding import seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,8 @@ def run(space: str | Path | SearchSpace = "fashion-mnist", data: DataLike = "fas
     config fields, ``quick``, ``seed``, ``config_file``).  ``compress``: keyword options of
     ``directnas.compress`` (``method``, ``max_loss``, ``target_ratio``, ...): each trained net
     is then compressed in ``<target folder>/compress``.  ``say`` gets one line per stage.
+    Each stage seeds at its entry (the search and the training with their ``seed``), so a run
+    re-run from any stage boundary trains the same net as an uninterrupted one.
     ``near_nets``: when the table is profiled here, that many whole nets predicted near each
     target are timed and the table re-anchored on them before the search
     (``latency.near_target``; 0: off).
@@ -183,10 +186,10 @@ def run_target(folder: RunFolder, space: SearchSpace, plan: Plan, target: Target
     exported = export_stage(folder, file, backend=plan.backend, data=plan.dataset,
                             threads=plan.proto.threads, rounds=plan.proto.rounds, say=say)
     write_report([folder.root, *compare], folder.root, title=f"directnas run {folder.root.name}")
-    meta = table.meta
-    table_ref = (meta.get("near_target") or {}).get("reference_ms") or meta.get("reference_ms")
+    near = NearTarget.of(table)
+    table_ref = (near.reference_ms if near is not None else None) or table.meta.get("reference_ms")
     tms = arch.meta.get("target_latency_ms")
-    check = target_check_stage(folder.export, space, exported, meta.get("near_target"), tms,
+    check = target_check_stage(folder.export, space, exported, near, tms,
                                backend=plan.backend, protocol=plan.protocol, say=say)
     append_export_section(folder.report, metrics, exported, tms, table_reference_ms=table_ref,
                           check=check)
@@ -206,6 +209,7 @@ def search_stage(folder: RunFolder, space: SearchSpace, plan: Plan, table: Laten
         plan.say(f"search: done, reusing {folder.arch}")
         return Arch.load(folder.arch)
     elog = EpochLog(folder.search, "search", tensorboard=plan.tensorboard)
+    seed_everything(plan.search_cfg.seed)  # before anything random: the supernet, data, gates
     try:
         found = search_in(folder.search, space, plan.dataset, table,
                           replace(plan.search_cfg, target_latency_ms=target_ms), resume=True,
@@ -220,6 +224,7 @@ def search_stage(folder: RunFolder, space: SearchSpace, plan: Plan, table: Laten
 def _train(folder: RunFolder, arch: Arch, table: LatencyTable, plan: Plan,
            on_epoch: Callable[[int, dict[str, float]], None]) -> TrainResult:
     """The searched net trained from scratch in ``folder.train`` (resuming its checkpoint)."""
+    seed_everything(plan.train_cfg.seed)  # before anything random: initial weights, data order
     built = Built(arch.build(), arch, f"searched:{folder.search.name}")
     return train_built(built, plan.dataset, plan.train_cfg, folder=folder.train, lut=table,
                        backend=plan.backend, proto=plan.proto, resume=True,

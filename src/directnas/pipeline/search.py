@@ -4,7 +4,6 @@ inputs, gets the latency table, runs the ``Searcher`` in a run folder and return
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from directnas.space.space import SearchSpace, load_space
 from directnas.training.trainer import Progress, no_progress
 from directnas.utils.device import resolve_device
 from directnas.utils.distributed import Dist, init_from_env
-from directnas.utils.fileio import torch_save
+from directnas.utils.seeding import seed_everything
 
 log = logging.getLogger(__name__)
 SEARCH_QUICK = {"warmup_epochs": 1, "epochs": 1, "max_steps": 30, "valid_size": 1000, "arch_every": 1}
@@ -52,7 +51,9 @@ def search(space: SpaceLike, data: DataLike, *, target_latency: Target | None = 
            config_file: str | Path | None = None, protocol: Mapping[str, Any] | None = None,
            progress: Progress = no_progress,
            on_epoch: Callable[[dict[str, float]], None] | None = None,
-           on_step: Callable[[int], None] | None = None, **config: Any) -> SearchResult:
+           on_step: Callable[[int], None] | None = None,
+           after_search: Callable[[Searcher, Arch], None] | None = None,
+           **config: Any) -> SearchResult:
     """ProxylessNAS search of ``space`` (a preset name, a YAML path or a ``SearchSpace``) on
     ``data`` for the latency ``target_latency`` (ms, or a multiple of the fastest net: ``"1.5x"``).
 
@@ -61,12 +62,15 @@ def search(space: SpaceLike, data: DataLike, *, target_latency: Target | None = 
     device's (profiled with ``protocol`` on ``backend``).  ``out``: a run folder for the
     checkpoints and outputs (None: a temporary one); ``resume`` continues its checkpoint.
     ``config``: ``SearchConfig`` fields (``epochs``, ``lr``, ``strategy``, ...).  Under
-    torchrun every rank searches its shard; rank 0 alone writes.
+    torchrun every rank searches its shard; rank 0 alone writes.  ``on_step(step)`` is called
+    after every weight step, ``after_search(searcher, arch)`` on every rank when the search
+    has ended, before the outputs are written (the supernet is ``searcher.net``).
     """
     dev = resolve_device(device)
     dist = init_from_env(dev)
     quiet_unless_main(dist.is_main)
     cfg = search_config(config, seed=seed, device=str(dev), quick=quick, config_file=config_file)
+    seed_everything(cfg.seed)  # before anything random: the supernet, data order, gates
     proto = make_protocol(protocol)
     space = load_space(space) if not isinstance(space, SearchSpace) else space
     dataset = as_dataset(data, size=input_size or space.input_size)
@@ -83,7 +87,7 @@ def search(space: SpaceLike, data: DataLike, *, target_latency: Target | None = 
         cfg.target_latency_ms = resolve_target(target_latency, space, lut)
         result = search_in(folder, space, dataset, lut, cfg, resume=resume, backend=backend,
                            data_label=data_name(data, dataset), dist=dist, progress=progress,
-                           on_epoch=on_epoch, on_step=on_step)
+                           on_epoch=on_epoch, on_step=on_step, after_search=after_search)
     result.out = Path(out) if out is not None else None
     return result
 
@@ -111,9 +115,11 @@ def search_in(folder: Path, space: SearchSpace, dataset: Dataset, lut: LatencyTa
               cfg: SearchConfig, *, resume: bool, backend: str | None, data_label: str,
               dist: Dist | None = None, progress: Progress = no_progress,
               on_epoch: Callable[[dict[str, float]], None] | None = None,
-              on_step: Callable[[int], None] | None = None) -> SearchResult:
+              on_step: Callable[[int], None] | None = None,
+              after_search: Callable[[Searcher, Arch], None] | None = None) -> SearchResult:
     """Search ``space`` (fitted to ``dataset``) with a checked ``cfg`` whose target is in ms, on
-    the table ``lut``, in ``folder``; rank 0 writes arch.json, search.json and the table there."""
+    the table ``lut``, in ``folder``; rank 0 writes arch.json, search.json and the table there.
+    The caller seeds (``search`` at its entry, ``run`` at the stage's)."""
     dist = dist or init_from_env(torch.device(cfg.device))
     searcher = Searcher(space, dataset, lut, cfg, folder, dist=dist)
     ck = dist.run_on_main(searcher.load_checkpoint) if resume else None
@@ -129,10 +135,8 @@ def search_in(folder: Path, space: SearchSpace, dataset: Dataset, lut: LatencyTa
     t0 = time.perf_counter()
     arch = searcher.run(progress=progress if dist.is_main else no_progress,
                         on_epoch=on_epoch, on_step=on_step)
-    dump = os.environ.get("DIRECTNAS_DEBUG_DUMP")  # tests: every rank's final state
-    if dump:
-        torch_save(Path(dump) / f"rank{dist.rank}.pt",
-                   {"net": searcher.net.state_dict(), "ops": arch.ops, "world": dist.world})
+    if after_search is not None:
+        after_search(searcher, arch)
     summary = searcher.write_outputs(arch, wall_s=time.perf_counter() - t0) if dist.is_main else {}
     return SearchResult(arch=arch, predicted_latency_ms=arch.meta.get("predicted_latency_ms"),
                         target_latency_ms=cfg.target_latency_ms,

@@ -33,6 +33,7 @@ from directnas.training.trainer import Progress, no_progress
 from directnas.utils.device import resolve_device
 from directnas.utils.distributed import Dist, init_from_env
 from directnas.utils.fileio import write_json
+from directnas.utils.seeding import seed_everything
 
 log = logging.getLogger(__name__)
 TRAIN_QUICK = {"epochs": 1, "max_steps": 30}
@@ -135,6 +136,7 @@ def train(arch_or_model: Any, data: DataLike, *, test: DataLike | None = None,
     quiet_unless_main(dist.is_main)
     cfg = train_config({**config, "epochs": epochs, "seed": seed, "device": str(dev)}, quick=quick,
                        config_file=config_file, named=named)
+    seed_everything(cfg.seed)  # before anything random: the net's initial weights, data order
     proto = make_protocol(protocol)
     folder = Path(out) if out is not None else None
     if folder is not None:
@@ -157,7 +159,8 @@ def train_built(built: Built, dataset: Dataset, cfg: TrainConfig, *, folder: Pat
                 on_epoch: Callable[[int, dict[str, float]], None] | None = None,
                 dist: Dist | None = None) -> TrainResult:
     """Train ``built.net`` with a checked ``cfg`` on ``dataset`` (fitted to it), evaluate, time
-    it on ``backend`` and, with ``folder``, write model.pt and metrics.json there."""
+    it on ``backend`` and, with ``folder``, write model.pt and metrics.json there.  The caller
+    seeds before building the net (``train`` at its entry, ``run`` at the stage's)."""
     dist = dist or init_from_env(torch.device(cfg.device))
     net, arch = built.net, built.arch
     ck_path = folder / TRAIN_CHECKPOINT if folder is not None else None

@@ -40,8 +40,7 @@ def remeasure(runs: list[Run], *, backend: str, proto: Protocol, rounds: int = 5
     The training-time figure is kept as ``latency_ms_at_training``.  Returns the re-timed runs
     (those with a test accuracy; the others are left as they are)."""
     trained = [r for r in runs if "test_accuracy" in r.metrics]
-    runners: dict[str, Runner] = {}
-    torch.set_num_threads(proto.threads)
+    runners: dict[str, Runner] = {}  # timed with proto.threads (measure_interleaved)
     reference: tuple[torch.nn.Module, tuple[int, ...], str] | None = None
     for r in trained:
         net, ck = load_model(model_path(r))

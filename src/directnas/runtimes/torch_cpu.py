@@ -24,8 +24,8 @@ with torch.inference_mode():
 
 
 def torch_runner(module: nn.Module, shape: Shape, proto: Protocol) -> Runner:
-    """Eager ``module`` (a copy in ``proto.dtype``) on a fixed random input."""
-    torch.set_num_threads(proto.threads)
+    """Eager ``module`` (a copy in ``proto.dtype``) on a fixed random input (timed with
+    ``proto.threads`` intra-op threads: ``latency.measure.time_runner`` sets them)."""
     dtype = torch_dtype(proto)
     module = copy.deepcopy(module).eval().to(dtype)  # never change the caller's module
     x = torch.randn(*shape, dtype=dtype)
@@ -56,7 +56,8 @@ def write_torchscript(net: nn.Module, shape: Shape, path: Path) -> None:
 
 
 def load_torchscript(path: Path, x: torch.Tensor, threads: int) -> Runner:
-    torch.set_num_threads(threads)
+    # ``threads`` is set around the calls by the caller (latency.measure.time_runner when
+    # timed, deploy.export.artifact_logits for the outputs)
     ts = torch.jit.load(str(path))
 
     def run() -> Any:

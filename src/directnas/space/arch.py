@@ -17,8 +17,10 @@ from directnas.space.space import SearchSpace, load_space
 ARCH_SCHEMA_VERSION = 1
 
 
-def build_fixed(space: SearchSpace) -> tuple[nn.Module, nn.Module, Head]:
-    """Stem, first block (Identity if none) and head of a space."""
+def build_fixed(space: SearchSpace, *, matmul_path: bool = True
+                ) -> tuple[nn.Module, nn.Module, Head]:
+    """Stem, first block (Identity if none) and head of a space (``matmul_path``: see
+    ``space.depthwise``)."""
     act = space.activation
     stem = conv_bn(space.input_channels, space.stem_channels, space.stem_kernel, space.stem_stride,
                    activation=act)
@@ -27,7 +29,7 @@ def build_fixed(space: SearchSpace) -> tuple[nn.Module, nn.Module, Head]:
             f"k{space.first_kernel}_e{space.first_expand}", space.stem_channels,
             space.first_channels, space.first_stride,
             residual=space.first_stride == 1 and space.stem_channels == space.first_channels,
-            activation=act)
+            activation=act, matmul_path=matmul_path)
     else:
         first = nn.Identity()
     head = Head(space.last_channels, space.head_channels, space.num_classes, space.head_dropout,
@@ -38,9 +40,10 @@ def build_fixed(space: SearchSpace) -> tuple[nn.Module, nn.Module, Head]:
 class Net(nn.Module):
     """A standalone network: stem -> first block -> blocks -> head."""
 
-    def __init__(self, space: SearchSpace, blocks: list[nn.Module]) -> None:
+    def __init__(self, space: SearchSpace, blocks: list[nn.Module], *,
+                 matmul_path: bool = True) -> None:
         super().__init__()
-        stem, first, head = build_fixed(space)
+        stem, first, head = build_fixed(space, matmul_path=matmul_path)
         # registered in forward order: code that walks the layers (compression: "first and last
         # layer", greedy layer-by-layer choices) relies on named_modules() following the data
         self.stem, self.first = stem, first
@@ -71,11 +74,13 @@ class Arch:
                     f"architecture op {op!r} at layer {layer.index} is not a candidate there "
                     f"(allowed: {', '.join(layer.candidates)}): the Arch does not fit the space")
 
-    def build(self) -> Net:
+    def build(self, *, matmul_path: bool = True) -> Net:
+        """The standalone net (fresh weights); ``matmul_path=False`` keeps oneDNN's depthwise
+        convolution in CPU training (``space.depthwise``)."""
         blocks = [build_op(op, l.c_in, l.c_out, l.stride, residual=l.residual,
-                           activation=self.space.activation)
+                           activation=self.space.activation, matmul_path=matmul_path)
                   for l, op in zip(self.space.layers, self.ops) if op != ZERO]
-        return Net(self.space, blocks)
+        return Net(self.space, blocks, matmul_path=matmul_path)
 
     @property
     def depth(self) -> int:

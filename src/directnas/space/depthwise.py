@@ -9,7 +9,9 @@ OH*OW outputs whose entries are kernel taps.  Written as one batched matmul over
 
 Only the training forward takes that path (CPU, grad enabled).  Evaluation, latency measurement and
 export run the ordinary convolution, so what is timed and shipped is the standard op, and the
-module is an ``nn.Conv2d`` with the same parameters and state-dict keys.
+module is an ``nn.Conv2d`` with the same parameters and state-dict keys.  The path is on by
+default; ``matmul_path=False`` (a constructor argument of the module and of the op builders
+that make it) keeps oneDNN's convolution in training too.
 """
 from __future__ import annotations
 
@@ -17,10 +19,6 @@ import functools
 
 import torch
 import torch.nn as nn
-
-#: Switch for the matmul training path (``benchmarks/depthwise_step.py`` times both sides).
-matmul_path_enabled = True
-
 
 @functools.lru_cache(maxsize=128)
 def tap_index(h: int, w: int, k: int, stride: int, pad: int) -> tuple[torch.Tensor, int, int]:
@@ -69,30 +67,33 @@ def depthwise_as_matmul(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tenso
     return y.contiguous(memory_format=fmt)
 
 
-def _use_matmul(x: torch.Tensor, k: int, training: bool) -> bool:
-    return (matmul_path_enabled and training and k > min(x.shape[-2], x.shape[-1])
+def _use_matmul(x: torch.Tensor, k: int, training: bool, enabled: bool) -> bool:
+    return (enabled and training and k > min(x.shape[-2], x.shape[-1])
             and x.device.type == "cpu" and torch.is_grad_enabled()
             and not torch.jit.is_scripting() and not torch.onnx.is_in_onnx_export())
 
 
-def depthwise(x: torch.Tensor, weight: torch.Tensor, stride: int, *, training: bool) -> torch.Tensor:
+def depthwise(x: torch.Tensor, weight: torch.Tensor, stride: int, *, training: bool,
+              matmul_path: bool = True) -> torch.Tensor:
     """Depthwise conv of ``x`` by ``weight`` (C, 1, k, k), padding k // 2, no bias; the matmul
     path under the same conditions as ``DepthwiseConv2d`` (a functional form for sliced weights)."""
     k = weight.shape[-1]
-    if _use_matmul(x, k, training):
+    if _use_matmul(x, k, training, matmul_path):
         return depthwise_as_matmul(x, weight, None, stride, k // 2)
     return torch.nn.functional.conv2d(x, weight, None, stride, k // 2, groups=weight.shape[0])
 
 
 class DepthwiseConv2d(nn.Conv2d):
     """``nn.Conv2d(c, c, k, stride, k // 2, groups=c)`` that trains on the matmul path when the
-    kernel overhangs the map on CPU (see the module docstring)."""
+    kernel overhangs the map on CPU (see the module docstring); ``matmul_path=False``: never."""
 
-    def __init__(self, channels: int, kernel: int, stride: int = 1, *, bias: bool = False) -> None:
+    def __init__(self, channels: int, kernel: int, stride: int = 1, *, bias: bool = False,
+                 matmul_path: bool = True) -> None:
         super().__init__(channels, channels, kernel, stride, kernel // 2, groups=channels,
                          bias=bias)
+        self.matmul_path = matmul_path
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if _use_matmul(x, self.kernel_size[0], self.training):
+        if _use_matmul(x, self.kernel_size[0], self.training, self.matmul_path):
             return depthwise_as_matmul(x, self.weight, self.bias, self.stride[0], self.padding[0])
         return super().forward(x)

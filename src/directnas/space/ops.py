@@ -68,8 +68,12 @@ def parse_op(name: str) -> OpSpec | None:
 
 
 def conv_bn(c_in: int, c_out: int, kernel: int, stride: int = 1, *, groups: int = 1,
-            act: bool = True, activation: str = DEFAULT_ACTIVATION) -> nn.Sequential:
-    conv = DepthwiseConv2d(c_in, kernel, stride) if groups == c_in == c_out > 1 and kernel > 1 \
+            act: bool = True, activation: str = DEFAULT_ACTIVATION,
+            matmul_path: bool = True) -> nn.Sequential:
+    """Conv -> BN (-> activation); a depthwise conv is a ``DepthwiseConv2d`` (``matmul_path``:
+    its CPU training path for kernels that overhang the map)."""
+    conv = DepthwiseConv2d(c_in, kernel, stride, matmul_path=matmul_path) \
+        if groups == c_in == c_out > 1 and kernel > 1 \
         else nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, groups=groups, bias=False)
     layers: list[nn.Module] = [conv, nn.BatchNorm2d(c_out)]
     if act:
@@ -81,14 +85,16 @@ class MBConv(nn.Module):
     """Inverted residual block: 1x1 expand -> kxk depthwise -> 1x1 project (+ shortcut)."""
 
     def __init__(self, c_in: int, c_out: int, *, kernel: int, expand: int, stride: int,
-                 groups: int = 1, residual: bool, activation: str = DEFAULT_ACTIVATION) -> None:
+                 groups: int = 1, residual: bool, activation: str = DEFAULT_ACTIVATION,
+                 matmul_path: bool = True) -> None:
         super().__init__()
         mid = c_in * expand
         if c_in % groups or mid % groups or c_out % groups:
             raise UserError(f"channels {c_in}->{mid}->{c_out} are not divisible by groups={groups}")
         self.expand = conv_bn(c_in, mid, 1, groups=groups, activation=activation) \
             if expand != 1 else nn.Identity()
-        self.depthwise = conv_bn(mid, mid, kernel, stride, groups=mid, activation=activation)
+        self.depthwise = conv_bn(mid, mid, kernel, stride, groups=mid, activation=activation,
+                                 matmul_path=matmul_path)
         self.project = conv_bn(mid, c_out, 1, groups=groups, act=False)
         self.residual = residual
 
@@ -113,15 +119,17 @@ def build_skip(c_in: int, c_out: int, stride: int, *, residual: bool) -> nn.Modu
 
 
 def build_op(name: str, c_in: int, c_out: int, stride: int, *, residual: bool,
-             activation: str = DEFAULT_ACTIVATION) -> nn.Module:
-    """The module for op ``name`` on a layer; ``zero`` gives None (the caller skips it)."""
+             activation: str = DEFAULT_ACTIVATION, matmul_path: bool = True) -> nn.Module:
+    """The module for op ``name`` on a layer; ``zero`` gives None (the caller skips it).
+    ``matmul_path``: the depthwise conv's CPU training path (``space.depthwise``)."""
     if name == SKIP:
         return build_skip(c_in, c_out, stride, residual=residual)
     spec = parse_op(name)
     if spec is None:
         raise ValueError("zero has no module; callers skip the layer")
     return MBConv(c_in, c_out, kernel=spec.kernel, expand=spec.expand, stride=stride,
-                  groups=spec.groups, residual=residual, activation=activation)
+                  groups=spec.groups, residual=residual, activation=activation,
+                  matmul_path=matmul_path)
 
 
 class Head(nn.Module):

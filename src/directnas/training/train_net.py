@@ -26,6 +26,7 @@ from directnas.utils.fileio import remove_stale_temps, torch_load, torch_save
 from directnas.config import check_int
 from directnas.training.trainer import (LoopState, Progress, Trainer, check_finite, cosine_lr,  # noqa: F401
                                epoch_batches, no_progress, rng_state, set_rng_state)
+from directnas.utils.threads import torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -133,18 +134,33 @@ class FlipAverage(nn.Module):
 @torch.no_grad()
 def evaluate(net: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], *,
              flip_tta: bool = False, amp: bool = False) -> dict[str, float]:
-    """Accuracy and mean cross-entropy; with ``flip_tta`` of ``FlipAverage(net)``."""
+    """Accuracy and mean cross-entropy; with ``flip_tta`` of ``FlipAverage(net)``.  The net is
+    evaluated in eval mode and left in the mode it was found in."""
+    was_training = net.training
     net.eval()
     model = FlipAverage(net) if flip_tta else net
     correct, total, loss = 0, 0, 0.0
-    for x, y in batches:
-        with autocast(x.device, amp):
-            out = model(x).float()
-        loss += float(F.cross_entropy(out, y, reduction="sum"))
-        correct += int((out.argmax(1) == y).sum())
-        total += int(y.numel())
-    net.train()
+    try:
+        for x, y in batches:
+            with autocast(x.device, amp):
+                out = model(x).float()
+            loss += float(F.cross_entropy(out, y, reduction="sum"))
+            correct += int((out.argmax(1) == y).sum())
+            total += int(y.numel())
+    finally:
+        net.train(was_training)
     return {"accuracy": correct / max(total, 1), "loss": loss / max(total, 1)}
+
+
+def make_optimizer(net: nn.Module, cfg: TrainConfig) -> torch.optim.SGD:
+    """SGD nesterov; weight decay on the weights of more than one dimension only (not on norms
+    and biases)."""
+    decay, no_decay = [], []
+    for _, p in net.named_parameters():
+        (no_decay if p.ndim <= 1 else decay).append(p)
+    return torch.optim.SGD([{"params": decay, "weight_decay": cfg.weight_decay},
+                            {"params": no_decay, "weight_decay": 0.0}],
+                           lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
 
 
 def train_net(net: nn.Module, data: Dataset, cfg: TrainConfig, *,
@@ -159,13 +175,22 @@ def train_net(net: nn.Module, data: Dataset, cfg: TrainConfig, *,
     With ``checkpoint`` the full state is written there (atomically) at every epoch end and
     every ``cfg.checkpoint_every`` steps; ``resume`` continues from it to the same weights as an
     uninterrupted run.  ``dist`` shards the batches and averages gradients over the ranks
-    (only rank 0 writes the checkpoint).
+    (only rank 0 writes the checkpoint).  Runs with ``cfg.threads`` intra-op threads (the
+    caller's count is restored after).  Seeds nothing: data order and augmentation come from
+    generators seeded with ``cfg.seed``, and the caller seeds the process's RNG (weight
+    initialisation, dropout) once before it builds the net (``utils.seeding``).
     """
     check_train_config(cfg)
-    dist = dist or Dist()
+    with torch_threads(cfg.threads):
+        return _train_net(net, data, cfg, progress=progress, on_epoch=on_epoch,
+                          path=Path(checkpoint) if checkpoint is not None else None,
+                          resume=resume, dist=dist or Dist(), flip_tta=flip_tta)
+
+
+def _train_net(net: nn.Module, data: Dataset, cfg: TrainConfig, *, progress: Progress,
+               on_epoch: Callable[[int, dict[str, float]], None] | None, path: Path | None,
+               resume: bool, dist: Dist, flip_tta: bool) -> dict[str, float]:
     device = resolve_device(cfg.device)
-    torch.manual_seed(cfg.seed)
-    torch.set_num_threads(cfg.threads)
     net.to(device)
     if cfg.channels_last:
         net.to(memory_format=torch.channels_last)
@@ -176,12 +201,7 @@ def train_net(net: nn.Module, data: Dataset, cfg: TrainConfig, *,
     if len(train) == 0:
         raise UserError(f"batch size {cfg.batch_size} is larger than the {len(data.train) // dist.world} "
                         "training images per process: lower the training batch size")
-    decay, no_decay = [], []
-    for name, p in net.named_parameters():
-        (no_decay if p.ndim <= 1 else decay).append(p)
-    opt = torch.optim.SGD([{"params": decay, "weight_decay": cfg.weight_decay},
-                           {"params": no_decay, "weight_decay": 0.0}],
-                          lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
+    opt = make_optimizer(net, cfg)
     # the EMA copy averages the weights and the BatchNorm statistics after every step; the
     # trained net ends with its values (the net that is saved, evaluated and timed)
     ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay),
@@ -191,7 +211,6 @@ def train_net(net: nn.Module, data: Dataset, cfg: TrainConfig, *,
                    state=LoopState(), label_smoothing=cfg.label_smoothing, device=device,
                    amp=cfg.amp, dist=dist, checkpoint_every=cfg.checkpoint_every,
                    fix="lower the training learning rate (--lr)")
-    path = Path(checkpoint) if checkpoint is not None else None
 
     def save() -> None:
         check_finite(loop.params, "a weight", "lower the training learning rate (--lr)")
@@ -203,19 +222,7 @@ def train_net(net: nn.Module, data: Dataset, cfg: TrainConfig, *,
                           "rng": rng_state(), "ema": None if ema is None else ema.state_dict()})
 
     if resume and path is not None and path.exists():
-        ck = load_train_checkpoint(path, net)
-        net.load_state_dict(ck["net"])
-        opt.load_state_dict(ck["opt"])
-        if (ema is None) != (ck.get("ema") is None):
-            raise UserError(f"{path} was written {'without' if ema else 'with'} --train-ema (ema_decay): "
-                            "resume with the same options, or train in a new --out")
-        if ema is not None:
-            ema.load_state_dict(ck["ema"])
-        loop.state = LoopState(**ck["state"])
-        loop.epoch_gen = ck["epoch_gen"]
-        set_rng_state(ck["rng"])
-        remove_stale_temps(path.parent)
-        log.info("resumed training at epoch %d, step %d", loop.state.epoch, loop.state.step)
+        _resume(path, net, opt, ema, loop)
     after_step = (lambda i, sums: ema.update_parameters(net)) if ema is not None else None
     net.train()
     while loop.state.epoch < cfg.epochs:
@@ -231,6 +238,30 @@ def train_net(net: nn.Module, data: Dataset, cfg: TrainConfig, *,
             on_epoch(epoch, row)
     if ema is not None:
         net.load_state_dict(ema.module.state_dict())
+    return _test_metrics(net, data, cfg, device, flip_tta)
+
+
+def _resume(path: Path, net: nn.Module, opt: torch.optim.Optimizer, ema: AveragedModel | None,
+            loop: Trainer) -> None:
+    """Put the training checkpoint at ``path`` back into the net, optimizer, EMA and loop."""
+    ck = load_train_checkpoint(path, net)
+    net.load_state_dict(ck["net"])
+    opt.load_state_dict(ck["opt"])
+    if (ema is None) != (ck.get("ema") is None):
+        raise UserError(f"{path} was written {'without' if ema else 'with'} --train-ema (ema_decay): "
+                        "resume with the same options, or train in a new --out")
+    if ema is not None:
+        ema.load_state_dict(ck["ema"])
+    loop.state = LoopState(**ck["state"])
+    loop.epoch_gen = ck["epoch_gen"]
+    set_rng_state(ck["rng"])
+    remove_stale_temps(path.parent)
+    log.info("resumed training at epoch %d, step %d", loop.state.epoch, loop.state.step)
+
+
+def _test_metrics(net: nn.Module, data: Dataset, cfg: TrainConfig, device: torch.device,
+                  flip_tta: bool) -> dict[str, float]:
+    """Accuracy and loss on the test split (empty without one: the net is left in eval mode)."""
     if len(data.test) == 0:
         net.eval()
         return {}

@@ -1,6 +1,6 @@
 """The one weight-training loop: SGD steps under a cosine LR over epochs of ``Batches``, with
-hooks.  The search's weight steps (``Searcher``) and ``train_net`` run it; compression
-fine-tuning can adopt it the same way.
+hooks.  The search's weight steps (``Searcher``), ``train_net`` and compression fine-tuning
+(``compress.finetune``) run it.
 
 What it owns: the per-step LR, the forward/backward (mixed precision on CUDA with ``amp``), the
 gradient average over ranks (``Dist``), the NaN guard, mid-epoch checkpoints every
@@ -73,12 +73,15 @@ def epoch_batches(batches: Batches, steps: int, *,
             yield i, x, y
 
 
-def check_finite(tensors: Iterable[torch.Tensor], what: str, fix: str) -> None:
-    """UserError if any value is NaN/inf: the run stops before a bad checkpoint is written."""
+def check_finite(tensors: Iterable[torch.Tensor], what: str, fix: str, *,
+                 checkpointed: bool = True) -> None:
+    """UserError if any value is NaN/inf: the run stops before a bad checkpoint is written
+    (``checkpointed=False``: a loop that writes none, and the message says nothing of one)."""
     for t in tensors:
         if not bool(torch.isfinite(t).all()):
-            raise UserError(f"{what} became NaN/inf: {fix}; the last good checkpoint is kept "
-                            "(continue from it with --resume)")
+            raise UserError(f"{what} became NaN/inf: {fix}" +
+                            ("; the last good checkpoint is kept (continue from it with --resume)"
+                             if checkpointed else ""))
 
 
 def cosine_lr(step: int, total: int, base: float) -> float:
@@ -134,7 +137,8 @@ class Trainer:
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             loss = self.dist.all_reduce_grads(self.params, extra=loss.detach())
-            check_finite([loss], f"the training loss at step {st.step}", self.fix)
+            check_finite([loss], f"the training loss at step {st.step}", self.fix,
+                         checkpointed=save is not None)
             self.opt.step()
             sums["loss"] += float(loss)
             sums["n"] += 1
