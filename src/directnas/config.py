@@ -7,9 +7,9 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Mapping, TypeVar
 
-import yaml
 
 from directnas.errors import UserError
+from directnas.utils.fileio import read_yaml
 
 T = TypeVar("T")
 
@@ -20,12 +20,7 @@ def field_names(cls: type) -> set[str]:
 
 def read_yaml_options(path: str | Path, names: set[str]) -> dict[str, Any]:
     p = Path(path)
-    if not p.is_file():
-        raise UserError(f"config file {p} does not exist: check --config")
-    try:
-        d = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise UserError(f"config file {p} is not valid YAML: {str(e).splitlines()[0]}") from None
+    d = read_yaml(p, what="config file", fix="check --config") or {}
     if not isinstance(d, dict):
         raise UserError(f"config file {p} must be a mapping of option: value")
     unknown = set(d) - names

@@ -22,10 +22,9 @@ import re
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
 
 from directnas.errors import UserError
-from directnas.utils.fileio import read_json
+from directnas.utils.fileio import read_json, read_yaml
 from directnas.latency.table import LatencyTable
 from directnas.space.space import SearchSpace, op_key
 
@@ -53,12 +52,7 @@ def _entry(v: Any, key: str, path: Path) -> dict[str, float]:
 
 def import_proxyless_yaml(path: str | Path, space: SearchSpace) -> LatencyTable:
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"latency yaml {path} does not exist: check the path")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise UserError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    raw = read_yaml(path, what="latency yaml")
     if not isinstance(raw, dict) or not raw:
         raise UserError(f"{path} must map ProxylessNAS op keys to {{count, mean, var}}")
     entries: dict[str, dict[str, float]] = {}

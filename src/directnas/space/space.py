@@ -43,6 +43,7 @@ from typing import Any
 import yaml
 
 from directnas.errors import UserError
+from directnas.utils.fileio import read_yaml
 from directnas.space.ops import ACTIVATIONS, DEFAULT_ACTIVATION, SKIP, ZERO, parse_op
 
 SCHEMA_VERSION = 1
@@ -189,13 +190,8 @@ class SearchSpace:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "SearchSpace":
-        path = Path(path)
-        if not path.is_file():
-            raise UserError(f"search space file {path} does not exist: give a YAML file or a preset name ({', '.join(preset_names())})")
-        try:
-            d = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as e:
-            raise UserError(f"search space {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+        d = read_yaml(path, what="search space file",
+                      fix=f"give a YAML file or a preset name ({', '.join(preset_names())})")
         return cls.from_dict(d)
 
     def _enumerate_layers(self) -> tuple[LayerSpec, ...]:

@@ -92,3 +92,17 @@ def read_json(path: str | Path, *, what: str = "JSON file") -> Any:
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"{what} {path} is not valid JSON ({e}): regenerate it") from None
+
+
+def read_yaml(path: str | Path, *, what: str = "YAML file", fix: str = "check the path") -> Any:
+    """A YAML file's content; a missing or malformed file is one UserError line
+    (``what`` names the file's role, ``fix`` says what to do when it is missing)."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{what} {path} does not exist: {fix}")
+    try:
+        return yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise UserError(f"{what} {path} is not valid YAML: {str(e).splitlines()[0]}") from None
