@@ -1,4 +1,4 @@
-import gzip
+"""In-memory datasets: splits, batches and their augmentation, dataset names and folders."""
 
 import numpy as np
 import pytest

@@ -109,7 +109,7 @@ def test_the_matmul_path_is_a_constructor_argument(monkeypatch: pytest.MonkeyPat
     from directnas.nas.supernet import Supernet
     from directnas.space.arch import uniform_arch
     from directnas.space.space import SearchSpace
-    from tests.conftest import TINY_SPACE
+    from helpers import TINY_SPACE
 
     calls = _count_matmul_calls(monkeypatch)
     small = torch.randn(2, 8, 4, 4)

@@ -9,8 +9,8 @@ from directnas.data.readers import load_dataset
 from directnas.nas.searcher import SearchConfig, Searcher
 from directnas.space.space import SearchSpace
 from directnas.utils.seeding import seed_everything
-from tests.conftest import TINY_SPACE
-from tests.test_resume import fake_table
+from helpers import TINY_SPACE
+from helpers import fake_table
 
 torch.set_num_threads(1)
 
@@ -62,7 +62,7 @@ def _dropout_space() -> SearchSpace:
 def _tensors(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     import numpy as np
 
-    from tests.conftest import make_images
+    from helpers import make_images
 
     x, y = make_images(n, np.random.default_rng(seed))
     return torch.from_numpy(x).unsqueeze(1), torch.from_numpy(y.astype(np.int64))

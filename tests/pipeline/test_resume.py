@@ -20,41 +20,15 @@ import torch
 from directnas.cli.main import main
 from directnas.data.readers import load_dataset
 from directnas.utils.fileio import torch_load
-from directnas.latency.table import LatencyTable
 from directnas.nas.searcher import CHECKPOINT, SearchConfig, Searcher
 from directnas.space.arch import uniform_arch
 from directnas.space.space import SearchSpace
 from directnas.training.train_net import TRAIN_CHECKPOINT, TrainConfig, train_net
 from directnas.utils.seeding import seed_everything
+from helpers import CLI_WITH_CALLBACKS
+from helpers import Crash, crash_after, fake_table  # noqa: F401  (shared)
 
 torch.set_num_threads(1)
-
-
-def fake_table(space: SearchSpace) -> LatencyTable:
-    """Deterministic latencies (no profiling): bigger kernels and expansions cost more."""
-    entries = {}
-    for k in LatencyTable().required_keys(space):
-        ms = 0.05 + 0.01 * sum(int(c) for c in k if c.isdigit()) / 10
-        entries[k] = {"ms": round(ms, 4), "spread_ms": 0.001}
-    return LatencyTable({"backend": "torch-cpu", "device": "test"}, entries)
-
-
-class Crash(Exception):
-    pass
-
-
-def crash_after(n: int):
-    """A progress wrapper that raises once ``n`` batches have been handed out in total."""
-    seen = {"n": 0}
-
-    def progress(it, desc, total):
-        for item in it:
-            if seen["n"] == n:
-                raise Crash()
-            seen["n"] += 1
-            yield item
-
-    return progress
 
 
 def search_cfg(**kw) -> SearchConfig:
@@ -65,7 +39,7 @@ def search_cfg(**kw) -> SearchConfig:
 
 @pytest.fixture(scope="module")
 def tiny(tiny_idx_dir):
-    from tests.conftest import TINY_SPACE
+    from helpers import TINY_SPACE
 
     space = SearchSpace.from_dict(TINY_SPACE)
     return space, load_dataset(tiny_idx_dir), fake_table(space)
@@ -157,7 +131,7 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path, tiny, tiny_idx_dir, 
     out = tmp_path / "killed"
     env = {**os.environ, "DIRECTNAS_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
     # a slow run to kill: the search sleeps in an on_step callback passed to the library
-    helper = Path(__file__).with_name("cli_with_callbacks.py")
+    helper = CLI_WITH_CALLBACKS
     proc = subprocess.Popen([sys.executable, str(helper), "--step-delay", "0.1", "--",
                              *_search_argv(tiny_space_yaml, tiny_idx_dir, table_path, out)],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

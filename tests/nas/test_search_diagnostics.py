@@ -9,7 +9,7 @@ from directnas.nas.diagnostics import agreement, decision, layer_entropy, seed_a
 from directnas.nas.searcher import SearchConfig, Searcher
 from directnas.utils.seeding import seed_everything
 from directnas.space.space import SearchSpace
-from tests.test_strategies import fake_table
+from helpers import two_cost_table as fake_table
 
 
 def test_entropy_and_largest_probability():

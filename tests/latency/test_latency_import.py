@@ -2,7 +2,6 @@
 and the show / merge / import commands."""
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -17,8 +16,9 @@ from directnas.nas.loss import HardwareLoss
 from directnas.nas.supernet import Supernet
 from directnas.space.arch import Arch, uniform_arch
 from directnas.space.space import SearchSpace, load_space
+from helpers import SHARED_DATA
 
-MOBILE_YAML = Path("/work/shared/data/proxylessnas-mobile/mobile_trim.yaml")
+MOBILE_YAML = SHARED_DATA / "proxylessnas-mobile" / "mobile_trim.yaml"
 needs_yaml = pytest.mark.skipif(not MOBILE_YAML.is_file(), reason="ProxylessNAS table not present")
 
 

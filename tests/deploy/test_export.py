@@ -20,7 +20,7 @@ from directnas.cli.main import main
 from directnas.errors import UserError
 from directnas.space.arch import Arch
 from directnas.space.space import SearchSpace
-from tests.conftest import TINY_SPACE
+from helpers import TINY_SPACE
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from directnas.nas.superkernel import SharedPath
 from directnas.nas.supernet import Supernet
 from directnas.space.ops import MBConv, parse_op
 from directnas.space.space import SearchSpace
-from tests.test_strategies import fake_table
+from helpers import two_cost_table as fake_table
 
 
 def _as_mbconv(shared, j, c_in, c_out, stride):  # noqa: ANN001

@@ -12,21 +12,13 @@ import torch
 import directnas
 from directnas.cli.main import main
 from directnas.errors import UserError
-from directnas.latency.table import LatencyTable
 from directnas.space.space import SearchSpace
-from tests.conftest import TINY_SPACE, make_images
+from helpers import TINY_SPACE, fake_table, make_images
 
 FAST_LATENCY = {"repeats": 3, "warmup": 1, "threads": 1}
 SEARCH = {"warmup_epochs": 1, "epochs": 1, "max_steps": 6, "batch_size": 32, "valid_size": 64,
           "arch_every": 1, "threads": 1}
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none here)")
-
-
-def fake_table(space: SearchSpace) -> LatencyTable:
-    """Deterministic latencies: bigger kernels and expansions cost more."""
-    entries = {k: {"ms": 0.05 + 0.001 * sum(int(c) for c in k if c.isdigit()), "spread_ms": 0.0}
-               for k in LatencyTable().required_keys(space)}
-    return LatencyTable({"backend": "torch-cpu", "device": "test"}, entries)
 
 
 class StripeImages(torch.utils.data.Dataset):

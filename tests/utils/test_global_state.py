@@ -5,15 +5,15 @@ environment by product code."""
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
 import pytest
 import torch
 
 from directnas.latency.measure import Protocol, measure_net, time_runner
 from directnas.utils.threads import torch_threads
+from helpers import SRC as SRC_DIR
 
-SRC = Path(__file__).resolve().parents[1] / "src" / "directnas"
+SRC = SRC_DIR
 
 
 def test_torch_threads_sets_the_count_and_restores_it_even_on_error():
@@ -57,7 +57,7 @@ def test_training_keeps_the_callers_thread_count(tiny_idx_dir):
     from directnas.space.arch import uniform_arch
     from directnas.space.space import SearchSpace
     from directnas.training.train_net import TrainConfig, train_net
-    from tests.conftest import TINY_SPACE
+    from helpers import TINY_SPACE
 
     before = torch.get_num_threads()
     seen: list[int] = []

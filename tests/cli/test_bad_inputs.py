@@ -26,8 +26,8 @@ from directnas.nas.searcher import CHECKPOINT
 from directnas.space.arch import uniform_arch
 from directnas.space.space import SearchSpace
 from directnas.training.train_net import TRAIN_CHECKPOINT
-from tests.conftest import TINY_SPACE
-from tests.test_resume import fake_table
+from helpers import TINY_SPACE
+from helpers import fake_table
 
 torch.set_num_threads(1)
 SPACE = SearchSpace.from_dict(TINY_SPACE)

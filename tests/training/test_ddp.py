@@ -18,11 +18,12 @@ from directnas.cli.main import main
 from directnas.utils.fileio import torch_load
 from directnas.space.arch import Arch
 from directnas.space.space import SearchSpace
-from tests.conftest import TINY_SPACE, make_images, write_idx
-from tests.test_resume import fake_table
+from helpers import TINY_SPACE, make_images, write_idx
+from helpers import fake_table
+from helpers import CLI_WITH_CALLBACKS
 
 torch.set_num_threads(1)
-CALLBACKS = Path(__file__).with_name("cli_with_callbacks.py")
+CALLBACKS = CLI_WITH_CALLBACKS
 pytestmark = pytest.mark.skipif(not td.is_available() or not td.is_gloo_available(),
                                 reason="torch.distributed with gloo is not available")
 

@@ -5,7 +5,6 @@ the projection is profiled like any op; a quick search returns a net of the benc
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,11 +22,11 @@ from directnas.space.nas_bench_macro import (DIGIT_OPS, all_bench_strings, bench
 from directnas.space.ops import build_op
 from directnas.space.space import SearchSpace, load_space
 from directnas.training.train_net import count_macs
-from tests.test_api import fake_table
+from helpers import fake_table
+from helpers import SHARED_DATA
 
 # The table lives beside the repository (../shared), never fetched by the tests.
-TABLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nas-bench-macro" \
-    / "nas-bench-macro_cifar10.json"
+TABLE = SHARED_DATA / "nas-bench-macro" / "nas-bench-macro_cifar10.json"
 needs_table = pytest.mark.skipif(
     not TABLE.is_file(),
     reason="NAS-Bench-Macro table ../shared/data/nas-bench-macro/nas-bench-macro_cifar10.json "

@@ -8,7 +8,6 @@ import torch
 import directnas.nas.strategies_reinforce as rl
 from directnas.cli.main import main
 from directnas.data.readers import load_dataset
-from directnas.latency.table import LatencyTable
 from directnas.latency.measure import Protocol
 from directnas.nas.gates import STRATEGIES, BinaryGates, GumbelSoftmax, Reinforce, make_strategy
 from directnas.nas.loss import HardwareLoss
@@ -17,12 +16,7 @@ from directnas.utils.seeding import seed_everything
 from directnas.nas.supernet import Supernet
 from directnas.space.arch import Arch
 from directnas.space.space import SearchSpace
-
-
-def fake_table(space: SearchSpace) -> LatencyTable:
-    keys = LatencyTable().required_keys(space)
-    return LatencyTable({"backend": "fake"},
-                        {k: {"ms": 2.0 if ":e6:" in k else 1.0, "spread_ms": 0.0} for k in keys})
+from helpers import two_cost_table as fake_table
 
 
 @pytest.mark.parametrize("name", sorted(STRATEGIES))

@@ -12,7 +12,7 @@ from directnas.utils.fileio import torch_load
 from directnas.space.arch import uniform_arch
 from directnas.space.space import SearchSpace
 from directnas.training.train_net import TRAIN_CHECKPOINT, TrainConfig, train_net
-from tests.test_resume import Crash, crash_after
+from helpers import Crash, crash_after
 
 torch.set_num_threads(1)
 DECAY = 0.8  # short horizon: 20 steps must move the average far from the last weights
@@ -20,7 +20,7 @@ DECAY = 0.8  # short horizon: 20 steps must move the average far from the last w
 
 @pytest.fixture(scope="module")
 def tiny(tiny_idx_dir):
-    from tests.conftest import TINY_SPACE
+    from helpers import TINY_SPACE
 
     space = SearchSpace.from_dict(TINY_SPACE)
     return uniform_arch(space, "k3_e3"), load_dataset(tiny_idx_dir)

@@ -15,7 +15,7 @@ from directnas.errors import UserError
 from directnas.models.model_file import ModelFile, load_model
 from directnas.pipeline.runfolder import RunFolder
 from directnas.space.space import SearchSpace
-from tests.conftest import TINY_SPACE, make_images
+from helpers import TINY_SPACE, make_images
 
 FAST_LATENCY = {"repeats": 3, "warmup": 1, "threads": 1}
 

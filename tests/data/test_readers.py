@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import make_images, write_idx
+from helpers import make_images, write_idx
 from directnas.data.datasets import Batches, ImageData, split_train_valid, with_stats
 from directnas.data.readers import READERS, DataPath, decoded, detect, load_dataset
 from directnas.data.readers.decoded import decode_image

@@ -3,7 +3,6 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -12,8 +11,9 @@ from directnas.latency.table import LatencyTable
 from directnas.latency.predictor import predict_arch_ms
 from directnas.space.arch import uniform_arch
 from directnas.space.space import SearchSpace
+from helpers import SCRIPTS
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "ondevice_profile.py"
+SCRIPT = SCRIPTS / "ondevice_profile.py"
 # Runs the script with torch and directnas made unimportable: it must need neither.
 NO_TORCH = ("import runpy, sys; sys.modules['torch'] = None; sys.modules['directnas'] = None; "
             "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")
