@@ -184,7 +184,7 @@ def references_stage(folder: RunFolder, space: SearchSpace, plan: "Plan", arch: 
     refs += [hand_designed(m, space, shape) for m in opts.models]
     cfg = plan.train_cfg if opts.epochs is None else replace(plan.train_cfg, epochs=opts.epochs)
     plan.say(f"references: {len(refs)} nets ({', '.join(r.name for r in refs)}) trained like "
-             f"the searched net ({cfg.epochs} epochs) -> {folder.references}")
+             f"the searched net (epochs: {cfg.epochs}) -> {folder.references}")
     rows = [_reference(folder.references / r.name, r, plan, cfg, table, table_path,
                        exported["format"]) for r in refs]
     if not plan.dist.is_main:
