@@ -106,9 +106,39 @@ def draw_arch(arch: Arch, path: str | Path, *, title: str | None = None) -> Path
 # ---- the accuracy-latency plane ----------------------------------------------------------------
 def plot_pareto(points: list[dict[str, Any]], path: str | Path, *, title: str | None = None) -> Path:
     """Test accuracy vs measured latency; one marker per family (``family`` key; a family's
-    points joined by a line, the random nets not), labels beside; the searched nets on top."""
-    fig = Figure(figsize=(6.4, 4.4))
-    ax = fig.add_subplot()
+    points joined by a line, the random nets not), labels beside; the searched nets on top.
+    With random nets and other families, a second panel zooms on the searched nets and the random
+    nets of their window (a dashed box on the first panel marks it)."""
+    window = [p for p in points if p["family"] in ("searched", "random")]
+    zoom = any(p["family"] == "random" for p in points) and len(window) < len(points)
+    fig = Figure(figsize=(11.6 if zoom else 6.4, 4.4))
+    ax = fig.add_subplot(1, 2 if zoom else 1, 1)
+    _draw_families(ax, points)
+    backend = {p.get("backend") for p in points} - {None}
+    xlabel = f"measured latency (ms, batch 1{', ' + ', '.join(sorted(backend)) if backend else ''})"
+    ax.set_title(title or "accuracy vs measured latency", fontsize=10)
+    if zoom:
+        x = [p["latency_ms"] for p in window]
+        y = [100 * p["test_accuracy"] for p in window]
+        dx, dy = max(0.15 * (max(x) - min(x)), 0.02 * max(x)), max(0.15 * (max(y) - min(y)), 0.1)
+        box = (min(x) - dx, max(x) + dx, min(y) - dy, max(y) + dy)
+        ax.add_patch(Rectangle((box[0], box[2]), box[1] - box[0], box[3] - box[2], fill=False,
+                               linestyle="--", edgecolor="#555", linewidth=0.8))
+        right = fig.add_subplot(1, 2, 2)
+        _draw_families(right, window, spread=True)
+        right.set_xlim(box[0], box[1])
+        right.set_ylim(box[2], box[3])
+        right.set_xlabel(xlabel)
+        right.set_title("zoom: the searched net and random nets of its window", fontsize=10)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("test accuracy (%)")
+    fig.tight_layout()
+    return _save(fig, Path(path))
+
+
+def _draw_families(ax: Any, points: list[dict[str, Any]], *, spread: bool = False) -> None:
+    """Each family's points on ``ax`` with its style and labels (``spread``: labels alternate
+    above and below, for crowded points), a grid and a legend."""
     families = sorted({p["family"] for p in points}, key=lambda f: (f != "searched", f))
     others = iter(OTHERS * (1 + len(families) // len(OTHERS)))
     for fam in families:
@@ -118,16 +148,12 @@ def plot_pareto(points: list[dict[str, Any]], path: str | Path, *, title: str | 
                 marker=marker, markersize=size, color=colour, linewidth=1,
                 linestyle="-" if joined else "none", zorder=3 if fam == "searched" else 2,
                 label=FAMILY_LABELS.get(fam, fam))
-        for p in pts:
+        for k, p in enumerate(pts):
+            up = fam != "searched" and not (spread and k % 2)
             ax.annotate(p["label"], (p["latency_ms"], 100 * p["test_accuracy"]), fontsize=7,
-                        xytext=(4, -10 if fam == "searched" else 4), textcoords="offset points")
-    backend = {p.get("backend") for p in points} - {None}
-    ax.set_xlabel(f"measured latency (ms, batch 1{', ' + ', '.join(sorted(backend)) if backend else ''})")
-    ax.set_ylabel("test accuracy (%)")
+                        xytext=(5, 4 if up else -11), textcoords="offset points")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="best")
-    ax.set_title(title or "accuracy vs measured latency", fontsize=10)
-    return _save(fig, Path(path))
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
