@@ -163,3 +163,19 @@ def test_run_defaults_to_the_best_installed_runtime(monkeypatch, capsys):
     from directnas.cli.main import build_parser
 
     assert build_parser().parse_args(["run", "--out", "o"]).backend is None
+
+
+def test_pareto_zooms_on_the_window_when_random_nets_share_it(tmp_path):
+    from PIL import Image
+
+    from directnas.report.plots import plot_pareto
+
+    def pt(family, label, ms, acc):
+        return {"family": family, "label": label, "latency_ms": ms, "test_accuracy": acc}
+
+    window = [pt("searched", "T=0.2ms", 0.2, 0.9), *(pt("random", f"r{i}", 0.19 + i / 1000, 0.89)
+                                                     for i in range(4))]
+    alone = Image.open(plot_pareto(window, tmp_path / "a.png")).size
+    both = Image.open(plot_pareto([*window, pt("mobilenetv2", "MBv2-0.35", 0.6, 0.8)],
+                                  tmp_path / "b.png")).size
+    assert both[0] > 1.5 * alone[0]  # a second panel: the zoom on the window
