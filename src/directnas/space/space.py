@@ -43,7 +43,7 @@ from typing import Any
 import yaml
 
 from directnas.errors import UserError
-from directnas.utils.fileio import read_yaml
+from directnas.utils.fileio import read_yaml, write_text
 from directnas.space.ops import ACTIVATIONS, DEFAULT_ACTIVATION, SKIP, ZERO, parse_op
 
 SCHEMA_VERSION = 1
@@ -296,6 +296,15 @@ class SearchSpace:
 def preset_names() -> list[str]:
     return sorted(p.name[:-5] for p in resources.files("directnas.space.presets").iterdir()
                   if p.name.endswith(".yaml"))
+
+
+def save_space(space: SearchSpace, path: str | Path, *, note: str = "") -> Path:
+    """``space`` as a YAML file at ``path`` (``note``: comment lines above it); ``load_space``
+    reads it back to the same fingerprint."""
+    head = "".join(f"# {line}\n" for line in note.splitlines())
+    write_text(path, head + yaml.safe_dump(space.to_dict(), sort_keys=False,
+                                           default_flow_style=None))
+    return Path(path)
 
 
 def load_space(name_or_path: str | Path) -> SearchSpace:
