@@ -29,7 +29,8 @@ from directnas.pipeline.compress import compress_stage
 from directnas.pipeline.export import export_stage, target_check_stage
 from directnas.pipeline.latency_stages import near_stage, profile_stage
 from directnas.pipeline.runfolder import RunFolder, quiet_unless_main
-from directnas.pipeline.search import data_name, fit_valid_size, search_config, search_in
+from directnas.pipeline.search import (data_name, fit_search_epochs, fit_valid_size, search_config,
+                                       search_in)
 from directnas.pipeline.sections import append_compress_section, append_export_section
 from directnas.pipeline.stages import data_key, enter_stage, options_key
 from directnas.pipeline.train import Built, TrainResult, train_built, train_config
@@ -156,6 +157,8 @@ def _plan(space: SearchSpace, dataset: Dataset, data: DataLike, *, search: Mappi
     scfg = search_config(s, seed=search.get("seed", 0), device=str(dev),
                          quick=bool(search.get("quick")), config_file=search.get("config_file"))
     fit_valid_size(scfg, dataset, quick=bool(search.get("quick")), given=s)
+    fit_search_epochs(scfg, dataset, quick=bool(search.get("quick")), given=s,
+                      config_file=search.get("config_file"), world=dist.world)
     tr = {k: v for k, v in train.items() if k not in ("quick", "config_file")}
     tcfg = train_config({**tr, "device": str(dev)}, quick=bool(train.get("quick")),
                         config_file=train.get("config_file"))

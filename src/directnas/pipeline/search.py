@@ -12,7 +12,7 @@ from typing import Any, Callable, Mapping
 
 import torch
 
-from directnas.config import resolve_config
+from directnas.config import field_names, read_yaml_options, resolve_config
 from directnas.data.datasets import Dataset
 from directnas.data.sources import DataLike, as_dataset, fit_space, space_summary
 from directnas.latency.cache import SpaceLike, TableLike, get_table, make_protocol
@@ -22,6 +22,7 @@ from directnas.nas.searcher import CHECKPOINT, SearchConfig, Searcher, check_con
 from directnas.pipeline.runfolder import check_out_dir, quiet_unless_main, save_resolved
 from directnas.space.arch import Arch
 from directnas.space.space import SearchSpace, load_space
+from directnas.training.budget import scaled_epochs, steps_per_pass
 from directnas.training.trainer import Progress, no_progress
 from directnas.utils.device import resolve_device
 from directnas.utils.distributed import Dist, init_from_env
@@ -75,6 +76,8 @@ def search(space: SpaceLike, data: DataLike, *, target_latency: Target | None = 
     space = load_space(space) if not isinstance(space, SearchSpace) else space
     dataset = as_dataset(data, size=input_size or space.input_size)
     fit_valid_size(cfg, dataset, quick=quick, given=config)
+    fit_search_epochs(cfg, dataset, quick=quick, given=config, config_file=config_file,
+                      world=dist.world)
     given, space = space, fit_space(space, dataset, input_size=input_size)
     check_data_fits(space, dataset)
     with _run_folder(out) as folder:
@@ -109,6 +112,28 @@ def fit_valid_size(cfg: SearchConfig, dataset: Dataset, *, quick: bool,
     split (unless ``valid_size`` was given)."""
     if quick and "valid_size" not in given and (cfg.valid_size or 0) * 2 > len(dataset.train):
         cfg.valid_size = None
+
+
+def fit_search_epochs(cfg: SearchConfig, dataset: Dataset, *, quick: bool,
+                      given: Mapping[str, Any], config_file: str | Path | None = None,
+                      world: int = 1) -> None:
+    """Without ``quick``, and unless ``warmup_epochs`` or ``epochs`` was given (or set in
+    ``config_file``), each epoch of the search makes at least ``max_steps`` weight steps
+    (``training.budget.scaled_epochs``): the supernet of a small dataset gets the steps of a
+    large one's.  The raise is logged."""
+    keys = set(given) | (set(read_yaml_options(config_file, field_names(SearchConfig)))
+                         if config_file else set())
+    if quick or cfg.max_steps is None or keys & {"warmup_epochs", "epochs"}:
+        return
+    n = len(dataset.train)
+    train_images = n - (cfg.valid_size or min(5000, max(1, n // 10)))  # as the Searcher splits
+    per_pass = steps_per_pass(train_images, cfg.batch_size, world=world)
+    scaled = [scaled_epochs(e, per_pass, cfg.max_steps) for e in (cfg.warmup_epochs, cfg.epochs)]
+    if scaled != [cfg.warmup_epochs, cfg.epochs]:
+        log.info("search: %d warm-up + %d search epochs of %d steps on %d images (epochs of at "
+                 "least %d steps on small data; --warmup-epochs / --epochs set them)", *scaled,
+                 per_pass, train_images, cfg.max_steps)
+        cfg.warmup_epochs, cfg.epochs = scaled
 
 
 def search_in(folder: Path, space: SearchSpace, dataset: Dataset, lut: LatencyTable,

@@ -28,7 +28,7 @@ from directnas.pipeline.search import SearchResult, data_name
 from directnas.space.arch import Arch
 from directnas.training.train_net import (MODEL_RECIPES, RECIPE_KEYS, TRAIN_CHECKPOINT, TrainConfig,
                                           check_train_config, count_macs, count_params,
-                                          load_train_checkpoint, train_net)
+                                          load_train_checkpoint, resolve_epochs, train_net)
 from directnas.training.trainer import Progress, no_progress
 from directnas.utils.device import resolve_device
 from directnas.utils.distributed import Dist, init_from_env
@@ -162,6 +162,7 @@ def train_built(built: Built, dataset: Dataset, cfg: TrainConfig, *, folder: Pat
     it on ``backend`` and, with ``folder``, write model.pt and metrics.json there.  The caller
     seeds before building the net (``train`` at its entry, ``run`` at the stage's)."""
     dist = dist or init_from_env(torch.device(cfg.device))
+    cfg = resolve_epochs(cfg, len(dataset.train), world=dist.world)
     net, arch = built.net, built.arch
     ck_path = folder / TRAIN_CHECKPOINT if folder is not None else None
     if resume and ck_path is not None and ck_path.exists():
