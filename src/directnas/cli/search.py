@@ -26,7 +26,8 @@ def run(args: argparse.Namespace) -> int:
     result = api.search(args.space, args.data, target_latency=args.target_latency_ms,
                         table=args.latency_table, out=out, resume=args.resume, progress=bar,
                         on_epoch=log_search_epoch, backend=given_backend(args), device=args.device,
-                        input_size=args.input_size, protocol=asdict(protocol_from(args)),
+                        input_size=args.input_size, max_input_size=args.max_input_size,
+                        protocol=asdict(protocol_from(args)),
                         **search_options(args))
     if not init_from_env().is_main:  # rank 0 speaks for the job
         return 0

@@ -142,9 +142,11 @@ def _resized(data: ImageData, size: int) -> ImageData:
     return ImageData(_resize(data.images, size), data.labels, data.num_classes)
 
 
-def fit_space(space: SearchSpace, data: Dataset, *, input_size: int | None = None) -> SearchSpace:
+def fit_space(space: SearchSpace, data: Dataset, *, input_size: int | None = None,
+              quiet: bool = False) -> SearchSpace:
     """``space`` with the data's number of classes and channels (and ``input_size`` if given):
-    own data needs no YAML edit.  The change is logged; the run's config records the result."""
+    own data needs no YAML edit.  The change is logged (unless ``quiet``); the run's config
+    records the result."""
     c = data.input_shape[0]
     changes = {k: (old, new) for k, old, new in (
         ("num_classes", space.num_classes, data.train.num_classes),
@@ -155,8 +157,9 @@ def fit_space(space: SearchSpace, data: Dataset, *, input_size: int | None = Non
     d = space.to_dict()
     d["num_classes"] = data.train.num_classes
     d["input"] = {"size": input_size or space.input_size, "channels": c}
-    log.info("space %s fitted to the data: %s", space.name,
-             ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changes.items()))
+    if not quiet:
+        log.info("space %s fitted to the data: %s", space.name,
+                 ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changes.items()))
     return SearchSpace.from_dict(d)
 
 

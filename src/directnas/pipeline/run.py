@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from directnas.data.auto_space import choose_space
 from directnas.data.datasets import Dataset
 from directnas.data.sources import DataLike, as_dataset, fit_space, space_summary
 from directnas.errors import UserError
@@ -37,7 +38,8 @@ from directnas.pipeline.train import Built, TrainResult, train_built, train_conf
 from directnas.report.tblog import EpochLog
 from directnas.report.writer import write_report
 from directnas.space.arch import Arch
-from directnas.space.space import SearchSpace, load_space
+from directnas.space.fitted import MAX_INPUT_SIZE
+from directnas.space.space import SearchSpace, load_space, save_space
 from directnas.training.train_net import TrainConfig
 from directnas.training.trainer import Progress, no_progress
 from directnas.utils.device import resolve_device
@@ -84,7 +86,7 @@ def _label(target: Target | None) -> str:
     return "none" if target is None else target if isinstance(target, str) else f"{target:g}"
 
 
-def run(space: str | Path | SearchSpace = "fashion-mnist", data: DataLike = "fashion-mnist", *,
+def run(space: str | Path | SearchSpace | None = None, data: DataLike = "fashion-mnist", *,
         out: str | Path, target_latency: Target | Sequence[Target] | None = None,
         test: DataLike | None = None, backend: str | None = None, table: str | Path | None = None,
         protocol: Mapping[str, Any] | None = None, device: str = "auto",
@@ -92,9 +94,15 @@ def run(space: str | Path | SearchSpace = "fashion-mnist", data: DataLike = "fas
         train: Mapping[str, Any] | None = None, compress: Mapping[str, Any] | None = None,
         compare: Sequence[str | Path] = (), tensorboard: bool = True,
         say: Callable[[str], None] = log.info, progress: Progress = no_progress,
-        near_nets: int = NEAR_NETS) -> list[TargetResult]:
+        near_nets: int = NEAR_NETS,
+        max_input_size: int | None = MAX_INPUT_SIZE) -> list[TargetResult]:
     """Profile, search, train, export and report for each target in ``out``; call it again to
     resume.
+
+    ``space``: a preset name, a YAML path or a ``SearchSpace``; None (or ``"auto"``): chosen
+    from ``data`` (``data.auto_space``: the ``fashion-mnist`` preset for the demo's data, else
+    a space fitted to the images' size, at most ``max_input_size`` px unless ``input_size``).
+    The space searched is saved as ``out/space.yaml``.
 
     ``search`` / ``train``: keyword options of ``directnas.search`` / ``directnas.train`` (their
     config fields, ``quick``, ``seed``, ``config_file``).  ``compress``: keyword options of
@@ -111,13 +119,18 @@ def run(space: str | Path | SearchSpace = "fashion-mnist", data: DataLike = "fas
     root = RunFolder(Path(out))
     if root.root.exists() and not root.root.is_dir():
         raise UserError(f"--out {root.root} is a file, not a folder: give a folder path")
-    base = load_space(space) if not isinstance(space, SearchSpace) else space
+    choice = choose_space(space, data, input_size=input_size, max_input_size=max_input_size)
+    base = choice.space
     dataset = as_dataset(data, test, size=input_size or base.input_size)
-    fitted = fit_space(base, dataset, input_size=input_size)
+    fitted = fit_space(base, dataset, input_size=input_size, quiet=choice.fitted)
     plan = _plan(fitted, dataset, data, search=search or {}, train=train or {},
                  compress=compress, device=device, backend=backend, protocol=protocol,
                  progress=progress, tensorboard=tensorboard, say=say)
     root.root.mkdir(parents=True, exist_ok=True)
+    if plan.dist.is_main:
+        keep_space(root, fitted, choice.note(data))
+    if choice.line(fitted):
+        say(f"{choice.line(fitted)} -> {root.space}" if choice.fitted else str(choice.line(fitted)))
     lut = profile_stage(root, fitted, table=table, backend=backend, protocol=protocol,
                         fitted=fitted != base, say=say)
     results = []
@@ -142,6 +155,19 @@ def run(space: str | Path | SearchSpace = "fashion-mnist", data: DataLike = "fas
         write_report([*(r.folder for r in results), *compare], root.root,
                      title=f"directnas run {root.root.name}")
     return results
+
+
+def keep_space(root: RunFolder, space: SearchSpace, note: str) -> None:
+    """``root.space``: the space of the run, written once (a folder made with another space is
+    refused before anything in it changes)."""
+    if root.space.exists():
+        old = load_space(root.space)
+        if old.fingerprint() != space.fingerprint():
+            raise UserError(f"{root.root} was made with another space ({old.name}, "
+                            f"{old.input_size} px; now {space.name}, {space.input_size} px): "
+                            "re-run with the same space and data, or use a new --out")
+        return
+    save_space(space, root.space, note=note)
 
 
 def _plan(space: SearchSpace, dataset: Dataset, data: DataLike, *, search: Mapping[str, Any],

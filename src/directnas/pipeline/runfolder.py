@@ -17,6 +17,7 @@ from directnas.utils.fileio import write_json
 class RunFolder:
     """The paths of one run folder (or of one target's folder inside it)::
 
+        space.yaml                         the space searched (run folder only; --space takes it)
         latency.json, latency_stage.json   the profiled table (run folder only)
         latency_near.json, near_stage.json the table re-anchored near the target
         search/  arch.json, search.json    the search stage
@@ -33,6 +34,7 @@ class RunFolder:
         """The folder of the target ``label``: ``t<label>/`` when a run has several, else this."""
         return RunFolder(self.root / f"t{label}") if several else self
 
+    space = property(lambda self: self.root / "space.yaml")
     latency = property(lambda self: self.root / "latency.json")
     near_latency = property(lambda self: self.root / "latency_near.json")
     search = property(lambda self: self.root / "search")

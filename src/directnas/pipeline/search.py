@@ -13,6 +13,7 @@ from typing import Any, Callable, Mapping
 import torch
 
 from directnas.config import field_names, read_yaml_options, resolve_config
+from directnas.data.auto_space import choose_space
 from directnas.data.datasets import Dataset
 from directnas.data.sources import DataLike, as_dataset, fit_space, space_summary
 from directnas.latency.cache import SpaceLike, TableLike, get_table, make_protocol
@@ -21,7 +22,8 @@ from directnas.latency.target import Target, resolve_target
 from directnas.nas.searcher import CHECKPOINT, SearchConfig, Searcher, check_config, check_data_fits
 from directnas.pipeline.runfolder import check_out_dir, quiet_unless_main, save_resolved
 from directnas.space.arch import Arch
-from directnas.space.space import SearchSpace, load_space
+from directnas.space.fitted import MAX_INPUT_SIZE
+from directnas.space.space import SearchSpace, save_space
 from directnas.training.budget import scaled_epochs, steps_per_pass
 from directnas.training.trainer import Progress, no_progress
 from directnas.utils.device import resolve_device
@@ -45,7 +47,7 @@ class SearchResult:
     out: Path | None = None
 
 
-def search(space: SpaceLike, data: DataLike, *, target_latency: Target | None = None,
+def search(space: SpaceLike | None, data: DataLike, *, target_latency: Target | None = None,
            backend: str | None = None, table: TableLike | None = None,
            out: str | Path | None = None, quick: bool = False, seed: int | None = 0,
            device: str = "auto", resume: bool = False, input_size: int | None = None,
@@ -54,12 +56,14 @@ def search(space: SpaceLike, data: DataLike, *, target_latency: Target | None = 
            on_epoch: Callable[[dict[str, float]], None] | None = None,
            on_step: Callable[[int], None] | None = None,
            after_search: Callable[[Searcher, Arch], None] | None = None,
-           **config: Any) -> SearchResult:
+           max_input_size: int | None = MAX_INPUT_SIZE, **config: Any) -> SearchResult:
     """ProxylessNAS search of ``space`` (a preset name, a YAML path or a ``SearchSpace``) on
     ``data`` for the latency ``target_latency`` (ms, or a multiple of the fastest net: ``"1.5x"``).
 
     The space takes the data's number of classes and channels; images are resized to its
-    input size (or ``input_size``).  ``table``: a latency table (or its path) instead of this
+    input size (or ``input_size``).  ``space`` None (or ``"auto"``): chosen from the data
+    (``data.auto_space``; at most ``max_input_size`` px) and logged; the space searched is
+    saved as ``out/space.yaml`` when the search ends.  ``table``: a latency table (or its path) instead of this
     device's (profiled with ``protocol`` on ``backend``).  ``out``: a run folder for the
     checkpoints and outputs (None: a temporary one); ``resume`` continues its checkpoint.
     ``config``: ``SearchConfig`` fields (``epochs``, ``lr``, ``strategy``, ...).  Under
@@ -73,13 +77,16 @@ def search(space: SpaceLike, data: DataLike, *, target_latency: Target | None = 
     cfg = search_config(config, seed=seed, device=str(dev), quick=quick, config_file=config_file)
     seed_everything(cfg.seed)  # before anything random: the supernet, data order, gates
     proto = make_protocol(protocol)
-    space = load_space(space) if not isinstance(space, SearchSpace) else space
+    choice = choose_space(space, data, input_size=input_size, max_input_size=max_input_size)
+    space = choice.space
     dataset = as_dataset(data, size=input_size or space.input_size)
     fit_valid_size(cfg, dataset, quick=quick, given=config)
     fit_search_epochs(cfg, dataset, quick=quick, given=config, config_file=config_file,
                       world=dist.world)
-    given, space = space, fit_space(space, dataset, input_size=input_size)
+    given, space = space, fit_space(space, dataset, input_size=input_size, quiet=choice.fitted)
     check_data_fits(space, dataset)
+    if choice.line(space):
+        log.info("%s", choice.line(space))
     with _run_folder(out) as folder:
         dist.run_on_main(lambda: check_out_dir(folder, CHECKPOINT, resume=resume,
                                                what="search checkpoint"))
@@ -91,6 +98,8 @@ def search(space: SpaceLike, data: DataLike, *, target_latency: Target | None = 
         result = search_in(folder, space, dataset, lut, cfg, resume=resume, backend=backend,
                            data_label=data_name(data, dataset), dist=dist, progress=progress,
                            on_epoch=on_epoch, on_step=on_step, after_search=after_search)
+        if out is not None and dist.is_main:
+            save_space(space, folder / "space.yaml", note=choice.note(data))
     result.out = Path(out) if out is not None else None
     return result
 

@@ -19,6 +19,7 @@ from directnas.errors import UserError
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 TEST_FRACTION = 0.2  # of a plain ImageFolder, carved with a fixed seed
+SIDE_SAMPLE = 256  # images whose size is read to fit a space to a folder
 
 
 def _class_dirs(root: Path) -> list[str]:
@@ -106,6 +107,26 @@ def read_image_folder(root: Path, *, size: int | None = None, seed: int = 0,
              root, len(classes), len(d.parts), len(test), seed)
     assert train.rows is not None
     return _dataset(root.name, d, train, test, train.rows.numpy())
+
+
+def image_sides(root: Path, *, sample: int = SIDE_SAMPLE) -> list[int]:
+    """The shorter sides of up to ``sample`` training images of the folder ``root``, spread
+    evenly over its files (their headers are read, not their pixels; unreadable ones are left
+    out: decoding names them)."""
+    from PIL import Image
+
+    split = root / "train" if (root / "train").is_dir() else root
+    classes = _class_dirs(split)
+    files = _image_files(split, classes, 0) if classes else []
+    step = max(1, len(files) // sample)
+    sides = []
+    for path, _, _ in files[::step][:sample]:
+        try:
+            with Image.open(path) as im:
+                sides.append(min(im.size))
+        except Exception:  # noqa: BLE001 - whatever Pillow raises, the file is unreadable
+            continue
+    return sides
 
 
 def detect(root: Path) -> bool:
