@@ -123,14 +123,14 @@ def run(space: str | Path | SearchSpace | None = None, data: DataLike = "fashion
     base = choice.space
     dataset = as_dataset(data, test, size=input_size or base.input_size)
     fitted = fit_space(base, dataset, input_size=input_size, quiet=choice.fitted)
+    if choice.line(fitted):
+        say(f"{choice.line(fitted)} -> {root.space}" if choice.fitted else str(choice.line(fitted)))
     plan = _plan(fitted, dataset, data, search=search or {}, train=train or {},
                  compress=compress, device=device, backend=backend, protocol=protocol,
                  progress=progress, tensorboard=tensorboard, say=say)
     root.root.mkdir(parents=True, exist_ok=True)
     if plan.dist.is_main:
         keep_space(root, fitted, choice.note(data))
-    if choice.line(fitted):
-        say(f"{choice.line(fitted)} -> {root.space}" if choice.fitted else str(choice.line(fitted)))
     lut = profile_stage(root, fitted, table=table, backend=backend, protocol=protocol,
                         fitted=fitted != base, say=say)
     results = []
