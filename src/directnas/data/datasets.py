@@ -137,8 +137,9 @@ class Batches:
     ``pad`` pixels of zero padding for images under 48 px, and a random resized crop
     (``augment.random_resized_crop``: 35-100 % of the area, aspect ratio 3/4-4/3) from 48 px;
     then a horizontal flip, and with ``erase`` > 0 random erasing: with that probability a
-    random rectangle of 2-33 % of the image, aspect ratio 0.3-3.3, is set to the dataset mean.  ``rank``/``world`` shard each epoch like
-    DistributedSampler (every rank gets the same number of batches).  Batches are drawn and
+    random rectangle of 2-33 % of the image, aspect ratio 0.3-3.3, is set to the dataset mean.
+    ``rank``/``world`` shard each epoch like DistributedSampler (every rank gets the same
+    number of batches).  Batches are drawn and
     augmented on the CPU (one RNG stream on every device) and handed over on ``device``.
     """
 

@@ -56,6 +56,7 @@ def search(space: SpaceLike | None, data: DataLike, *, target_latency: Target | 
            on_epoch: Callable[[dict[str, float]], None] | None = None,
            on_step: Callable[[int], None] | None = None,
            after_search: Callable[[Searcher, Arch], None] | None = None,
+           warmup_cache: str | Path | None = None,
            max_input_size: int | None = MAX_INPUT_SIZE, **config: Any) -> SearchResult:
     """ProxylessNAS search of ``space`` (a preset name, a YAML path or a ``SearchSpace``) on
     ``data`` for the latency ``target_latency`` (ms, or a multiple of the fastest net: ``"1.5x"``).
@@ -63,13 +64,15 @@ def search(space: SpaceLike | None, data: DataLike, *, target_latency: Target | 
     The space takes the data's number of classes and channels; images are resized to its
     input size (or ``input_size``).  ``space`` None (or ``"auto"``): chosen from the data
     (``data.auto_space``; at most ``max_input_size`` px) and logged; the space searched is
-    saved as ``out/space.yaml`` when the search ends.  ``table``: a latency table (or its path) instead of this
-    device's (profiled with ``protocol`` on ``backend``).  ``out``: a run folder for the
+    saved as ``out/space.yaml`` when the search ends.  ``table``: a latency table (or its
+    path) instead of this device's (profiled with ``protocol`` on ``backend``).  ``out``: a run folder for the
     checkpoints and outputs (None: a temporary one); ``resume`` continues its checkpoint.
     ``config``: ``SearchConfig`` fields (``epochs``, ``lr``, ``strategy``, ...).  Under
     torchrun every rank searches its shard; rank 0 alone writes.  ``on_step(step)`` is called
     after every weight step, ``after_search(searcher, arch)`` on every rank when the search
     has ended, before the outputs are written (the supernet is ``searcher.net``).
+    ``warmup_cache``: a file for the supernet after its warm-up, shared by searches of other
+    targets with the same data and options (written by the first, started from by the others).
     """
     dev = resolve_device(device)
     dist = init_from_env(dev)
@@ -97,7 +100,8 @@ def search(space: SpaceLike | None, data: DataLike, *, target_latency: Target | 
         cfg.target_latency_ms = resolve_target(target_latency, space, lut)
         result = search_in(folder, space, dataset, lut, cfg, resume=resume, backend=backend,
                            data_label=data_name(data, dataset), dist=dist, progress=progress,
-                           on_epoch=on_epoch, on_step=on_step, after_search=after_search)
+                           on_epoch=on_epoch, on_step=on_step, after_search=after_search,
+                           warmup_cache=warmup_cache)
         if out is not None and dist.is_main:
             save_space(space, folder / "space.yaml", note=choice.note(data))
     result.out = Path(out) if out is not None else None
@@ -150,12 +154,13 @@ def search_in(folder: Path, space: SearchSpace, dataset: Dataset, lut: LatencyTa
               dist: Dist | None = None, progress: Progress = no_progress,
               on_epoch: Callable[[dict[str, float]], None] | None = None,
               on_step: Callable[[int], None] | None = None,
-              after_search: Callable[[Searcher, Arch], None] | None = None) -> SearchResult:
+              after_search: Callable[[Searcher, Arch], None] | None = None,
+              warmup_cache: str | Path | None = None) -> SearchResult:
     """Search ``space`` (fitted to ``dataset``) with a checked ``cfg`` whose target is in ms, on
     the table ``lut``, in ``folder``; rank 0 writes arch.json, search.json and the table there.
     The caller seeds (``search`` at its entry, ``run`` at the stage's)."""
     dist = dist or init_from_env(torch.device(cfg.device))
-    searcher = Searcher(space, dataset, lut, cfg, folder, dist=dist)
+    searcher = Searcher(space, dataset, lut, cfg, folder, dist=dist, warmup_cache=warmup_cache)
     ck = dist.run_on_main(searcher.load_checkpoint) if resume else None
     if ck is not None and searcher.resume(ck):
         log.info("resumed at epoch %d, step %d", searcher.state.epoch, searcher.state.step)
