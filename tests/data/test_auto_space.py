@@ -99,7 +99,8 @@ def test_the_run_folder_keeps_the_fitted_space_and_reuses_it(photos96, tmp_path,
     assert saved.fingerprint() == space.fingerprint()
     key = json.loads((out / "search" / "stage.json").read_text())
     assert key["space_fingerprint"] == saved.fingerprint() and key["input_size"] == 96
-    assert json.loads((out / "train" / "train_config.json").read_text())["input_shape"] == [3, 96, 96]
+    trained = json.loads((out / "train" / "train_config.json").read_text())
+    assert trained["input_shape"] == [3, 96, 96]
     again = tmp_path / "again"  # the saved space, named: the same space searched
     assert main(argv("search", again, "--space", str(out / "space.yaml"))) == 0
     assert "space fitted to" not in capsys.readouterr().out

@@ -32,7 +32,7 @@ def test_training_epochs_given_are_kept():
     assert resolve_epochs(TrainConfig(), 1650).epochs == 125
     assert resolve_epochs(TrainConfig(epochs=3), 1650).epochs == 3
     assert resolve_epochs(TrainConfig(), 60000).epochs == 20
-    assert resolve_epochs(TrainConfig(max_steps=5), 1650).epochs == 20  # a capped epoch: a short run
+    assert resolve_epochs(TrainConfig(max_steps=5), 1650).epochs == 20  # capped epochs: short
 
 
 def test_search_epochs_scale_unless_given_or_quick(tmp_path):

@@ -42,9 +42,10 @@ def random_resized_crop(x: torch.Tensor, generator: torch.Generator, *,
     area = scale[0] + (scale[1] - scale[0]) * torch.rand(b, generator=g)
     lo, hi = math.log(ratio[0]), math.log(ratio[1])
     r = torch.exp(lo + (hi - lo) * torch.rand(b, generator=g))
-    cw = (area * r).sqrt().clamp(max=1.0)  # the crop's width and height, as fractions of the image's
+    # the crop's width and height as fractions of the image's, its centre in [-1, 1] coordinates
+    cw = (area * r).sqrt().clamp(max=1.0)
     ch = (area / r).sqrt().clamp(max=1.0)
-    cx = (2 * torch.rand(b, generator=g) - 1) * (1 - cw)  # its centre, in [-1, 1] coordinates
+    cx = (2 * torch.rand(b, generator=g) - 1) * (1 - cw)
     cy = (2 * torch.rand(b, generator=g) - 1) * (1 - ch)
     mirror = torch.rand(b, generator=g) < 0.5 if flip else torch.zeros(b, dtype=torch.bool)
     theta = torch.zeros(b, 2, 3)

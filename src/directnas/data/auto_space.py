@@ -104,7 +104,7 @@ def choose_space(space: str | Path | SearchSpace | None, data: DataLike, *,
     auto = space is None or (isinstance(space, str) and space == AUTO)
     sides = image_size(data)
     if not auto:
-        named = space if isinstance(space, SearchSpace) else load_space(space)  # type: ignore[arg-type]
+        named = space if isinstance(space, SearchSpace) else load_space(str(space))
         return SpaceChoice(named, False, _far_line(named, sides, input_size))
     if sides is None:
         return SpaceChoice(load_space(DEMO), False, None)

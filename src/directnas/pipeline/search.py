@@ -65,8 +65,9 @@ def search(space: SpaceLike | None, data: DataLike, *, target_latency: Target | 
     input size (or ``input_size``).  ``space`` None (or ``"auto"``): chosen from the data
     (``data.auto_space``; at most ``max_input_size`` px) and logged; the space searched is
     saved as ``out/space.yaml`` when the search ends.  ``table``: a latency table (or its
-    path) instead of this device's (profiled with ``protocol`` on ``backend``).  ``out``: a run folder for the
-    checkpoints and outputs (None: a temporary one); ``resume`` continues its checkpoint.
+    path) instead of this device's (profiled with ``protocol`` on ``backend``).  ``out``: a
+    run folder for the checkpoints and outputs (None: a temporary one); ``resume`` continues
+    its checkpoint.
     ``config``: ``SearchConfig`` fields (``epochs``, ``lr``, ``strategy``, ...).  Under
     torchrun every rank searches its shard; rank 0 alone writes.  ``on_step(step)`` is called
     after every weight step, ``after_search(searcher, arch)`` on every rank when the search
