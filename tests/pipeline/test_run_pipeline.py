@@ -17,7 +17,10 @@ from directnas.latency.predictor import fastest_ms
 from directnas.space.space import load_space
 from directnas.utils.fileio import torch_load
 
-COMMON = ["--threads", "1", "--repeats", "5", "--warmup", "1"]
+# eager torch (the run's default is the best deployment runtime installed) and no reference
+# nets (tests/pipeline/test_references.py): the stages themselves are tested here
+COMMON = ["--threads", "1", "--repeats", "5", "--warmup", "1", "--backend", "torch-cpu",
+          "--no-references"]
 
 
 def _argv(space, data, out, target, *extra):

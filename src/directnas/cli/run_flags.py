@@ -7,7 +7,7 @@ import argparse
 import shlex
 from typing import Any
 
-from directnas.cli.common import given_backend, parse_target
+from directnas.cli.common import parse_target
 from directnas.cli.compress_flags import add_compress_options, compress_options as options_of
 from directnas.cli.flags import add_flags
 from directnas.cli.train_flags import TRAIN
@@ -52,12 +52,13 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-tensorboard", action="store_true", help="write no TensorBoard event files")
 
 
-def compress_options(args: argparse.Namespace) -> dict[str, Any] | None:
-    """The compression stage's ``directnas.compress`` options (None: no compression)."""
+def compress_options(args: argparse.Namespace, backend: str | None) -> dict[str, Any] | None:
+    """The compression stage's ``directnas.compress`` options (None: no compression), its net
+    exported for the runtime of ``backend``."""
     if args.compress_max_loss is None and args.compress_target_ratio is None:
         return None
     fmt = None if "int8" in args.compress_method else \
-        runtimes.for_backend(given_backend(args)).format
+        runtimes.for_backend(backend).format
     return {"method": args.compress_method, "max_loss": args.compress_max_loss,
             "target_ratio": args.compress_target_ratio, "threads": args.threads, "seed": args.seed,
             "export": fmt, **parse_compress_args(args.compress_args)}

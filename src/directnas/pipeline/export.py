@@ -122,16 +122,26 @@ def export_stage(run: RunFolder, file: ModelFile | None, *, backend: str | None,
     """The run's export stage: the trained net (``file``, or ``run.model`` when None) as the
     artifact of ``backend``'s runtime in ``run.export`` (skipped when export.json is newer than
     the model and of that format); returns export.json."""
-    fmt = runtimes.for_backend(backend).format
-    done = run.export_log
-    if done.exists() and done.stat().st_mtime >= run.model.stat().st_mtime:
+    return export_model(run.model, run.export, file, fmt=runtimes.for_backend(backend).format,
+                        data=data, threads=threads, rounds=rounds, say=say)
+
+
+def export_model(model: Path, out: Path, file: ModelFile | None, *, fmt: str, data: Dataset,
+                 threads: int = 1, rounds: int = 5, say: Callable[[str], None] = log.info,
+                 label: str = "export") -> dict[str, Any]:
+    """The net of ``model`` (a model.pt; ``file``: its content when in memory) as a ``fmt``
+    artifact in ``out``, checked on ``data``'s test split and timed in its runtime (skipped when
+    ``out/export.json`` is newer than the model and of that format); returns export.json.
+    ``label`` starts the line said."""
+    done = out / "export.json"
+    if done.exists() and done.stat().st_mtime >= model.stat().st_mtime:
         r = read_json(done)
         if r.get("format") == fmt:
-            say(f"export: done, reusing {done}")
+            say(f"{label}: done, reusing {done}")
             return r
-    r = export_artifacts(file or ModelFile.read(run.model), run.export, data=data, formats=[fmt],
-                         threads=threads, rounds=rounds, source=str(run.model.resolve()))
-    say(f"export: {r['path']} ({fmt}, {r['runtime_version']}): {r['latency_ms']:.3f} ms "
+    r = export_artifacts(file or ModelFile.read(model), out, data=data, formats=[fmt],
+                         threads=threads, rounds=rounds, source=str(model.resolve()))
+    say(f"{label}: {r['path']} ({fmt}, {r['runtime_version']}): {r['latency_ms']:.3f} ms "
         f"(noise floor {100 * r['noise_floor']:.1f} %), top-1 agreement "
         f"{100 * r['top1_agreement']:.2f} %")
     return r

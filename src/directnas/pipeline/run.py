@@ -1,5 +1,5 @@
-"""The whole pipeline in one resumable run folder: profile -> search -> train -> export -> report
-(-> compress).  The paths are ``RunFolder``'s.
+"""The whole pipeline in one resumable run folder: profile -> search -> train -> export ->
+references -> report (-> compress).  The paths are ``RunFolder``'s.
 
 Several targets give one search + train each in ``OUT/t<target>/`` and a report over all of
 them in ``OUT``.  Every stage folder keeps the options it was made with (``stage.json``): a
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from directnas.data.auto_space import choose_space
+from directnas import runtimes
 from directnas.data.datasets import Dataset
 from directnas.data.sources import DataLike, as_dataset, fit_space, space_summary
 from directnas.errors import UserError
@@ -29,11 +30,12 @@ from directnas.nas.searcher import SearchConfig, check_data_fits
 from directnas.pipeline.compress import compress_stage
 from directnas.pipeline.export import export_stage, target_check_stage
 from directnas.pipeline.latency_stages import near_stage, profile_stage
+from directnas.pipeline.references import ReferenceOptions, references_stage
 from directnas.pipeline.runfolder import RunFolder, quiet_unless_main
 from directnas.pipeline.search import (data_name, fit_search_epochs, fit_valid_size, search_config,
                                        search_in)
 from directnas.pipeline.sections import append_compress_section, append_export_section
-from directnas.pipeline.stages import data_key, enter_stage, options_key
+from directnas.pipeline.stages import data_key, enter_stage, options_key, train_stage
 from directnas.pipeline.train import Built, TrainResult, train_built, train_config
 from directnas.report.tblog import EpochLog
 from directnas.report.writer import write_report
@@ -44,7 +46,6 @@ from directnas.training.train_net import TrainConfig
 from directnas.training.trainer import Progress, no_progress
 from directnas.utils.device import resolve_device
 from directnas.utils.distributed import Dist, init_from_env
-from directnas.utils.fileio import read_json
 from directnas.utils.seeding import seed_everything
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ class TargetResult:
     exported: dict[str, Any] | None = None
     check: dict[str, Any] | None = None   # deploy.target_check: the artifact against the target
     compressed: dict[str, Any] | None = None  # compress/metrics.json (``compress`` given)
+    references: dict[str, Any] | None = None  # references/references.json (references trained)
 
 
 @dataclass
@@ -80,6 +82,7 @@ class Plan:
     progress: Progress
     tensorboard: bool
     say: Callable[[str], None]
+    references: ReferenceOptions | None = None
 
 
 def _label(target: Target | None) -> str:
@@ -95,7 +98,9 @@ def run(space: str | Path | SearchSpace | None = None, data: DataLike = "fashion
         compare: Sequence[str | Path] = (), tensorboard: bool = True,
         say: Callable[[str], None] = log.info, progress: Progress = no_progress,
         near_nets: int = NEAR_NETS,
-        max_input_size: int | None = MAX_INPUT_SIZE) -> list[TargetResult]:
+        max_input_size: int | None = MAX_INPUT_SIZE,
+        references: ReferenceOptions | Mapping[str, Any] | bool | None = True
+        ) -> list[TargetResult]:
     """Profile, search, train, export and report for each target in ``out``; call it again to
     resume.
 
@@ -113,9 +118,16 @@ def run(space: str | Path | SearchSpace | None = None, data: DataLike = "fashion
     ``near_nets``: when the table is profiled here, that many whole nets predicted near each
     target are timed and the table re-anchored on them before the search
     (``latency.near_target``; 0: off).
+    ``backend``: None picks the best deployment runtime installed (``default_backend``; with a
+    ``table``, the table's own).  ``references``: the nets each target's searched net is
+    compared with, trained with its recipe and timed beside its artifact
+    (``pipeline.references``): True (default: 4 random nets of its latency window and the
+    MobileNets), a ``ReferenceOptions`` or a mapping of its fields, or None/False for none.
     """
     targets = target_latency if isinstance(target_latency, (list, tuple)) else [target_latency]
     targets = list(dict.fromkeys(None if t is None else parse_target(t) for t in targets))
+    backend = default_backend(backend, table, say)
+    refs = ReferenceOptions.of(references)
     root = RunFolder(Path(out))
     if root.root.exists() and not root.root.is_dir():
         raise UserError(f"--out {root.root} is a file, not a folder: give a folder path")
@@ -128,6 +140,7 @@ def run(space: str | Path | SearchSpace | None = None, data: DataLike = "fashion
     plan = _plan(fitted, dataset, data, search=search or {}, train=train or {},
                  compress=compress, device=device, backend=backend, protocol=protocol,
                  progress=progress, tensorboard=tensorboard, say=say)
+    plan.references = refs
     root.root.mkdir(parents=True, exist_ok=True)
     if plan.dist.is_main:
         keep_space(root, fitted, choice.note(data))
@@ -170,6 +183,18 @@ def keep_space(root: RunFolder, space: SearchSpace, note: str) -> None:
     save_space(space, root.space, note=note)
 
 
+def default_backend(backend: str | None, table: str | Path | None,
+                    say: Callable[[str], None]) -> str | None:
+    """The run's backend: ``backend`` when named; with a given ``table``, None (the table's own);
+    otherwise the best deployment runtime installed (``runtimes.best_installed``), said in one
+    line."""
+    if backend is not None or table is not None:
+        return backend
+    chosen = runtimes.best_installed()
+    say(f"backend: {chosen} (the best deployment runtime installed; --backend NAME picks another)")
+    return chosen
+
+
 def _plan(space: SearchSpace, dataset: Dataset, data: DataLike, *, search: Mapping[str, Any],
           train: Mapping[str, Any], compress: Mapping[str, Any] | None, device: str,
           backend: str | None, protocol: Mapping[str, Any] | None, progress: Progress,
@@ -202,9 +227,9 @@ def run_target(folder: RunFolder, space: SearchSpace, plan: Plan, target: Target
                key_target: Target | None, target_ms: float | None, table: LatencyTable,
                table_path: Path, *, compare: Sequence[str | Path],
                warmup: Path | None = None) -> TargetResult:
-    """One target: search -> train -> export -> report (-> compress) in ``folder``, on ``table``
-    (saved at ``table_path``) with the target ``target_ms``; the search starts from the run's
-    shared warm-up ``warmup`` when an earlier target left one."""
+    """One target: search -> train -> export -> references -> report (-> compress) in
+    ``folder``, on ``table`` (saved at ``table_path``) with the target ``target_ms``; the search
+    starts from the run's shared warm-up ``warmup`` when an earlier target left one."""
     say = plan.say
     arch = search_stage(folder, space, plan, table, target_ms,
                         key={**options_key(plan.search_options), **plan.stage_data,
@@ -216,6 +241,8 @@ def run_target(folder: RunFolder, space: SearchSpace, plan: Plan, target: Target
     file = trained.file if trained is not None else None
     exported = export_stage(folder, file, backend=plan.backend, data=plan.dataset,
                             threads=plan.proto.threads, rounds=plan.proto.rounds, say=say)
+    refs = references_stage(folder, space, plan, arch, table, table_path, target_ms, exported,
+                            metrics)
     write_report([folder.root, *compare], folder.root, title=f"directnas run {folder.root.name}")
     near = NearTarget.of(table)
     table_ref = (near.reference_ms if near is not None else None) or table.meta.get("reference_ms")
@@ -229,7 +256,8 @@ def run_target(folder: RunFolder, space: SearchSpace, plan: Plan, target: Target
         compressed = compress_stage(folder.compress, trained or folder.train, plan.dataset,
                                     options=plan.compress, say=say)
         append_compress_section(folder.report, compressed)
-    return TargetResult(folder.root, target, arch, metrics, exported, check, compressed)
+    return TargetResult(folder.root, target, arch, metrics, exported, check, compressed,
+                        refs)
 
 
 def search_stage(folder: RunFolder, space: SearchSpace, plan: Plan, table: LatencyTable,
@@ -265,30 +293,4 @@ def _train(folder: RunFolder, arch: Arch, table: LatencyTable, plan: Plan,
                        on_epoch=on_epoch, dist=plan.dist)
 
 
-def train_stage(folder: Path, key: dict[str, Any], *,
-                fit: Callable[[Callable[[int, dict[str, float]], None]], TrainResult],
-                tensorboard: bool, say: Callable[[str], None] = log.info,
-                on_epoch: Callable[[int, dict[str, float]], None] | None = None
-                ) -> tuple[dict[str, Any], TrainResult | None]:
-    """``fit(on_epoch)`` trains into ``folder`` (skipped when done with the options ``key``),
-    with curves.json + TensorBoard; returns its metrics and its result (None when skipped)."""
-    if enter_stage(folder, key, done=(folder / "metrics.json").exists()):
-        say(f"train: done, reusing {folder / 'metrics.json'}")
-        return read_json(folder / "metrics.json"), None
-    elog = EpochLog(folder, "train", tensorboard=tensorboard)
-
-    def row(e: int, r: dict[str, float]) -> None:
-        elog.train_row(e, r)
-        if on_epoch is not None:
-            on_epoch(e, r)
-
-    try:
-        result = fit(row)
-        elog.final({k: result.metrics[k] for k in ("test_accuracy", "latency_ms")
-                    if k in result.metrics}, step=len(elog.rows))
-    finally:
-        elog.close()
-    return result.metrics, result
-
-
-__all__ = ["Plan", "TargetResult", "run", "run_target", "train_stage"]
+__all__ = ["Plan", "TargetResult", "default_backend", "run", "run_target", "train_stage"]

@@ -24,6 +24,7 @@ class RunFolder:
         train/   model.pt, metrics.json    the training stage
         export/  export.json, target_check.json
         compress/ metrics.json, model.dnz  the compression stage (``run --compress-*``)
+        references/<name>/, references.json  nets trained and timed beside the searched one
         report.md, report.json, *.png
         warmup_checkpoint.pt               the supernet after its warm-up, shared by the targets
         t<label>/                          one target's folder when a run has several
@@ -50,6 +51,7 @@ class RunFolder:
     target_check = property(lambda self: self.root / "export" / "target_check.json")
     compress = property(lambda self: self.root / "compress")
     compress_metrics = property(lambda self: self.root / "compress" / "metrics.json")
+    references = property(lambda self: self.root / "references")
     report = property(lambda self: self.root / "report.md")
     report_json = property(lambda self: self.root / "report.json")
 

@@ -77,7 +77,7 @@ def append_compress_section(report: Path, m: Mapping[str, Any]) -> None:
 
 def target_lines(r: "TargetResult") -> list[str]:
     """One target's outcome: the architecture, accuracy and latency, the artifact, whether the
-    target held, and the compressed net."""
+    target held, the searched net against its references, and the compressed net."""
     m, t = r.metrics, r.arch.meta.get("target_latency_ms")
     lines = [f"architecture: {(r.folder / 'search' / 'arch.json').resolve()}  [{r.arch.summary()}]",
              f"  test accuracy {100 * m['test_accuracy']:.2f} %, measured latency {m['latency_ms']:.3f} ms"
@@ -96,6 +96,11 @@ def target_lines(r: "TargetResult") -> list[str]:
                      f"({'inside' if c['held'] else 'outside'} [{lo:.2f} T, {hi:.2f} T]; the "
                      f"near-target nets run at {c['speed_now_over_then']:.2f}x their search-time "
                      f"latency), {c['ratio_ms']:.2f} T against the {c['target_ms']:.4f} ms searched for")
+    if r.references:
+        v = r.references["versus"]
+        lines.append(f"references: {len(r.references['references'])} nets trained and timed beside "
+                     f"the artifact ({(r.folder / 'references' / 'references.json').resolve()})")
+        lines.append(f"  {v['line']}")
     if r.compressed:
         c = r.compressed
         lines.append(f"compressed: {(r.folder / 'compress' / c['compressed_file']).resolve()}  "

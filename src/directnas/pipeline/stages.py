@@ -6,12 +6,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from directnas.data.datasets import Dataset
 from directnas.errors import UserError
+from directnas.report.tblog import EpochLog
 from directnas.utils.fileio import read_json, write_json
+
+if TYPE_CHECKING:
+    from directnas.pipeline.train import TrainResult
+
+log = logging.getLogger(__name__)
 
 STAGE = "stage.json"
 NOT_IN_KEY = {"checkpoint_every", "device"}  # options that do not change a stage's result
@@ -57,3 +64,29 @@ def options_key(options: Mapping[str, Any]) -> dict[str, Any]:
     if key.get("config_file"):
         key["config_digest"] = file_digest(key["config_file"])
     return key
+
+
+def train_stage(folder: Path, key: dict[str, Any], *,
+                fit: Callable[[Callable[[int, dict[str, float]], None]], TrainResult],
+                tensorboard: bool, say: Callable[[str], None] = log.info,
+                on_epoch: Callable[[int, dict[str, float]], None] | None = None
+                ) -> tuple[dict[str, Any], TrainResult | None]:
+    """``fit(on_epoch)`` trains into ``folder`` (skipped when done with the options ``key``),
+    with curves.json + TensorBoard; returns its metrics and its result (None when skipped)."""
+    if enter_stage(folder, key, done=(folder / "metrics.json").exists()):
+        say(f"train: done, reusing {folder / 'metrics.json'}")
+        return read_json(folder / "metrics.json"), None
+    elog = EpochLog(folder, "train", tensorboard=tensorboard)
+
+    def row(e: int, r: dict[str, float]) -> None:
+        elog.train_row(e, r)
+        if on_epoch is not None:
+            on_epoch(e, r)
+
+    try:
+        result = fit(row)
+        elog.final({k: result.metrics[k] for k in ("test_accuracy", "latency_ms")
+                    if k in result.metrics}, step=len(elog.rows))
+    finally:
+        elog.close()
+    return result.metrics, result

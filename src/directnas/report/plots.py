@@ -19,7 +19,13 @@ from directnas.space.ops import parse_op
 
 KERNEL_COLOURS = {1: "#9e9e9e", 3: "#4c8bd6", 5: "#f0a030", 7: "#d64c4c", 9: "#8e5bc4"}
 FIXED_COLOUR, SKIP_COLOUR = "#cfd8dc", "#eeeeee"
-FAMILY_LABELS = {"searched": "DirectNAS (searched)", "mobilenetv2": "MobileNetV2", "lenet": "LeNet"}
+FAMILY_LABELS = {"searched": "DirectNAS (searched)", "mobilenetv2": "MobileNetV2",
+                 "mobilenetv3": "MobileNetV3-style (same ops)",
+                 "random": "random nets of the searched net's window", "lenet": "LeNet"}
+# family -> (colour, marker, marker size, points joined by a line); other families cycle OTHERS
+FAMILY_STYLES = {"searched": ("#d62728", "*", 14, True), "random": ("#7f7f7f", "o", 6, False),
+                 "mobilenetv2": ("#1f77b4", "s", 6, True), "mobilenetv3": ("#2ca02c", "^", 7, True)}
+OTHERS = ["#9467bd", "#8c564b", "#17becf", "#bcbd22", "#e377c2"]
 
 
 def _kernel_colour(kernel: int) -> str:
@@ -99,18 +105,18 @@ def draw_arch(arch: Arch, path: str | Path, *, title: str | None = None) -> Path
 
 # ---- the accuracy-latency plane ----------------------------------------------------------------
 def plot_pareto(points: list[dict[str, Any]], path: str | Path, *, title: str | None = None) -> Path:
-    """Test accuracy vs measured latency; one line per family (``family`` key), labels beside."""
+    """Test accuracy vs measured latency; one marker per family (``family`` key; a family's
+    points joined by a line, the random nets not), labels beside; the searched nets on top."""
     fig = Figure(figsize=(6.4, 4.4))
     ax = fig.add_subplot()
     families = sorted({p["family"] for p in points}, key=lambda f: (f != "searched", f))
-    styles = {"searched": ("#d62728", "*", 12)}
-    others = ["#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#17becf"]
+    others = iter(OTHERS * (1 + len(families) // len(OTHERS)))
     for fam in families:
         pts = sorted((p for p in points if p["family"] == fam), key=lambda p: p["latency_ms"])
-        colour, marker, size = styles.get(fam, (others[len(styles) % len(others)], "o", 6))
-        styles.setdefault(fam, (colour, marker, size))
+        colour, marker, size, joined = FAMILY_STYLES.get(fam) or (next(others), "o", 6, True)
         ax.plot([p["latency_ms"] for p in pts], [100 * p["test_accuracy"] for p in pts],
                 marker=marker, markersize=size, color=colour, linewidth=1,
+                linestyle="-" if joined else "none", zorder=3 if fam == "searched" else 2,
                 label=FAMILY_LABELS.get(fam, fam))
         for p in pts:
             ax.annotate(p["label"], (p["latency_ms"], 100 * p["test_accuracy"]), fontsize=7,

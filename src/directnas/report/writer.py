@@ -6,8 +6,10 @@ accuracy-vs-measured-latency plane (``plot_pareto``), the op probabilities durin
 finds the runs under ``folders`` (``find_runs``) and writes everything to ``out``.
 
 Run folders it understands: a pipeline run (``search/arch.json`` + ``train/metrics.json``, from
-``directnas run``), a train folder (``metrics.json``, from ``directnas train`` or ``baselines``),
-or a folder holding such folders (several targets, a baselines folder).
+``directnas run``; with the reference nets it trained, ``references/``), a train folder
+(``metrics.json``, from ``directnas train`` or ``baselines``), or a folder holding such folders
+(several targets, a baselines folder).  A searched net with references is compared with the best
+of them at equal or lower latency (``report.references``).
 
 The pictures are in ``report_plots``, run discovery in ``report_runs`` (both re-exported
 here); this module writes the report.
@@ -25,9 +27,20 @@ from directnas.utils.fileio import write_json, write_text
 from directnas.report.plots import (FAMILY_LABELS, KERNEL_COLOURS, draw_arch,  # noqa: F401
                                     latency_ratio_at_equal_accuracy, pareto_front, plot_curves,
                                     plot_pareto, plot_probs)
+from directnas.report.references import best_reference, session_text
 from directnas.report.runs import SKIP_DIRS, Run, find_runs, load_run  # noqa: F401
 
 log = logging.getLogger(__name__)
+
+
+LABELS = (("searched@", "T="), ("mobilenetv2-", "MBv2-"), ("mobilenetv3-", "MBv3-"),
+          ("random-", "r"))
+
+
+def _label(name: str) -> str:
+    for a, b in LABELS:
+        name = name.replace(a, b)
+    return name
 
 
 def _slug(name: str) -> str:
@@ -60,13 +73,12 @@ def write_report(folders: list[str | Path], out: str | Path, *, title: str = "di
         if p:
             plots[r.name] = p
     measured = [r for r in runs if "test_accuracy" in r.metrics and "latency_ms" in r.metrics]
-    points = [{"label": r.name.replace("searched@", "T=").replace("mobilenetv2-", "MBv2-"),
-               "family": r.family, "latency_ms": r.metrics["latency_ms"],
+    points = [{"label": _label(r.name), "family": r.family, "latency_ms": r.metrics["latency_ms"],
                "test_accuracy": r.metrics["test_accuracy"],
                "backend": r.metrics.get("latency_backend")} for r in measured]
     pareto = plot_pareto(points, out / "pareto.png").name if points else None
     summary = {"runs": [_run_json(r, out) for r in runs], "plots": plots, "pareto_plot": pareto,
-               "comparisons": _comparisons(measured)}
+               "comparisons": _comparisons(measured), "references": _versus(runs)}
     write_json(out / "report.json", summary)
     write_text(out / "report.md", _markdown(title, runs, summary))
     log.info("report written to %s", out / "report.md")
@@ -87,24 +99,40 @@ def _run_json(r: Run, out: Path) -> dict[str, Any]:
         d["searched_predicted_latency_ms"] = r.arch.meta.get("predicted_latency_ms")
     if r.search:
         d["search_wall_s"] = r.search.get("search_wall_s")
+    if r.owner is not None:
+        d["reference_of"] = str(r.owner.resolve())
     return d
 
 
-def _comparisons(measured: list[Run]) -> list[dict[str, Any]]:
-    """Each searched net against each baseline family: latency ratio at equal accuracy."""
+def _versus(runs: list[Run]) -> list[dict[str, Any]]:
+    """Each searched net with references against the best of them at equal or lower latency."""
     out = []
-    families = sorted({r.family for r in measured if r.kind == "baseline"})
+    for s in (r for r in runs if r.references):
+        rows = [{"name": r.name, **r.metrics} for r in runs if r.owner == s.folder]
+        v = best_reference({"name": s.name, **s.metrics}, rows,
+                           noise_floor=s.references["session"].get("noise_floor"))
+        out.append({**v, "session": s.references["session"], "window_ms": s.references["window_ms"],
+                    "epochs": s.references["epochs"]})
+    return out
+
+
+def _comparisons(measured: list[Run]) -> list[dict[str, Any]]:
+    """Each searched net against each baseline family and each family of its own references:
+    latency ratio at equal accuracy."""
+    out = []
     for s in (r for r in measured if r.kind == "searched"):
-        for fam in families:
+        # baselines, and the references timed beside this searched net
+        pool = [r for r in measured if r.kind == "baseline" or r.owner == s.folder]
+        for fam in sorted({r.family for r in pool}):
             base = [(r.metrics["latency_ms"], r.metrics["test_accuracy"])
-                    for r in measured if r.family == fam]
+                    for r in pool if r.family == fam]
             ratio = latency_ratio_at_equal_accuracy(s.metrics["test_accuracy"], s.metrics["latency_ms"],
                                                     base)
-            dominated = [r.name for r in measured if r.family == fam
+            dominated = [r.name for r in pool if r.family == fam
                          and r.metrics["latency_ms"] <= s.metrics["latency_ms"]
                          and r.metrics["test_accuracy"] >= s.metrics["test_accuracy"]]
             if ratio is None:  # the family never gets there: its most accurate member bounds it
-                best = max((r for r in measured if r.family == fam),
+                best = max((r for r in pool if r.family == fam),
                            key=lambda r: (r.metrics["test_accuracy"], -r.metrics["latency_ms"]))
                 bound = best.metrics["latency_ms"] / s.metrics["latency_ms"]
                 ratio = {"ratio": None, "ratio_lower_bound": bound,
@@ -136,7 +164,9 @@ def _markdown(title: str, runs: list[Run], summary: dict[str, Any]) -> str:
         sbs = next((d["latency_side_by_side"] for d in summary["runs"] if d.get("latency_side_by_side")),
                    None)
         stat = sbs.get("stat", "median") if sbs else "median"
-        how = (f"all {sbs['nets']} nets timed side by side in one process, {sbs['rounds']} interleaved "
+        where = f"as exported artifacts ({sbs['artifacts']})" if sbs and sbs.get("artifacts") \
+            else "in one process"
+        how = (f"all {sbs['nets']} nets timed side by side {where}, {sbs['rounds']} interleaved "
                f"rounds x ({sbs['warmup']} warm-up + {sbs['repeats']} repeats), the {stat} of each "
                "round, median over rounds" if sbs else
                "each net timed right after its training, median of repeats")
@@ -149,6 +179,7 @@ def _markdown(title: str, runs: list[Run], summary: dict[str, Any]) -> str:
         lines += ["", f"Latency: batch 1, {'/'.join(map(str, sorted(threads)))} threads, measured end "
                   f"to end on {', '.join(sorted(backend))} ({how}); predicted = sum of latency-table "
                   "entries."]
+    lines += _reference_lines(runs, summary)
     if summary["comparisons"]:
         lines += ["", "## Searched vs baselines at equal accuracy", "",
                   "| searched | baseline family | baseline latency at equal accuracy | ratio | note |",
@@ -171,6 +202,18 @@ def _markdown(title: str, runs: list[Run], summary: dict[str, Any]) -> str:
         lines += search_decision_lines(r.search)
         lines += [f"![{kind}]({name})" for kind, name in p.items()]
     return "\n".join(lines) + "\n"
+
+
+def _reference_lines(runs: list[Run], summary: dict[str, Any]) -> list[str]:
+    """The section comparing each searched net with its references, when it has any."""
+    owners = [r for r in runs if r.references]
+    if not owners:
+        return []
+    lines = ["", "## Searched vs references at equal or lower latency", ""]
+    for r, v in zip(owners, summary["references"]):
+        head = f"{r.name}: " if len(owners) > 1 else ""
+        lines += [f"**{head}{v['line']}**", "", session_text(r.references or {}), ""]
+    return lines[:-1]
 
 
 def search_decision_lines(search: dict[str, Any] | None) -> list[str]:

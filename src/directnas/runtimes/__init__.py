@@ -15,15 +15,16 @@ Adding a runtime: a module here that ends with ``register(Runtime(...))``, and i
 
 import importlib
 
-from directnas.runtimes.base import (CLOCKS, DEFAULT, DTYPES, STATS, Int8, Protocol, Runner,
-                                     RunnerFactory, Runtime, by_format, for_backend, formats,
-                                     get, int8_formats, names, register, unregister)
+from directnas.runtimes.base import (CLOCKS, DEFAULT, DEPLOYMENT, DTYPES, STATS, Int8, Protocol,
+                                     Runner, RunnerFactory, Runtime, best_installed, by_format,
+                                     for_backend, formats, get, int8_formats, names, register,
+                                     unregister)
 
 MODULES = ("executorch_xnnpack", "onnxruntime_cpu", "openvino_cpu", "torch_cpu", "cuda")
 
 for _m in MODULES:
     importlib.import_module(f"directnas.runtimes.{_m}")
 
-__all__ = ["CLOCKS", "DEFAULT", "DTYPES", "STATS", "Int8", "Protocol", "Runner", "RunnerFactory",
-           "Runtime", "by_format", "for_backend", "formats", "get", "int8_formats", "names",
-           "register", "unregister", "MODULES"]
+__all__ = ["CLOCKS", "DEFAULT", "DEPLOYMENT", "DTYPES", "STATS", "Int8", "Protocol", "Runner",
+           "RunnerFactory", "Runtime", "best_installed", "by_format", "for_backend", "formats",
+           "get", "int8_formats", "names", "register", "unregister", "MODULES"]

@@ -31,6 +31,8 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 STATS = ("median", "p25", "p10", "min", "mean")
 CLOCKS = ("wall", "cpu")
 DEFAULT = "torch-cpu"  # the backend when none is named
+# deployment runtimes, best first: the default backend of ``directnas run`` is the first installed
+DEPLOYMENT = ("executorch-xnnpack", "openvino-cpu", "onnxruntime-cpu", "torch-cpu")
 
 
 @dataclass(frozen=True)
@@ -184,6 +186,17 @@ def for_backend(name: str | None) -> Runtime:
     one's when no backend was named or it is no runtime here (an imported table's)."""
     rt = _RUNTIMES.get(name or DEFAULT) or _RUNTIMES[DEFAULT]
     return get(rt.artifact_runtime) if rt.artifact_runtime else rt
+
+
+def best_installed() -> str:
+    """The best deployment runtime that runs here: the first of ``DEPLOYMENT`` (ExecuTorch +
+    XNNPACK, then OpenVINO, then onnxruntime, then eager torch) that is registered and whose
+    ``unavailable()`` finds nothing missing; ``DEFAULT`` when none is."""
+    for name in DEPLOYMENT:
+        rt = _RUNTIMES.get(name)
+        if rt is not None and rt.unavailable() is None:
+            return name
+    return DEFAULT
 
 
 def formats() -> list[str]:

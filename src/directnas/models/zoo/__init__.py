@@ -3,7 +3,7 @@
 
 import importlib
 
-MODULES: list[str] = ["lenet", "mobilenetv2"]
+MODULES: list[str] = ["lenet", "mobilenetv2", "mobilenetv3"]
 
 for _m in MODULES:
     importlib.import_module(f"directnas.models.zoo.{_m}")

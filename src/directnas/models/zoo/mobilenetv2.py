@@ -15,6 +15,9 @@ stem keeps the resolution (stride 1) and the first block ``(1,16,1)`` halves it 
 inputs keep the paper's strides.  Channels are scaled by the width multiplier and rounded to a
 multiple of 8 (``make_divisible``, as torchvision); the head is 1x1 conv to ``1280 * max(1, w)``
 -> pool -> dropout -> linear, with the preset's dropout (0.1) so only the architecture differs.
+The activation is MobileNetV2's ReLU6 unless ``activation`` names another of the space's
+(``space.ops.ACTIVATIONS``), so a reference net can use the activation of the space it is
+compared with.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from torch import nn
 
 from directnas.models.registry import register
 from directnas.space.arch import Arch, uniform_arch
+from directnas.space.ops import DEFAULT_ACTIVATION
 from directnas.space.space import SearchSpace
 
 OP = "k3_e6"
@@ -49,7 +53,7 @@ def make_divisible(v: float, divisor: int = 8) -> int:
 
 
 def mobilenetv2_space(width: float, *, input_shape: tuple[int, int, int] = (1, 28, 28),
-                      num_classes: int = 10) -> SearchSpace:
+                      num_classes: int = 10, activation: str = DEFAULT_ACTIVATION) -> SearchSpace:
     """MobileNetV2 at width multiplier ``width`` as a one-candidate search space."""
     c, h, _ = input_shape
     small = h < SMALL_INPUT
@@ -69,14 +73,16 @@ def mobilenetv2_space(width: float, *, input_shape: tuple[int, int, int] = (1, 2
         "candidates": [OP],
         "allow_zero": False,
     }
+    if activation != DEFAULT_ACTIVATION:  # the default writes no key: fingerprints unchanged
+        d["activation"] = activation
     return SearchSpace.from_dict(d)
 
 
 def mobilenetv2_arch(width: float, *, input_shape: tuple[int, int, int] = (1, 28, 28),
-                     num_classes: int = 10) -> Arch:
+                     num_classes: int = 10, activation: str = DEFAULT_ACTIVATION) -> Arch:
     """The only architecture of ``mobilenetv2_space(width)``: every layer ``k3_e6``."""
-    arch = uniform_arch(mobilenetv2_space(width, input_shape=input_shape,
-                                          num_classes=num_classes), OP)
+    arch = uniform_arch(mobilenetv2_space(width, input_shape=input_shape, num_classes=num_classes,
+                                          activation=activation), OP)
     arch.meta = {"model": model_name(width), "width_multiplier": width}
     return arch
 

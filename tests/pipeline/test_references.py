@@ -1,0 +1,165 @@
+"""`directnas run` trains reference nets beside the searched one (random nets of its latency window,
+MobileNets from the same ops), times their artifacts side by side with its artifact, and reports
+the comparison; `--no-references` skips them; a re-run reuses them.  And the run's default
+backend is the best deployment runtime installed."""
+
+import json
+
+import pytest
+
+from directnas import runtimes
+from directnas.cli.main import main
+from directnas.latency.predictor import predict_arch_ms
+from directnas.latency.table import LatencyTable
+from directnas.report.references import best_reference
+from directnas.space.arch import Arch
+from directnas.space.space import load_space
+
+from helpers import fake_table
+
+TARGET = 0.55  # ms on the generated table: about half of the tiny space's nets are in [0.9 T, T]
+
+
+def _argv(space, data, table, out, *extra):
+    return ["run", "--space", str(space), "--data", str(data), "--out", str(out),
+            "--latency-table", str(table), "--target-latency", str(TARGET),
+            "--warmup-epochs", "1", "--epochs", "1", "--batch-size", "64",
+            "--train-batch-size", "64", "--train-epochs", "1", "--seed", "0", "--threads", "1",
+            "--repeats", "5", "--warmup", "1", "--rounds", "2", "--no-tensorboard", *extra]
+
+
+@pytest.fixture
+def setup(tmp_path, tiny_space_yaml, monkeypatch):
+    monkeypatch.setenv("DIRECTNAS_CACHE", str(tmp_path / "cache"))
+    table = tmp_path / "table.json"
+    fake_table(load_space(str(tiny_space_yaml))).save(table)
+    cfg = tmp_path / "fast.yaml"
+    cfg.write_text("max_steps: 3\n")
+    return table, cfg
+
+
+def test_run_trains_times_and_reports_references(tmp_path, tiny_idx_dir, tiny_space_yaml, setup,
+                                                 capsys):
+    table, cfg = setup
+    out = tmp_path / "run"
+    argv = _argv(tiny_space_yaml, tiny_idx_dir, table, out, "--config", str(cfg),
+                 "--train-config", str(cfg), "--references", "4",
+                 "--reference-models", "mobilenetv2-0.35,mobilenetv3-small")
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    names = ["random-1", "random-2", "random-3", "random-4", "mobilenetv2-0.35", "mobilenetv3-small"]
+    for n in names:
+        for f in ("stage.json", "model.pt", "metrics.json", "export/export.json"):
+            assert (out / "references" / n / f).exists(), (n, f)
+    refs = json.loads((out / "references" / "references.json").read_text())
+    assert [r["name"] for r in refs["references"]] == names
+    # the random nets: distinct, not the searched net, predicted in [0.9 T, T] on the run's table
+    lut, space = LatencyTable.load(out / "latency.json"), load_space(str(tiny_space_yaml))
+    searched = Arch.load(out / "search" / "arch.json").ops
+    ops = [tuple(r["arch"]) for r in refs["references"][:4]]
+    assert len(set(ops)) == 4 and tuple(searched) not in ops
+    for o in ops:
+        assert 0.9 * TARGET - 1e-9 <= predict_arch_ms(Arch(space, list(o)), lut) <= TARGET + 1e-9
+    # every artifact (the searched one too) timed in one session, as the artifact is
+    s = refs["session"]
+    assert s["format"] == "torchscript" and s["batch_size"] == 1 and s["threads"] == 1
+    assert set(s["latencies"]) == {"searched", *names}
+    exported = json.loads((out / "export" / "export.json").read_text())
+    assert refs["searched"]["artifact"] == exported["path"]
+    # report.json lists them with accuracy and latency; report.md and the console the comparison
+    report = json.loads((out / "report.json").read_text())
+    rows = {r["name"]: r for r in report["runs"]}
+    for n in names:
+        assert rows[n]["kind"] == "reference" and 0 <= rows[n]["test_accuracy"] <= 1
+        assert rows[n]["latency_ms"] == pytest.approx(s["latencies"][n]["latency_ms"])
+    searched_row = rows[f"searched@{TARGET:g}ms"]
+    assert searched_row["latency_ms"] == pytest.approx(s["latencies"]["searched"]["latency_ms"])
+    line = refs["versus"]["line"]
+    assert line.startswith("searched vs the best reference at equal or lower latency: ")
+    assert report["references"][0]["line"] == line
+    assert line in (out / "report.md").read_text() and f"  {line}" in printed
+    assert (out / "pareto.png").stat().st_size > 2000
+    assert len(list(out.glob("*.png"))) == 4  # no curves per reference
+
+    # the same command again: every reference and the timing session are reused
+    stamps = {n: (out / "references" / n / "model.pt").stat().st_mtime_ns for n in names}
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "references: timing done, reusing" in printed
+    assert printed.count("train: done, reusing") == 1 + len(names)
+    assert all((out / "references" / n / "model.pt").stat().st_mtime_ns == t
+               for n, t in stamps.items())
+
+    # a reference whose folder is gone is trained again, and the session timed again
+    import shutil
+
+    shutil.rmtree(out / "references" / "random-2")
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "timing 7 artifacts side by side" in printed
+    assert (out / "references" / "random-2" / "metrics.json").exists()
+
+
+def test_no_references_skips_them(tmp_path, tiny_idx_dir, tiny_space_yaml, setup, capsys):
+    table, cfg = setup
+    out = tmp_path / "run"
+    assert main(_argv(tiny_space_yaml, tiny_idx_dir, table, out, "--config", str(cfg),
+                      "--train-config", str(cfg), "--no-references")) == 0
+    assert not (out / "references").exists()
+    report = json.loads((out / "report.json").read_text())
+    assert [r["kind"] for r in report["runs"]] == ["searched"] and report["references"] == []
+    assert "best reference" not in capsys.readouterr().out
+
+
+def test_best_reference_at_equal_or_lower_latency():
+    s = {"name": "searched", "test_accuracy": 0.90, "latency_ms": 1.0}
+    refs = [{"name": "a", "test_accuracy": 0.88, "latency_ms": 0.9},
+            {"name": "b", "test_accuracy": 0.89, "latency_ms": 1.02},  # within the noise floor
+            {"name": "c", "test_accuracy": 0.95, "latency_ms": 2.0}]  # slower
+    v = best_reference(s, refs, noise_floor=0.03)
+    assert v["best"]["name"] == "b" and v["points"] == pytest.approx(1.0) and v["beats_all"]
+    assert v["line"] == ("searched vs the best reference at equal or lower latency: +1.00 points "
+                         "(searched 90.00 % at 1.000 ms; best reference b 89.00 % at 1.020 ms)")
+    assert best_reference(s, refs, noise_floor=0.01)["best"]["name"] == "a"
+    assert best_reference(s, refs, noise_floor=0.5)["tolerance"] == 0.05  # capped
+    none = best_reference(s, refs[2:])
+    assert none["points"] is None and "none, every reference is slower" in none["line"]
+
+
+def test_best_installed_picks_by_availability(monkeypatch):
+    from dataclasses import replace
+
+    from directnas.runtimes import base
+
+    def only(*available):
+        for name in runtimes.names():
+            why = None if name in available else f"{name} is not installed"
+            monkeypatch.setitem(base._RUNTIMES, name,
+                                replace(base._RUNTIMES[name], unavailable=lambda why=why: why))
+        return runtimes.best_installed()
+
+    every = ("executorch-xnnpack", "openvino-cpu", "onnxruntime-cpu", "torch-cpu")
+    assert only(*every) == "executorch-xnnpack"
+    assert only(*every[1:]) == "openvino-cpu"
+    assert only("onnxruntime-cpu", "torch-cpu", "cuda") == "onnxruntime-cpu"
+    assert only("torch-cpu", "cuda") == "torch-cpu"
+    assert only() == "torch-cpu"  # nothing runs: the default backend
+    only(*every)
+    monkeypatch.delitem(base._RUNTIMES, "executorch-xnnpack")  # not registered at all
+    assert runtimes.best_installed() == "openvino-cpu"
+
+
+def test_run_defaults_to_the_best_installed_runtime(monkeypatch, capsys):
+    from directnas.pipeline.run import default_backend
+
+    said = []
+    monkeypatch.setattr(runtimes, "best_installed", lambda: "openvino-cpu")
+    assert default_backend(None, None, said.append) == "openvino-cpu"
+    assert said == ["backend: openvino-cpu (the best deployment runtime installed; --backend NAME "
+                    "picks another)"]
+    assert default_backend("torch-cpu", None, said.append) == "torch-cpu"  # named: unchanged
+    assert default_backend(None, "table.json", said.append) is None  # the table's own backend
+    assert len(said) == 1
+    from directnas.cli.main import build_parser
+
+    assert build_parser().parse_args(["run", "--out", "o"]).backend is None
