@@ -11,6 +11,7 @@ from pathlib import Path
 
 from directnas import api
 from directnas.cli.common import bar, given_backend, protocol_from
+from directnas.cli.flags import add_out_args
 from directnas.cli.run_flags import add_run_args, compress_options
 from directnas.cli.search_flags import add_search_args, search_options
 from directnas.cli.train_flags import train_options
@@ -23,7 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        conflict_handler="resolve")
     add_search_args(p)
     add_run_args(p)
-    p.add_argument("--out", required=True, help="run folder (re-run the command to resume)")
+    add_out_args(p, "run folder (re-run the command to resume)")
     p.add_argument("--resume", action="store_true", help="accepted for symmetry: run always resumes")
     p.set_defaults(func=run)
 
@@ -37,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
                       train=train_options(args, prefix="train-", config_file=args.train_config),
                       compress=compress_options(args), compare=args.compare,
                       tensorboard=not args.no_tensorboard, say=print, progress=bar,
-                      near_nets=args.near_target_nets)
+                      near_nets=args.near_target_nets, force=args.force)
     print("\n" + "\n".join(line for r in results for line in target_lines(r)))
     summary = read_json(out / "report.json")
     pngs = sorted({p for plots in summary["plots"].values() for p in plots.values()}

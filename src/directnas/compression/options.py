@@ -105,7 +105,7 @@ def _check_goal(cfg: CompressConfig) -> None:
     """The recipe search's goal: a ratio or a loss bound, not both, and not beside a sparsity."""
     if cfg.target_ratio is not None and cfg.max_loss is not None:
         raise UserError("give target_ratio (--target-ratio) or max_loss (--max-loss), not both")
-    if cfg.target_ratio is not None and cfg.target_ratio <= 1:
+    if cfg.target_ratio is not None and not 1 < cfg.target_ratio < float("inf"):
         raise UserError(f"--target-ratio {cfg.target_ratio:g} must be > 1 (e.g. 40 for 40x)")
     if cfg.max_loss is not None and not 0 <= cfg.max_loss < 1:
         raise UserError(f"--max-loss {100 * cfg.max_loss:g} must be in [0, 100) points (e.g. 1)")

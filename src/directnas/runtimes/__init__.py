@@ -17,7 +17,7 @@ import importlib
 
 from directnas.runtimes.base import (CLOCKS, DEFAULT, DTYPES, STATS, Int8, Protocol, Runner,
                                      RunnerFactory, Runtime, by_format, for_backend, formats,
-                                     get, int8_formats, names, register, unregister)
+                                     get, int8_formats, lowering, names, register, unregister)
 
 MODULES = ("executorch_xnnpack", "onnxruntime_cpu", "openvino_cpu", "torch_cpu", "cuda")
 
@@ -25,5 +25,5 @@ for _m in MODULES:
     importlib.import_module(f"directnas.runtimes.{_m}")
 
 __all__ = ["CLOCKS", "DEFAULT", "DTYPES", "STATS", "Int8", "Protocol", "Runner", "RunnerFactory",
-           "Runtime", "by_format", "for_backend", "formats", "get", "int8_formats", "names",
+           "Runtime", "by_format", "for_backend", "formats", "get", "int8_formats", "lowering", "names",
            "register", "unregister", "MODULES"]
