@@ -37,7 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     from directnas.cli.data_flags import apply_data_options
 
     parser = build_parser()
-    args = apply_data_options(parser.parse_args(argv))
+    try:
+        args = apply_data_options(parser.parse_args(argv))
+    except SystemExit as e:  # --help, --version or a usage error (printed in one line)
+        return int(e.code or 0)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S",
                         force=True)
