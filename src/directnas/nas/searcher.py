@@ -136,6 +136,11 @@ def check_config(cfg: SearchConfig) -> None:
     check_amp(resolve_device(cfg.device), cfg.amp)
 
 
+def valid_split_size(cfg: SearchConfig, n_train: int) -> int:
+    """The training images the search holds out to drive alpha (default 10 %, at most 5000)."""
+    return cfg.valid_size or min(5000, max(1, n_train // 10))
+
+
 def check_data_fits(space: SearchSpace, data: Dataset) -> None:
     c, h, w = data.input_shape
     if (c, h) != (space.input_channels, space.input_size) or h != w:
@@ -200,7 +205,7 @@ class Searcher:
         self.strategy = make_strategy(cfg.strategy)
         self.objective = HardwareLoss(cfg.loss, cfg.target_latency_ms, lam=cfg.lam, beta=cfg.beta,
                                       label_smoothing=0.0)
-        valid_size = cfg.valid_size or min(5000, max(1, len(data.train) // 10))
+        valid_size = valid_split_size(cfg, len(data.train))
         train, valid = split_train_valid(data.train, valid_size=valid_size, seed=cfg.seed)
         self.train = Batches(train, batch_size=cfg.batch_size, mean=data.mean, std=data.std,
                              augment=True, seed=cfg.seed, drop_last=True,

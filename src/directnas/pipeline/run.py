@@ -26,11 +26,13 @@ from directnas.latency.measure import Protocol
 from directnas.latency.near_target import NEAR_NETS, NearTarget
 from directnas.latency.table import LatencyTable
 from directnas.latency.target import Target, parse_target, resolve_target
-from directnas.nas.searcher import SearchConfig, check_data_fits
+from directnas.nas.searcher import SearchConfig, check_data_fits, valid_split_size
 from directnas.pipeline.compress import compress_stage
 from directnas.pipeline.export import export_stage, target_check_stage
 from directnas.pipeline.latency_stages import near_stage, profile_stage
 from directnas.pipeline.references import ReferenceOptions, references_stage
+from directnas.pipeline.checks import check_batch, check_entry, search_batch
+from directnas.pipeline.outdir import claimed
 from directnas.pipeline.runfolder import RunFolder, quiet_unless_main
 from directnas.pipeline.search import (data_name, fit_search_epochs, fit_valid_size, search_config,
                                        search_in)
@@ -99,8 +101,8 @@ def run(space: str | Path | SearchSpace | None = None, data: DataLike = "fashion
         say: Callable[[str], None] = log.info, progress: Progress = no_progress,
         near_nets: int = NEAR_NETS,
         max_input_size: int | None = MAX_INPUT_SIZE,
-        references: ReferenceOptions | Mapping[str, Any] | bool | None = True
-        ) -> list[TargetResult]:
+        references: ReferenceOptions | Mapping[str, Any] | bool | None = True,
+        force: bool = False) -> list[TargetResult]:
     """Profile, search, train, export and report for each target in ``out``; call it again to
     resume.
 
@@ -123,14 +125,15 @@ def run(space: str | Path | SearchSpace | None = None, data: DataLike = "fashion
     compared with, trained with its recipe and timed beside its artifact
     (``pipeline.references``): True (default: 4 random nets of its latency window and the
     MobileNets), a ``ReferenceOptions`` or a mapping of its fields, or None/False for none.
+    Every input is checked before any work; ``out`` must be new, empty or a run folder
+    (``force``: any folder that is no other command's).
     """
     targets = target_latency if isinstance(target_latency, (list, tuple)) else [target_latency]
     targets = list(dict.fromkeys(None if t is None else parse_target(t) for t in targets))
     backend = default_backend(backend, table, say)
     refs = ReferenceOptions.of(references)
     root = RunFolder(Path(out))
-    if root.root.exists() and not root.root.is_dir():
-        raise UserError(f"--out {root.root} is a file, not a folder: give a folder path")
+    check_entry("run", out=out, force=force, backend=backend, input_size=input_size)
     choice = choose_space(space, data, input_size=input_size, max_input_size=max_input_size)
     base = choice.space
     dataset = as_dataset(data, test, size=input_size or base.input_size)
@@ -141,32 +144,16 @@ def run(space: str | Path | SearchSpace | None = None, data: DataLike = "fashion
                  compress=compress, device=device, backend=backend, protocol=protocol,
                  progress=progress, tensorboard=tensorboard, say=say)
     plan.references = refs
-    root.root.mkdir(parents=True, exist_ok=True)
-    if plan.dist.is_main:
-        keep_space(root, fitted, choice.note(data))
-    lut = profile_stage(root, fitted, table=table, backend=backend, protocol=protocol,
-                        fitted=fitted != base, say=say)
-    results = []
-    for t in targets:
-        folder = root.target(_label(t), several=len(targets) > 1)
+    with claimed(root.root, "run", active=plan.dist.is_main):
+        if plan.dist.is_main:
+            keep_space(root, fitted, choice.note(data))
+        lut = profile_stage(root, fitted, table=table, backend=backend, protocol=protocol,
+                            fitted=fitted != base, say=say)
+        results = [_run_one(root, fitted, plan, t, lut, several=len(targets) > 1, table=table,
+                            near_nets=near_nets, compare=compare) for t in targets]
         if len(targets) > 1:
-            unit = "" if isinstance(t, str) or t is None else " ms"
-            say(f"== target {_label(t)}{unit} -> {folder.root}")
-        tlut, tpath, key_target = lut, root.latency, t
-        if table is None and t is not None and near_nets > 0:  # profiled here: re-anchor at t
-            tlut = near_stage(folder, fitted, lut, root.latency, t, backend=backend,
-                              protocol=protocol, nets=near_nets, say=say)
-            tpath = folder.near_latency
-        # a relative target (2x the fastest net) is resolved on the fastest net as timed beside
-        # the near-target nets, when there are any
-        target_ms = resolve_target(t, fitted, tlut)
-        if tpath == folder.near_latency:
-            key_target = target_ms
-        results.append(run_target(folder, fitted, plan, t, key_target, target_ms, tlut, tpath,
-                                  compare=compare, warmup=root.warmup))
-    if len(targets) > 1:
-        write_report([*(r.folder for r in results), *compare], root.root,
-                     title=f"directnas run {root.root.name}")
+            write_report([*(r.folder for r in results), *compare], root.root,
+                         title=f"directnas run {root.root.name}")
     return results
 
 
@@ -195,6 +182,30 @@ def default_backend(backend: str | None, table: str | Path | None,
     return chosen
 
 
+def _run_one(root: RunFolder, fitted: SearchSpace, plan: Plan, t: Target | None,
+             lut: LatencyTable, *, several: bool, table: str | Path | None, near_nets: int,
+             compare: Sequence[str | Path]) -> TargetResult:
+    """The target ``t``: its table (re-anchored near it when profiled here), resolved in ms,
+    then ``run_target`` in its folder."""
+    say = plan.say
+    folder = root.target(_label(t), several=several)
+    if several:
+        unit = "" if isinstance(t, str) or t is None else " ms"
+        say(f"== target {_label(t)}{unit} -> {folder.root}")
+    tlut, tpath, key_target = lut, root.latency, t
+    if table is None and t is not None and near_nets > 0:  # profiled here: re-anchor at t
+        tlut = near_stage(folder, fitted, lut, root.latency, t, backend=plan.backend,
+                          protocol=plan.protocol, nets=near_nets, say=say)
+        tpath = folder.near_latency
+    # a relative target (2x the fastest net) is resolved on the fastest net as timed beside
+    # the near-target nets, when there are any
+    target_ms = resolve_target(t, fitted, tlut)
+    if tpath == folder.near_latency:
+        key_target = target_ms
+    return run_target(folder, fitted, plan, t, key_target, target_ms, tlut, tpath,
+                      compare=compare, warmup=root.warmup)
+
+
 def _plan(space: SearchSpace, dataset: Dataset, data: DataLike, *, search: Mapping[str, Any],
           train: Mapping[str, Any], compress: Mapping[str, Any] | None, device: str,
           backend: str | None, protocol: Mapping[str, Any] | None, progress: Progress,
@@ -214,6 +225,10 @@ def _plan(space: SearchSpace, dataset: Dataset, data: DataLike, *, search: Mappi
     tcfg = train_config({**tr, "device": str(dev)}, quick=bool(train.get("quick")),
                         config_file=train.get("config_file"))
     check_data_fits(space, dataset)
+    search_batch(scfg.batch_size, valid_split_size(scfg, len(dataset.train)), dataset,
+                 world=dist.world)
+    check_batch(tcfg.batch_size, len(dataset.train), world=dist.world,
+                flag="--train-batch-size")
     common = {"device": device, "protocol": dict(protocol or {}), "progress": progress,
               "backend": backend}
     stage_data = {"data": data_key(data, dataset), **space_summary(space),

@@ -18,8 +18,11 @@ from directnas.data.datasets import Dataset
 from directnas.data.sources import DataLike, as_dataset, fit_space, space_summary
 from directnas.latency.cache import SpaceLike, TableLike, get_table, make_protocol
 from directnas.latency.table import LatencyTable
-from directnas.latency.target import Target, resolve_target
-from directnas.nas.searcher import CHECKPOINT, SearchConfig, Searcher, check_config, check_data_fits
+from directnas.latency.target import Target, check_reachable, resolve_target
+from directnas.nas.searcher import (CHECKPOINT, SearchConfig, Searcher, check_config,
+                                    check_data_fits, valid_split_size)
+from directnas.pipeline.checks import check_entry, search_batch
+from directnas.pipeline.outdir import claimed
 from directnas.pipeline.runfolder import check_out_dir, quiet_unless_main, save_resolved
 from directnas.space.arch import Arch
 from directnas.space.fitted import MAX_INPUT_SIZE
@@ -28,7 +31,7 @@ from directnas.training.budget import scaled_epochs, steps_per_pass
 from directnas.training.trainer import Progress, no_progress
 from directnas.utils.device import resolve_device
 from directnas.utils.distributed import Dist, init_from_env
-from directnas.utils.seeding import seed_everything
+from directnas.utils.seeding import check_seed, seed_everything
 
 log = logging.getLogger(__name__)
 SEARCH_QUICK = {"warmup_epochs": 1, "epochs": 1, "max_steps": 30, "valid_size": 1000, "arch_every": 1}
@@ -57,7 +60,8 @@ def search(space: SpaceLike | None, data: DataLike, *, target_latency: Target | 
            on_step: Callable[[int], None] | None = None,
            after_search: Callable[[Searcher, Arch], None] | None = None,
            warmup_cache: str | Path | None = None,
-           max_input_size: int | None = MAX_INPUT_SIZE, **config: Any) -> SearchResult:
+           max_input_size: int | None = MAX_INPUT_SIZE, force: bool = False,
+           **config: Any) -> SearchResult:
     """ProxylessNAS search of ``space`` (a preset name, a YAML path or a ``SearchSpace``) on
     ``data`` for the latency ``target_latency`` (ms, or a multiple of the fastest net: ``"1.5x"``).
 
@@ -74,11 +78,15 @@ def search(space: SpaceLike | None, data: DataLike, *, target_latency: Target | 
     has ended, before the outputs are written (the supernet is ``searcher.net``).
     ``warmup_cache``: a file for the supernet after its warm-up, shared by searches of other
     targets with the same data and options (written by the first, started from by the others).
+    Every input is checked before any work; ``out`` must be new, empty or a search folder
+    (``force``: any folder that is no other command's).
     """
     dev = resolve_device(device)
     dist = init_from_env(dev)
     quiet_unless_main(dist.is_main)
     cfg = search_config(config, seed=seed, device=str(dev), quick=quick, config_file=config_file)
+    dist.run_on_main(lambda: check_entry("search", out=out, force=force, backend=backend,
+                                         targets=[target_latency], input_size=input_size))
     seed_everything(cfg.seed)  # before anything random: the supernet, data order, gates
     proto = make_protocol(protocol)
     choice = choose_space(space, data, input_size=input_size, max_input_size=max_input_size)
@@ -91,6 +99,8 @@ def search(space: SpaceLike | None, data: DataLike, *, target_latency: Target | 
     check_data_fits(space, dataset)
     if choice.line(space):
         log.info("%s", choice.line(space))
+    search_batch(cfg.batch_size, valid_split_size(cfg, len(dataset.train)), dataset,
+                 world=dist.world)  # before a table is profiled
     with _run_folder(out) as folder:
         dist.run_on_main(lambda: check_out_dir(folder, CHECKPOINT, resume=resume,
                                                what="search checkpoint"))
@@ -99,12 +109,14 @@ def search(space: SpaceLike | None, data: DataLike, *, target_latency: Target | 
         lut = dist.run_on_main(lambda: get_table(space, table=table, backend=backend, proto=proto,
                                                  fitted=space != given))
         cfg.target_latency_ms = resolve_target(target_latency, space, lut)
-        result = search_in(folder, space, dataset, lut, cfg, resume=resume, backend=backend,
-                           data_label=data_name(data, dataset), dist=dist, progress=progress,
-                           on_epoch=on_epoch, on_step=on_step, after_search=after_search,
-                           warmup_cache=warmup_cache)
-        if out is not None and dist.is_main:
-            save_space(space, folder / "space.yaml", note=choice.note(data))
+        check_reachable(cfg.target_latency_ms, space, lut)
+        with claimed(folder, "search", active=dist.is_main and out is not None):
+            result = search_in(folder, space, dataset, lut, cfg, resume=resume, backend=backend,
+                               data_label=data_name(data, dataset), dist=dist,
+                               progress=progress, on_epoch=on_epoch, on_step=on_step,
+                               after_search=after_search, warmup_cache=warmup_cache)
+            if out is not None and dist.is_main:
+                save_space(space, folder / "space.yaml", note=choice.note(data))
     result.out = Path(out) if out is not None else None
     return result
 
@@ -117,6 +129,7 @@ def search_config(config: Mapping[str, Any], *, seed: int | None, device: str, q
                          overrides={**config, "seed": seed, "device": device},
                          quick=SEARCH_QUICK if quick else None)
     check_config(cfg)
+    check_seed(cfg.seed)
     return cfg
 
 
