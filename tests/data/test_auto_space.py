@@ -109,5 +109,5 @@ def test_the_run_folder_keeps_the_fitted_space_and_reuses_it(photos96, tmp_path,
     assert load_space(out / "space.yaml").to_dict() == arch["space"]
     save_space(load_space("photos-64"), out / "space.yaml")
     with pytest.raises(UserError, match="made with another space"):
-        api.run(None, photos96, out=out, table=table, search={"quick": True},
-                train={"quick": True})
+        api.run(None, photos96, out=out, table=table, search={"quick": True, "batch_size": 8},
+                train={"quick": True, "batch_size": 8})
