@@ -111,7 +111,8 @@ def run(space: str | Path | SearchSpace = "fashion-mnist", data: DataLike = "fas
     targets = target_latency if isinstance(target_latency, (list, tuple)) else [target_latency]
     targets = list(dict.fromkeys(None if t is None else parse_target(t) for t in targets))
     root = RunFolder(Path(out))
-    check_entry("run", out=out, force=force, backend=backend, input_size=input_size)
+    init_from_env(resolve_device(device)).run_on_main(  # rank 0 alone checks its folder
+        lambda: check_entry("run", out=out, force=force, backend=backend, input_size=input_size))
     base = load_space(space) if not isinstance(space, SearchSpace) else space
     dataset = as_dataset(data, test, size=input_size or base.input_size)
     fitted = fit_space(base, dataset, input_size=input_size)
