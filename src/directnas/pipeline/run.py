@@ -151,7 +151,7 @@ def _run_one(root: RunFolder, fitted: SearchSpace, plan: Plan, t: Target | None,
     if tpath == folder.near_latency:
         key_target = target_ms
     return run_target(folder, fitted, plan, t, key_target, target_ms, tlut, tpath,
-                      compare=compare)
+                      compare=compare, warmup=root.warmup)
 
 
 def _plan(space: SearchSpace, dataset: Dataset, data: DataLike, *, search: Mapping[str, Any],
@@ -186,13 +186,15 @@ def _plan(space: SearchSpace, dataset: Dataset, data: DataLike, *, search: Mappi
 
 def run_target(folder: RunFolder, space: SearchSpace, plan: Plan, target: Target | None,
                key_target: Target | None, target_ms: float | None, table: LatencyTable,
-               table_path: Path, *, compare: Sequence[str | Path]) -> TargetResult:
+               table_path: Path, *, compare: Sequence[str | Path],
+               warmup: Path | None = None) -> TargetResult:
     """One target: search -> train -> export -> report (-> compress) in ``folder``, on ``table``
-    (saved at ``table_path``) with the target ``target_ms``."""
+    (saved at ``table_path``) with the target ``target_ms``; the search starts from the run's
+    shared warm-up ``warmup`` when an earlier target left one."""
     say = plan.say
     arch = search_stage(folder, space, plan, table, target_ms,
                         key={**options_key(plan.search_options), **plan.stage_data,
-                             "target_latency_ms": key_target})
+                             "target_latency_ms": key_target}, warmup=warmup)
     key = {**options_key({**plan.train_options, "table": table_path}), **plan.stage_data,
            "arch": arch.ops}
     metrics, trained = train_stage(folder.train, key, tensorboard=plan.tensorboard, say=say,
@@ -217,7 +219,8 @@ def run_target(folder: RunFolder, space: SearchSpace, plan: Plan, target: Target
 
 
 def search_stage(folder: RunFolder, space: SearchSpace, plan: Plan, table: LatencyTable,
-                 target_ms: float | None, *, key: dict[str, Any]) -> Arch:
+                 target_ms: float | None, *, key: dict[str, Any],
+                 warmup: Path | None = None) -> Arch:
     """The searched ``Arch`` (``folder.arch``; skipped when done with the same options), with
     curves.json, TensorBoard and the probabilities along the search."""
     if enter_stage(folder.search, key, done=folder.arch.exists()):
@@ -229,7 +232,8 @@ def search_stage(folder: RunFolder, space: SearchSpace, plan: Plan, table: Laten
         found = search_in(folder.search, space, plan.dataset, table,
                           replace(plan.search_cfg, target_latency_ms=target_ms), resume=True,
                           backend=plan.backend, data_label=data_name(plan.dataset, plan.dataset),
-                          dist=plan.dist, progress=plan.progress, on_epoch=elog.search_row)
+                          dist=plan.dist, progress=plan.progress, on_epoch=elog.search_row,
+                          warmup_cache=warmup)
         elog.probabilities(found.history, [list(layer.candidates) for layer in space.layers])
     finally:
         elog.close()

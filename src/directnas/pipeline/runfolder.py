@@ -24,6 +24,7 @@ class RunFolder:
         export/  export.json, target_check.json
         compress/ metrics.json, model.dnz  the compression stage (``run --compress-*``)
         report.md, report.json, *.png
+        warmup_checkpoint.pt               the supernet after its warm-up, shared by the targets
         t<label>/                          one target's folder when a run has several
     """
 
@@ -34,6 +35,7 @@ class RunFolder:
         return RunFolder(self.root / f"t{label}") if several else self
 
     latency = property(lambda self: self.root / "latency.json")
+    warmup = property(lambda self: self.root / "warmup_checkpoint.pt")
     near_latency = property(lambda self: self.root / "latency_near.json")
     search = property(lambda self: self.root / "search")
     arch = property(lambda self: self.root / "search" / "arch.json")

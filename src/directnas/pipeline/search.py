@@ -56,7 +56,8 @@ def search(space: SpaceLike, data: DataLike, *, target_latency: Target | None = 
            on_epoch: Callable[[dict[str, float]], None] | None = None,
            on_step: Callable[[int], None] | None = None,
            after_search: Callable[[Searcher, Arch], None] | None = None,
-           force: bool = False, **config: Any) -> SearchResult:
+           warmup_cache: str | Path | None = None, force: bool = False,
+           **config: Any) -> SearchResult:
     """ProxylessNAS search of ``space`` (a preset name, a YAML path or a ``SearchSpace``) on
     ``data`` for the latency ``target_latency`` (ms, or a multiple of the fastest net: ``"1.5x"``).
 
@@ -68,6 +69,8 @@ def search(space: SpaceLike, data: DataLike, *, target_latency: Target | None = 
     torchrun every rank searches its shard; rank 0 alone writes.  ``on_step(step)`` is called
     after every weight step, ``after_search(searcher, arch)`` on every rank when the search
     has ended, before the outputs are written (the supernet is ``searcher.net``).
+    ``warmup_cache``: a file for the supernet after its warm-up, shared by searches of other
+    targets with the same data and options (written by the first, started from by the others).
     Every input is checked before any work; ``out`` must be new, empty or a search folder
     (``force``: any folder that is no other command's).
     """
@@ -99,7 +102,7 @@ def search(space: SpaceLike, data: DataLike, *, target_latency: Target | None = 
             result = search_in(folder, space, dataset, lut, cfg, resume=resume, backend=backend,
                                data_label=data_name(data, dataset), dist=dist,
                                progress=progress, on_epoch=on_epoch, on_step=on_step,
-                               after_search=after_search)
+                               after_search=after_search, warmup_cache=warmup_cache)
     result.out = Path(out) if out is not None else None
     return result
 
@@ -129,12 +132,13 @@ def search_in(folder: Path, space: SearchSpace, dataset: Dataset, lut: LatencyTa
               dist: Dist | None = None, progress: Progress = no_progress,
               on_epoch: Callable[[dict[str, float]], None] | None = None,
               on_step: Callable[[int], None] | None = None,
-              after_search: Callable[[Searcher, Arch], None] | None = None) -> SearchResult:
+              after_search: Callable[[Searcher, Arch], None] | None = None,
+              warmup_cache: str | Path | None = None) -> SearchResult:
     """Search ``space`` (fitted to ``dataset``) with a checked ``cfg`` whose target is in ms, on
     the table ``lut``, in ``folder``; rank 0 writes arch.json, search.json and the table there.
     The caller seeds (``search`` at its entry, ``run`` at the stage's)."""
     dist = dist or init_from_env(torch.device(cfg.device))
-    searcher = Searcher(space, dataset, lut, cfg, folder, dist=dist)
+    searcher = Searcher(space, dataset, lut, cfg, folder, dist=dist, warmup_cache=warmup_cache)
     ck = dist.run_on_main(searcher.load_checkpoint) if resume else None
     if ck is not None and searcher.resume(ck):
         log.info("resumed at epoch %d, step %d", searcher.state.epoch, searcher.state.step)
