@@ -269,6 +269,12 @@ def _export(b: Box, *extra: str, out: str = "exported") -> list[str]:
     return ["export", str(_model(b)), "--format", "onnx", "--out", str(b.root / out), *extra]
 
 
+def _run(b: Box, *extra: str) -> list[str]:
+    """``directnas run`` without a table: a refusal must come before the device is profiled."""
+    return ["run", "--space", str(b.space), "--data", str(b.data), "--out", str(b.root / "r"),
+            "--target-latency", "2x", *extra, *COMMON]
+
+
 def _compress(b: Box, *extra: str) -> list[str]:
     return ["compress", "--model", str(_model(b)), "--data", str(b.data), "--method", "prune",
             "--quick", *extra]
@@ -291,6 +297,14 @@ CASES += [
     # no table: the batch is refused before the device is profiled (the cache stays empty)
     ("batch-larger-than-data-before-profiling", lambda b: b.search(latency_table=None, batch_size="5000"),
      "batch size 5000 is larger than"),
+    ("run-batch-larger-than-data-before-profiling", lambda b: _run(b, "--batch-size", "5000"),
+     "batch size 5000 is larger than"),
+    ("run-train-batch-larger-than-data", lambda b: _run(b, "--train-batch-size", "5000"),
+     "lower --train-batch-size"),
+    ("run-seed-negative", lambda b: _run(b, "--seed", "-1"), "seed must be an integer in [0, 2**32)"),
+    ("run-train-epochs-zero", lambda b: _run(b, "--train-epochs", "0"), "epochs must be >= 1"),
+    ("compress-seed-negative", lambda b: _compress(b, "--seed", "-1", "--out", str(b.root / "c")),
+     "seed must be an integer in [0, 2**32)"),
     ("backend-unknown", lambda b: b.search("--backend", "bogus"), "unknown backend 'bogus': use one of"),
     ("train-backend-unknown", lambda b: b.train("--backend", "bogus"), "unknown backend 'bogus'"),
     ("compress-target-ratio-inf", lambda b: _compress(b, "--target-ratio", "inf", "--out", str(b.root / "c")),
@@ -352,6 +366,12 @@ CASES += [
     ("compress-out-holds-model", lambda b: (m := _model(b), _compress(b, "--out", str(m)))[1], "holds the input"),
     ("compress-out-is-run-folder", lambda b: _compress(b, "--out", str(b.out)),
      "is a folder of 'directnas search', not of 'compress'"),
+    ("run-out-is-search-folder", lambda b: [*_run(b)[:6], str(b.out), *_run(b)[7:]],
+     "is a folder of 'directnas search', not of 'run'"),
+    ("report-out-is-run-folder", lambda b: ["report", str(b.tout), "--out", str(b.tout)],
+     "is a folder of 'directnas train', not of 'report'"),
+    ("baselines-out-foreign", lambda b: ["baselines", "--models", "lenet-300-100", "--data", str(b.data),
+                                         "--out", str(b.root)], "holds files directnas did not write"),
 ]
 
 
@@ -362,6 +382,18 @@ def snapshot(root: Path) -> dict[str, str]:
 
 def test_at_least_twenty_cases():
     assert len(CASES) >= 20 and len({c[0] for c in CASES}) == len(CASES)
+
+
+def test_the_doc_lists_every_case():
+    """docs/reliability.md names every case of this file (and no other)."""
+    import re
+
+    from helpers import REPO
+
+    doc = (REPO / "docs" / "reliability.md").read_text()
+    table = doc[doc.index("| inputs | cases"):doc.index("Beside it:")]
+    assert sorted(re.findall(r"`([a-z0-9][a-z0-9.-]*)`", table)) == sorted(c[0] for c in CASES)
+    assert f"lists the {len(CASES)} cases" in (REPO / "README.md").read_text()
 
 
 @pytest.mark.parametrize("name,setup,expected", CASES, ids=[c[0] for c in CASES])

@@ -49,6 +49,31 @@ def _one_line(capsys: pytest.CaptureFixture[str]) -> str:
     return lines[-1]
 
 
+@pytest.mark.parametrize("command,victim", [("train", "model.pt"), ("search", "arch.json"),
+                                            ("export", "model.onnx")])
+def test_a_full_disk_in_each_command_is_one_line(argv, monkeypatch, capsys, command, victim):
+    """The disk fills up as the command writes its main output."""
+    if command == "search":
+        argv = ["search", "--space", str(Path(argv[2]).with_name("space.yaml")), *argv[3:],
+                "--warmup-epochs", "1"]
+        Path(argv[2]).write_text(yaml.safe_dump(TINY_SPACE))
+    elif command == "export":
+        assert main(argv) == 0
+        argv = ["export", argv[argv.index("--out") + 1], "--format", "onnx", "--rounds", "1",
+                "--out", str(Path(argv[2]).with_name("exported"))]
+    replace = os.replace
+
+    def failing(src: str, dst: str) -> None:
+        if Path(dst).name == victim:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        replace(src, dst)
+
+    monkeypatch.setattr(fileio.os, "replace", failing)
+    capsys.readouterr()
+    assert main(argv) == 2
+    assert f"{victim}: the disk is full (ENOSPC): free disk space" in _one_line(capsys)
+
+
 @pytest.mark.parametrize("code,meaning", [(errno.ENOSPC, "the disk is full (ENOSPC): free disk space"),
                                           (errno.EROFS, "the filesystem is read-only (EROFS)"),
                                           (errno.EACCES, "permission denied (EACCES)"),

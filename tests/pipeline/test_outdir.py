@@ -22,7 +22,7 @@ from directnas.space.space import SearchSpace
 COMMON = ["--threads", "1", "--repeats", "2", "--warmup", "0"]
 HOLD = """import sys, time
 from directnas.pipeline.outdir import claimed
-with claimed(sys.argv[1], sys.argv[2]):
+with claimed(sys.argv[1], "search"), claimed(sys.argv[2], "run"):
     print("held", flush=True)
     time.sleep(120)
 """
@@ -93,9 +93,9 @@ def test_an_empty_folder_and_a_folder_of_an_earlier_version_are_accepted(box):
 
 
 def test_a_second_process_is_refused_naming_the_first_and_a_dead_ones_lock_is_free(box, capsys):
-    out = box["root"] / "busy"
+    out, run = box["root"] / "busy", box["root"] / "busy-run"
     env = {**os.environ, "PYTHONPATH": str(SRC.parent)}
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(out), "search"], env=env,
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(out), str(run)], env=env,
                               stdout=subprocess.PIPE)
     try:
         assert holder.stdout.readline().strip() == b"held"
@@ -104,6 +104,11 @@ def test_a_second_process_is_refused_naming_the_first_and_a_dead_ones_lock_is_fr
         assert err.count("\n") == 1, err
         assert f"is in use by another directnas process (pid {holder.pid}, directnas search)" in err
         assert not (out / "search_config.json").exists()
+        run_argv = ["run", "--space", str(box["space"]), "--data", str(box["data"]), "--out",
+                    str(run), "--target-latency", "2x", *COMMON]
+        assert main(run_argv) == 2  # a second run on the same folder, before any work
+        assert f"(pid {holder.pid}, directnas run): wait for it to end" in capsys.readouterr().err
+        assert sorted(p.name for p in run.iterdir()) == [MARKER, LOCK]
     finally:
         holder.kill()
         holder.wait()

@@ -133,7 +133,8 @@ def run(space: str | Path | SearchSpace | None = None, data: DataLike = "fashion
     backend = default_backend(backend, table, say)
     refs = ReferenceOptions.of(references)
     root = RunFolder(Path(out))
-    check_entry("run", out=out, force=force, backend=backend, input_size=input_size)
+    init_from_env(resolve_device(device)).run_on_main(  # rank 0 alone checks its folder
+        lambda: check_entry("run", out=out, force=force, backend=backend, input_size=input_size))
     choice = choose_space(space, data, input_size=input_size, max_input_size=max_input_size)
     base = choice.space
     dataset = as_dataset(data, test, size=input_size or base.input_size)
