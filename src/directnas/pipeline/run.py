@@ -220,8 +220,6 @@ def _plan(space: SearchSpace, dataset: Dataset, data: DataLike, *, search: Mappi
     scfg = search_config(s, seed=search.get("seed", 0), device=str(dev),
                          quick=bool(search.get("quick")), config_file=search.get("config_file"))
     fit_valid_size(scfg, dataset, quick=bool(search.get("quick")), given=s)
-    fit_search_epochs(scfg, dataset, quick=bool(search.get("quick")), given=s,
-                      config_file=search.get("config_file"), world=dist.world)
     tr = {k: v for k, v in train.items() if k not in ("quick", "config_file")}
     tcfg = train_config({**tr, "device": str(dev)}, quick=bool(train.get("quick")),
                         config_file=train.get("config_file"))
@@ -230,6 +228,9 @@ def _plan(space: SearchSpace, dataset: Dataset, data: DataLike, *, search: Mappi
                  world=dist.world)
     check_batch(tcfg.batch_size, len(dataset.train), world=dist.world,
                 flag="--train-batch-size")
+    # every input is checked: the search's budget (said in one line) scales with the data
+    fit_search_epochs(scfg, dataset, quick=bool(search.get("quick")), given=s,
+                      config_file=search.get("config_file"), world=dist.world)
     common = {"device": device, "protocol": dict(protocol or {}), "progress": progress,
               "backend": backend}
     stage_data = {"data": data_key(data, dataset), **space_summary(space),

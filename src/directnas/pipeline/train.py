@@ -114,7 +114,7 @@ def train_config(config: Mapping[str, Any], *, quick: bool = False,
                 setattr(cfg, key, value)
     check_train_config(cfg)
     check_seed(cfg.seed)
-    if cfg.epochs < 1:
+    if cfg.epochs is not None and cfg.epochs < 1:  # None: scaled to the data size
         raise UserError(f"training option epochs must be >= 1, got {cfg.epochs}: pass e.g. "
                         "--epochs 1")
     return cfg
