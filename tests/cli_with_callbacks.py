@@ -1,12 +1,13 @@
 """``python -m directnas ARGS`` with library callbacks that the subprocess tests pass to the search.
 
     python tests/cli_with_callbacks.py [--step-delay S] [--dump DIR] -- search ...
+    python tests/cli_with_callbacks.py --step-delay S -- train ...
 
-``--step-delay S``: sleep S seconds after every weight step (a slow run a test can kill);
-``--dump DIR``: every rank writes its final supernet state, arch and world size to
-``DIR/rank<R>.pt`` (a run under torchrun is compared across ranks).  The callbacks go to
-``directnas.api.search``, the call behind the CLI's ``search``; the script fails if the
-command never made that call.
+``--step-delay S``: sleep S seconds after every weight step of a search or every training
+batch (a slow run a test can kill); ``--dump DIR``: every rank writes its final supernet state,
+arch and world size to ``DIR/rank<R>.pt`` (a run under torchrun is compared across ranks).  The
+callbacks go to ``directnas.api.search`` / ``directnas.api.train``, the calls behind the CLI's
+``search`` and ``train``; the script fails if the command made neither call.
 """
 
 from __future__ import annotations
@@ -48,10 +49,27 @@ def run(argv: list[str]) -> int:
             kwargs["after_search"] = dump
         return library_search(*args, **kwargs)
 
+    library_train = api.train
+
+    def train(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        shown = kwargs.get("progress")
+
+        def slow(it: Any, desc: str, total: int) -> Any:
+            for item in (shown(it, desc, total) if shown else it):
+                yield item
+                time.sleep(a.step_delay)
+
+        if a.step_delay:
+            kwargs["progress"] = slow
+        return library_train(*args, **kwargs)
+
     api.search = search  # type: ignore[assignment]
+    api.train = train  # type: ignore[assignment]
     code = main(command)
     if not calls:
-        print("cli_with_callbacks: the command did not call directnas.api.search", file=sys.stderr)
+        print("cli_with_callbacks: the command called neither directnas.api.search nor "
+              "directnas.api.train", file=sys.stderr)
         return 3
     return code
 

@@ -81,3 +81,22 @@ def crash_after(n: int):
             yield item
 
     return progress
+
+
+def write_photo_folder(root: Path, *, side: int, per_class: int = 24, classes: int = 2,
+                       grey: bool = False) -> Path:
+    """Plain class folders ``root/<class>/*.png`` of ``side`` px images: class c is a bright
+    square in quadrant c, plus noise (learnable in a few steps)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(side)
+    h = side // 2
+    for c in range(classes):
+        d = root / f"class{c}"
+        d.mkdir(parents=True)
+        for i in range(per_class):
+            a = rng.integers(0, 60, (side, side, 3), dtype=np.uint8)
+            r, q = (c // 2) * h, (c % 2) * h
+            a[r + 2:r + h - 2, q + 2:q + h - 2] += 180
+            Image.fromarray(a[:, :, 0] if grey else a).save(d / f"{i:03d}.png")
+    return root

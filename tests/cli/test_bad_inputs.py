@@ -15,19 +15,22 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pytest
 import torch
 import yaml
 
 from directnas.cli.main import main
+from directnas.data.readers import read_idx
+from directnas.models.model_file import ModelFile
 from directnas.utils.fileio import torch_save
 from directnas.latency.table import LatencyTable
 from directnas.nas.searcher import CHECKPOINT
+from directnas.pipeline.outdir import LOCK, MARKER
 from directnas.space.arch import uniform_arch
 from directnas.space.space import SearchSpace
 from directnas.training.train_net import TRAIN_CHECKPOINT
-from helpers import TINY_SPACE
-from helpers import fake_table
+from helpers import TINY_SPACE, fake_table, write_idx
 
 torch.set_num_threads(1)
 SPACE = SearchSpace.from_dict(TINY_SPACE)
@@ -48,10 +51,9 @@ class Box:
         fake_table(SPACE).save(self.table)
         self.arch = root / "arch.json"
         uniform_arch(SPACE, "k3_e3").save(self.arch)
-        self.out = root / "run"
-        self.out.mkdir()
-        for name in ("latency.json", "search_config.json", "train_config.json", "arch.json"):
-            (self.out / name).write_text('{"old": true}\n')
+        self.out = run_folder(root / "run", "search", ("latency.json", "search_config.json",
+                                                       "arch.json"))
+        self.tout = run_folder(root / "trained", "train", ("train_config.json", "metrics.json"))
 
     def search(self, *extra: str, **replace: str) -> list[str]:
         opts = {"--space": str(self.space), "--data": str(self.data), "--out": str(self.out),
@@ -60,7 +62,7 @@ class Box:
         return ["search", *[x for kv in opts.items() for x in kv if kv[1] is not None], *extra, *COMMON]
 
     def train(self, *extra: str, **replace: str) -> list[str]:
-        opts = {"--arch": str(self.arch), "--data": str(self.data), "--out": str(self.out),
+        opts = {"--arch": str(self.arch), "--data": str(self.data), "--out": str(self.tout),
                 "--latency-table": str(self.table), "--train-epochs": "1",
                 **{f"--{k.replace('_', '-')}": v for k, v in replace.items()}}
         return ["train", *[x for kv in opts.items() for x in kv if kv[1] is not None], *extra, *COMMON]
@@ -79,6 +81,16 @@ class Box:
         d = json.loads(self.arch.read_text())
         mutate(d)
         self.arch.write_text(json.dumps(d))
+
+
+def run_folder(path: Path, command: str, names: tuple[str, ...]) -> Path:
+    """A folder ``command`` made earlier: its marker, an idle lock file and old outputs."""
+    path.mkdir()
+    (path / MARKER).write_text(json.dumps({"command": command}))
+    (path / LOCK).write_text("")
+    for name in names:
+        (path / name).write_text('{"old": true}\n')
+    return path
 
 
 def _truncate(path: Path, keep: float = 0.5) -> None:
@@ -110,6 +122,46 @@ def _png_folder(box: Box, *, corrupt: bool = False, test: bool = True, classes: 
     if corrupt:
         (root / "train" / "a" / "1.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     box.data = root
+
+
+def _pngs(box: Box, spec: dict[str, dict[str, int]], name: str = "pngs") -> Path:
+    """An image folder: ``spec`` maps a split ("train", "test" or "" for a plain folder) to
+    the number of 16x16 grey images of each class."""
+    import numpy as np
+    from PIL import Image
+
+    root = box.root / name
+    for split, classes in spec.items():
+        for c, n in classes.items():
+            (root / split / c).mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(np.full((16, 16), 40 * i, np.uint8)).save(root / split / c / f"{i}.png")
+    box.data = root
+    return root
+
+
+def _idx_labels(box: Box, train: Callable[[np.ndarray], None], test: Callable[[np.ndarray], None]) -> None:
+    """The sandbox's IDX data with its labels changed in place by ``train`` / ``test``."""
+    for prefix, change in (("train", train), ("t10k", test)):
+        path = box.data / f"{prefix}-labels-idx1-ubyte.gz"
+        y = read_idx(path).copy()
+        change(y)
+        write_idx(path, y)
+
+
+def _model(box: Box) -> Path:
+    """A model.pt (untrained weights of the sandbox's arch) in a training folder."""
+    if (box.root / "model").is_dir():
+        return box.root / "model"
+    arch = uniform_arch(SPACE, "k3_e3")
+    folder = run_folder(box.root / "model", "train", ("train_config.json",))
+    ModelFile.of(arch.build(), name="searched:tiny", arch=arch.to_dict(), input_shape=(1, 16, 16),
+                 num_classes=4, mean=(0.5,), std=(0.25,)).save(folder / "model.pt")
+    return folder
+
+
+def _set(d: dict, value: object) -> None:
+    d["entries"][sorted(d["entries"])[0]]["ms"] = value
 
 
 class Payload:
@@ -162,7 +214,7 @@ CASES: list[tuple[str, Callable[[Box], list[str]], str]] = [
                                        b.search("--backend", "torch-cpu"))[1], "was measured on backend 'onnxruntime-cpu'"),
     ("table-not-json", lambda b: (b.table.write_text("{oops"), b.search())[1], "is not valid JSON"),
     ("table-negative-ms", lambda b: (b.write_table(lambda d: d["entries"][sorted(d["entries"])[0]].update(ms=-1)),
-                                     b.search())[1], "needs a non-negative 'ms'"),
+                                     b.search())[1], "needs a finite, non-negative 'ms'"),
     ("target-below-fastest", lambda b: b.search(target_latency="0.01"), "below the fastest net of space 'tiny' ("),
     # options
     ("config-unknown-option", lambda b: (b.root.joinpath("c.yaml").write_text("lrr: 0.1\n"),
@@ -202,14 +254,124 @@ CASES: list[tuple[str, Callable[[Box], list[str]], str]] = [
      "ema_decay must be in [0, 1), got 1.5"),
     ("train-negative-weight-decay", lambda b: b.train(train_weight_decay="-0.1"),
      "weight_decay must be >= 0, got -0.1"),
-    ("train-existing-run-without-resume", lambda b: (torch_save(b.out / TRAIN_CHECKPOINT, {"kind": "directnas-train"}),
+    ("train-existing-run-without-resume", lambda b: (torch_save(b.tout / TRAIN_CHECKPOINT, {"kind": "directnas-train"}),
                                                      b.train())[1], "pass --resume"),
-    ("train-checkpoint-other-model", lambda b: (torch_save(b.out / TRAIN_CHECKPOINT, {"kind": "directnas-train", "model_digest": "x"}),
+    ("train-checkpoint-other-model", lambda b: (torch_save(b.tout / TRAIN_CHECKPOINT, {"kind": "directnas-train", "model_digest": "x"}),
                                                 b.train("--resume"))[1], "was written for another model"),
-    ("train-checkpoint-of-search", lambda b: (torch_save(b.out / TRAIN_CHECKPOINT, {"kind": "directnas-search"}),
+    ("train-checkpoint-of-search", lambda b: (torch_save(b.tout / TRAIN_CHECKPOINT, {"kind": "directnas-search"}),
                                               b.train("--resume"))[1], "is not a directnas training checkpoint"),
     ("train-table-missing-entries", lambda b: (b.write_table(lambda d: d["entries"].pop(sorted(d["entries"])[-1])),
                                                b.train())[1], "lacks 1 op(s)"),
+]
+
+
+def _export(b: Box, *extra: str, out: str = "exported") -> list[str]:
+    return ["export", str(_model(b)), "--format", "onnx", "--out", str(b.root / out), *extra]
+
+
+def _run(b: Box, *extra: str) -> list[str]:
+    """``directnas run`` without a table: a refusal must come before the device is profiled."""
+    return ["run", "--space", str(b.space), "--data", str(b.data), "--out", str(b.root / "r"),
+            "--target-latency", "2x", *extra, *COMMON]
+
+
+def _compress(b: Box, *extra: str) -> list[str]:
+    return ["compress", "--model", str(_model(b)), "--data", str(b.data), "--method", "prune",
+            "--quick", *extra]
+
+
+# every input checked before any work (docs/reliability.md, "Checked before any work")
+CASES += [
+    # numeric options: finite and in range
+    *[(f"target-{v}", lambda b, v=v: b.search(target_latency=v), f"{v!r} is not a target latency")
+      for v in ("inf", "nan", "0", "-1", "0.5x")],
+    ("seed-negative", lambda b: b.search(seed="-1"), "seed must be an integer in [0, 2**32), got -1"),
+    ("train-seed-negative", lambda b: b.train(seed="-1"), "seed must be an integer in [0, 2**32)"),
+    ("rounds-zero", lambda b: b.search("--rounds", "0"), "--rounds must be >= 1, got 0"),
+    ("latency-batch-zero", lambda b: b.search("--latency-batch", "0"), "--latency-batch must be >= 1"),
+    ("input-size-zero", lambda b: b.search(input_size="0"), "--input-size must be an integer >= 1"),
+    ("train-input-size-zero", lambda b: b.train(input_size="0"), "--input-size must be an integer >= 1"),
+    ("train-epochs-zero", lambda b: b.train(train_epochs="0"), "epochs must be >= 1, got 0"),
+    ("train-batch-larger-than-data", lambda b: b.train(train_batch_size="100000"),
+     "batch size 100000 is larger than the 1200 training images"),
+    # no table: the batch is refused before the device is profiled (the cache stays empty)
+    ("batch-larger-than-data-before-profiling", lambda b: b.search(latency_table=None, batch_size="5000"),
+     "batch size 5000 is larger than"),
+    ("run-batch-larger-than-data-before-profiling", lambda b: _run(b, "--batch-size", "5000"),
+     "batch size 5000 is larger than"),
+    ("run-train-batch-larger-than-data", lambda b: _run(b, "--train-batch-size", "5000"),
+     "lower --train-batch-size"),
+    ("run-seed-negative", lambda b: _run(b, "--seed", "-1"), "seed must be an integer in [0, 2**32)"),
+    ("run-train-epochs-zero", lambda b: _run(b, "--train-epochs", "0"), "epochs must be >= 1"),
+    ("compress-seed-negative", lambda b: _compress(b, "--seed", "-1", "--out", str(b.root / "c")),
+     "seed must be an integer in [0, 2**32)"),
+    ("backend-unknown", lambda b: b.search("--backend", "bogus"), "unknown backend 'bogus': use one of"),
+    ("train-backend-unknown", lambda b: b.train("--backend", "bogus"), "unknown backend 'bogus'"),
+    ("compress-target-ratio-inf", lambda b: _compress(b, "--target-ratio", "inf", "--out", str(b.root / "c")),
+     "--target-ratio inf must be a finite ratio > 1"),
+    ("export-latency-batch-zero", lambda b: _export(b, "--latency-batch", "0"),
+     "--latency-batch must be an integer >= 1, got 0"),
+    ("export-rounds-zero", lambda b: _export(b, "--rounds", "0"), "--rounds must be an integer >= 1"),
+    ("export-threads-zero", lambda b: _export(b, "--threads", "0"), "--threads must be an integer >= 1"),
+    # the space
+    ("space-head-dropout", lambda b: (b.write_space(lambda d: d.update(head={"channels": 32, "dropout": 2.0})),
+                                      b.search())[1], "head.dropout must be a probability in [0, 1), got 2.0"),
+    ("space-duplicate-candidates", lambda b: (b.write_space(lambda d: d.update(candidates=["k3_e3", "k3_e3", "k5_e3"])),
+                                              b.search())[1], "candidates lists k3_e3 more than once"),
+    ("space-duplicate-stage-candidates", lambda b: (b.write_space(lambda d: d["stages"][0].update(
+        candidates=["k5_e3", "k5_e3"])), b.search())[1], "stages[0].candidates lists k5_e3 more than once"),
+    ("space-input-size-zero", lambda b: (b.write_space(lambda d: d["input"].update(size=0)), b.search())[1],
+     "input.size must be a positive integer, got 0"),
+    # latency tables: finite, non-negative entries, the one at fault named
+    ("table-nan-entry", lambda b: (b.write_table(lambda d: _set(d, float("nan"))), b.search())[1],
+     "needs a finite, non-negative 'ms', got nan"),
+    ("table-inf-entry", lambda b: (b.write_table(lambda d: _set(d, float("inf"))), b.train())[1],
+     "needs a finite, non-negative 'ms', got inf"),
+    ("latency-import-binary", lambda b: (b.root.joinpath("t.yaml").write_bytes(bytes(range(256)) * 4),
+                                         ["latency", "import", "--format", "proxyless-yaml", str(b.root / "t.yaml"),
+                                          "--space", str(b.space), "--out", str(b.root / "t.json")])[1],
+     "is a binary file, not YAML text"),
+    ("latency-import-binary-json", lambda b: (b.root.joinpath("t.bin").write_bytes(bytes(range(256)) * 4),
+                                              ["latency", "import", "--format", "ondevice", str(b.root / "t.bin"),
+                                               "--out", str(b.root / "t.json")])[1], "is a binary file, not JSON"),
+    # the data
+    ("data-stray-labels", lambda b: (_idx_labels(b, lambda y: (y.__setitem__(0, 7), y.__setitem__(1, 99), None)[2],
+                                                 lambda y: None), b.search())[1],
+     "no image has label 4-6, 8-98, yet label(s) 7 (1 image), 99 (1 image) are used"),
+    ("data-class-only-in-test", lambda b: (_idx_labels(b, lambda y: y.__setitem__(y == 3, 2), lambda y: None),
+                                           b.search())[1], "class(es) 3 of dataset 'data' have test images but no training"),
+    ("data-class-not-in-test", lambda b: (_idx_labels(b, lambda y: None, lambda y: y.__setitem__(y == 1, 0)),
+                                          b.search())[1], "class(es) 1 of dataset 'data' have no test images"),
+    ("data-one-image-class", lambda b: (_idx_labels(b, lambda y: (y.__setitem__(y == 3, 2), y.__setitem__(0, 3), None)[2],
+                                                    lambda y: None), b.train())[1],
+     "class(es) 3 (1 image) of dataset 'data' have fewer than 2 training images"),
+    ("imagefolder-one-image-class", lambda b: (_pngs(b, {"train": {"a": 3, "b": 1}, "test": {"a": 1, "b": 1}}),
+                                               b.search())[1], "class folder(s) b hold fewer than 2 images"),
+    ("imagefolder-test-lacks-class", lambda b: (_pngs(b, {"train": {"a": 3, "b": 3}, "test": {"a": 1}}),
+                                                b.search())[1], "has no images of class(es) b"),
+    ("imagefolder-plain-two-image-class", lambda b: (_pngs(b, {"": {"a": 5, "b": 2}}), b.search())[1],
+     "class folder(s) b hold fewer than 3 images (one is carved out to test on)"),
+    # the output folder
+    ("out-foreign-folder", lambda b: ((b.root / "mine").mkdir(), (b.root / "mine" / "arch.json").write_text("mine"),
+                                      b.search(out=str(b.root / "mine")))[2],
+     "holds files directnas did not write (arch.json): choose a new or empty --out, or pass --force"),
+    ("out-of-another-command", lambda b: b.train(out=str(b.out)), "is a folder of 'directnas search', not of 'train'"),
+    ("out-under-a-file", lambda b: b.search(out=str(b.table / "sub")), f"lies under the file"),
+    ("profile-out-under-a-file", lambda b: ["profile", "--space", str(b.space), "--out", str(b.table / "t.json"), *COMMON],
+     "lies under the file"),
+    ("export-arch-json", lambda b: ["export", str(b.arch), "--out", str(b.root / "exported")],
+     "is an architecture (arch.json), not a trained model: train it first"),
+    ("export-out-holds-model", lambda b: (m := _model(b), ["export", str(m), "--out", str(m)])[1],
+     "holds the input"),
+    ("compress-out-holds-model", lambda b: (m := _model(b), _compress(b, "--out", str(m)))[1], "holds the input"),
+    ("compress-out-is-run-folder", lambda b: _compress(b, "--out", str(b.out)),
+     "is a folder of 'directnas search', not of 'compress'"),
+    ("run-out-is-search-folder", lambda b: [*_run(b)[:6], str(b.out), *_run(b)[7:]],
+     "is a folder of 'directnas search', not of 'run'"),
+    ("report-out-is-run-folder", lambda b: ["report", str(b.tout), "--out", str(b.tout)],
+     "is a folder of 'directnas train', not of 'report'"),
+    ("baselines-out-foreign", lambda b: ["baselines", "--models", "lenet-300-100", "--data", str(b.data),
+                                         "--out", str(b.root)], "holds files directnas did not write"),
 ]
 
 
@@ -220,6 +382,18 @@ def snapshot(root: Path) -> dict[str, str]:
 
 def test_at_least_twenty_cases():
     assert len(CASES) >= 20 and len({c[0] for c in CASES}) == len(CASES)
+
+
+def test_the_doc_lists_every_case():
+    """docs/reliability.md names every case of this file (and no other)."""
+    import re
+
+    from helpers import REPO
+
+    doc = (REPO / "docs" / "reliability.md").read_text()
+    table = doc[doc.index("| inputs | cases"):doc.index("Beside it:")]
+    assert sorted(re.findall(r"`([a-z0-9][a-z0-9.-]*)`", table)) == sorted(c[0] for c in CASES)
+    assert f"lists the {len(CASES)} cases" in (REPO / "README.md").read_text()
 
 
 @pytest.mark.parametrize("name,setup,expected", CASES, ids=[c[0] for c in CASES])

@@ -111,3 +111,125 @@ def test_api_search_with_a_seed_gives_the_same_arch_and_supernet_every_call():
     assert a.arch.ops == b.arch.ops and a.history == b.history
     assert _same(nets[0], nets[1])
     assert not _same(nets[0], nets[2])
+
+
+# ---- the commands: same command and seed -> bitwise the same trained weights ---------------------
+def _state(path) -> dict[str, torch.Tensor]:
+    from directnas.utils.fileio import torch_load
+
+    return torch_load(path, what="model")["state_dict"]
+
+
+@pytest.mark.slow
+def test_cli_train_twice_and_killed_then_resumed_gives_the_same_weights(tmp_path, tiny_idx_dir,
+                                                                        monkeypatch):
+    """``directnas train --arch A --seed 0`` in a process of its own and in this one (whose RNGs
+    have moved on), and a third time killed (SIGKILL) once a mid-epoch checkpoint exists, then
+    resumed with ``--resume``: the same model.pt, bitwise."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from directnas.space.arch import uniform_arch
+    from directnas.training.train_net import TRAIN_CHECKPOINT
+    from helpers import CLI_WITH_CALLBACKS, SRC
+
+    space = _dropout_space()
+    uniform_arch(space, "k5_e3").save(tmp_path / "arch.json")
+    fake_table(space).save(tmp_path / "table.json")
+    (tmp_path / "fast.yaml").write_text("max_steps: 6\n")
+    from directnas.cli.main import main
+
+    monkeypatch.setenv("DIRECTNAS_CACHE", str(tmp_path / "cache"))
+    env = {**os.environ, "PYTHONPATH": str(SRC.parent), "DIRECTNAS_NO_PROGRESS": "1",
+           "OMP_NUM_THREADS": "1"}
+
+    def argv(out: str, *extra: str) -> list[str]:
+        return ["train", "--arch", str(tmp_path / "arch.json"), "--data", str(tiny_idx_dir),
+                "--latency-table", str(tmp_path / "table.json"), "--seed", "0", "--epochs", "2",
+                "--batch-size", "64", "--config", str(tmp_path / "fast.yaml"),
+                "--checkpoint-every", "2", "--threads", "1", "--repeats", "2",
+                "--out", str(tmp_path / out), *extra]
+
+    subprocess.run([sys.executable, "-m", "directnas", *argv("a")], env=env, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600)
+    torch.rand(7)
+    assert main(argv("b")) == 0
+    proc = subprocess.Popen([sys.executable, str(CLI_WITH_CALLBACKS), "--step-delay", "0.3", "--",
+                             *argv("c")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while not (tmp_path / "c" / TRAIN_CHECKPOINT).exists():
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=10) == -signal.SIGKILL
+    assert not (tmp_path / "c" / "model.pt").exists()  # killed mid-training
+    assert main(argv("c", "--resume")) == 0
+    a, b, c = (_state(tmp_path / x / "model.pt") for x in "abc")
+    assert _same(a, b) and _same(a, c)
+
+
+class _Crash(Exception):
+    pass
+
+
+def _crash_at(prefix: str, k: int):
+    """A progress wrapper that raises at the k-th batch of the loop whose label starts with
+    ``prefix`` (``"warm-up"``, ``"search"``, ``"train 1/"``, ...)."""
+    seen = {"n": 0}
+
+    def progress(it, desc, total):
+        for item in it:
+            if desc.startswith(prefix):
+                if seen["n"] == k:
+                    raise _Crash(desc)
+                seen["n"] += 1
+            yield item
+
+    return progress
+
+
+@pytest.mark.slow
+def test_run_interrupted_at_every_stage_boundary_trains_the_same_net(tmp_path, tiny_idx_dir,
+                                                                   monkeypatch):
+    """A ``run`` interrupted after the table, mid-search, after the search (before the first
+    training checkpoint), mid-training and after training (before the export), each time
+    re-run: the same arch and bitwise the same trained weights as an uninterrupted run."""
+    import directnas
+    from directnas.pipeline import run as run_module
+
+    monkeypatch.setenv("DIRECTNAS_CACHE", str(tmp_path / "cache"))
+    space = _dropout_space()
+    fake_table(space).save(tmp_path / "table.json")
+
+    def run(out: str, progress=lambda it, desc, total: it) -> None:
+        directnas.run(space, str(tiny_idx_dir), out=tmp_path / out, target_latency="1.5x",
+                      table=tmp_path / "table.json", tensorboard=False, say=lambda line: None,
+                      protocol={"threads": 1, "repeats": 2, "warmup": 0, "rounds": 1},
+                      search={"warmup_epochs": 1, "epochs": 1, "batch_size": 64, "max_steps": 4,
+                              "threads": 1, "checkpoint_every": 2, "eval_batches": 1},
+                      train={"epochs": 2, "batch_size": 64, "max_steps": 4, "threads": 1,
+                             "checkpoint_every": 2}, progress=progress)
+
+    run("ref")
+    for prefix, k in (("warm-up", 0), ("search", 1), ("train 1/", 0), ("train 2/", 1)):
+        with pytest.raises(_Crash):
+            run("cut", _crash_at(prefix, k))
+    export_stage = run_module.export_stage
+
+    def crash_once(*args, **kwargs):
+        monkeypatch.setattr(run_module, "export_stage", export_stage)
+        raise _Crash("export")
+
+    monkeypatch.setattr(run_module, "export_stage", crash_once)
+    with pytest.raises(_Crash):
+        run("cut")
+    assert not (tmp_path / "cut" / "export").exists()
+    run("cut")
+    ref, cut = tmp_path / "ref", tmp_path / "cut"
+    assert (ref / "search" / "arch.json").read_text() == (cut / "search" / "arch.json").read_text()
+    assert _same(_state(ref / "train" / "model.pt"), _state(cut / "train" / "model.pt"))
+    assert (cut / "export" / "export.json").exists()

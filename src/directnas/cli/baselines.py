@@ -11,6 +11,7 @@ from pathlib import Path
 
 from directnas import api
 from directnas.cli.common import bar
+from directnas.cli.flags import add_out_args
 from directnas.cli.train_flags import add_train_args, train_kwargs
 from directnas.models.zoo.mobilenetv2 import WIDTHS, model_name
 
@@ -24,7 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_train_args(p)
     p.add_argument("--seed", type=int)
     p.add_argument("--no-tensorboard", action="store_true", help="write no TensorBoard event files")
-    p.add_argument("--out", required=True, help="folder for one sub-folder per model")
+    add_out_args(p, "folder for one sub-folder per model")
     p.set_defaults(func=run)
 
 
@@ -32,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     rows = api.baselines(args.models, args.data, out=out,
                          train_options={**train_kwargs(args), "progress": bar},
-                         tensorboard=not args.no_tensorboard, say=print)
+                         tensorboard=not args.no_tensorboard, say=print, force=args.force)
     print()
     for r in rows:
         print(f"{r['model']:<18} test accuracy {100 * r['test_accuracy']:6.2f} %  "

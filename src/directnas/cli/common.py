@@ -68,7 +68,8 @@ def protocol_from(args: argparse.Namespace) -> Protocol:
     values = flag_values(args, PROTOCOL)
     for f in PROTOCOL[:4]:
         if values[f.field] < 1:
-            raise UserError(f"--{f.name or f.field} must be >= 1")
+            raise UserError(f"--{f.name or f.field} must be >= 1, got {values[f.field]}: pass "
+                            "1 or more")
     return make_protocol(values)
 
 

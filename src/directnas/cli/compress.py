@@ -9,6 +9,7 @@ from directnas import api
 from directnas.cli.common import bar
 from directnas.cli.compress_flags import add_compress_options, compress_options
 from directnas.cli.data_flags import add_data_args
+from directnas.cli.flags import add_out_args
 from directnas.compression.pipeline import METHODS
 
 
@@ -17,7 +18,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, help="model.pt written by 'directnas train' (or its folder)")
     p.add_argument("--method", required=True,
                    help=f"a method or a comma chain of: {', '.join(METHODS)} (e.g. prune,share,huffman)")
-    p.add_argument("--out", required=True, help="output folder")
+    add_out_args(p, "output folder (not the model's own)")
     add_data_args(p)
     add_compress_options(p)
     p.add_argument("--export", metavar="FORMATS",
@@ -29,6 +30,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     r = api.compress(args.model, args.data, out=args.out, method=args.method, export=args.export,
-                     progress=bar, say=print, **compress_options(args))
+                     progress=bar, say=print, force=args.force, **compress_options(args))
     print(f"metrics: {(r.out / 'metrics.json').resolve()}\nmodel: {r.compressed_path.resolve()}")
     return 0

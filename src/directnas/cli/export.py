@@ -8,6 +8,7 @@ from pathlib import Path
 
 from directnas import api
 from directnas.cli.common import bar
+from directnas.cli.flags import add_out_args
 from directnas.runtimes import formats
 
 
@@ -16,7 +17,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", help="a run folder, its train/ folder or a model.pt")
     p.add_argument("--format", default="all", help=f"{'|'.join(formats())}|all (default all), "
                                                    "or several comma-separated")
-    p.add_argument("--out", required=True, help="folder for the artifacts, export.json, README.md")
+    add_out_args(p, "folder for the artifacts, export.json, README.md (not the model's own)")
     p.add_argument("--data", help="test data for the parity check (default: what it trained on)")
     p.add_argument("--threads", type=int, default=1, help="runtime threads (default 1)")
     p.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (default 5)")
@@ -29,7 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     r = api.export(args.model, args.out, formats=args.format, data=args.data, threads=args.threads,
                    rounds=args.rounds, batch_size=args.latency_batch, limit=args.limit,
-                   progress=lambda it: bar(list(it), "export"))
+                   progress=lambda it: bar(list(it), "export"), force=args.force)
     for fmt, a in r.artifacts.items():
         print(f"{fmt:<12} {a['path']}\n  {a['runtime_version']}: top-1 agreement "
               f"{100 * a['top1_agreement']:.2f} % on {a['test_images']} test images, max abs "

@@ -64,3 +64,11 @@ def flag_values(args: argparse.Namespace, flags: Sequence[Flag], *,
     """The fields the flags set: ``field: value`` for every flag given."""
     values = {f.field: getattr(args, dest(prefix, f), None) for f in flags}
     return {k: v for k, v in values.items() if v is not None}
+
+
+def add_out_args(p: argparse.ArgumentParser, help: str) -> None:
+    """``--out`` (required) and ``--force``."""
+    p.add_argument("--out", required=True, help=help)
+    p.add_argument("--force", action="store_true",
+                   help="write into an existing folder directnas did not make (never into "
+                        "another command's folder)")

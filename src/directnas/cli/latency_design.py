@@ -7,6 +7,7 @@ import csv
 import io
 from pathlib import Path
 
+from directnas.pipeline.outdir import check_out_file
 from directnas.errors import UserError
 from directnas.latency.fit import balanced_design, design_rows
 from directnas.space.space import load_space
@@ -23,6 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_out_file(args.out)
     space = load_space(args.space)
     idx = balanced_design(space, args.n, seed=args.seed)
     rows = design_rows(space, idx)

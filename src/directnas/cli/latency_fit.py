@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from directnas.pipeline.outdir import check_out_file
 from directnas.latency.fit import (MODELS, fit_model, metrics, parse_rows, predict_table,
                                    read_measurements, to_table)
 from directnas.space.space import load_space
@@ -25,6 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_out_file(args.out)
     space = load_space(args.space)
     rows = parse_rows(args.rows)
     m = read_measurements(args.measurements, space, args.column, rows)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from directnas.pipeline.outdir import check_out_file
 from directnas.latency.importers import IMPORTERS, import_table
 from directnas.space.space import load_space
 
@@ -20,6 +21,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_out_file(args.out)
     space = load_space(args.space) if args.space else None
     table = import_table(args.format, args.file, space)
     table.save(args.out)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from directnas.pipeline.outdir import check_out_file
 from directnas.errors import UserError
 from directnas.latency.table import LatencyTable
 
@@ -17,6 +18,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_out_file(args.out)
     if len(args.tables) < 2:
         raise UserError("latency merge needs at least two tables")
     tables = [LatencyTable.load(p) for p in args.tables]

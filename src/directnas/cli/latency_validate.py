@@ -6,6 +6,7 @@ import argparse
 import math
 from pathlib import Path
 
+from directnas.pipeline.outdir import check_out_file
 from directnas.cli.common import add_protocol_args, bar, protocol_from
 from directnas.latency.correction import FEATURE_SETS
 from directnas.latency.table import LatencyTable
@@ -37,6 +38,7 @@ def _fmt(x: float, pct: bool = False) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_out_file(args.out)
     space = load_space(args.space)
     proto = protocol_from(args)
     table = LatencyTable.load(args.table) if args.table else None

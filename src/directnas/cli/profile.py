@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from directnas.pipeline.outdir import check_out_file
 from directnas.cli.common import add_protocol_args, bar, log, parse_target, protocol_from
 from directnas.latency.table import LatencyTable
 from directnas.latency.near_target import NEAR_NETS, NearTarget, anchor_target
@@ -27,6 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_out_file(args.out)
     space = load_space(args.space)
     proto = protocol_from(args)
     existing = LatencyTable.load(args.merge) if args.merge else None

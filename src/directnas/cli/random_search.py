@@ -11,6 +11,7 @@ from directnas import api
 from directnas.cli.common import (add_protocol_args, bar, given_backend, log, parse_target,
                                   protocol_from)
 from directnas.cli.data_flags import add_data_args
+from directnas.cli.flags import add_out_args
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -35,7 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--quick", action="store_true", help="a 1-minute smoke budget")
     p.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: CUDA when there is one)")
-    p.add_argument("--out", required=True, help="run folder")
+    add_out_args(p, "run folder")
     add_protocol_args(p)
     p.set_defaults(func=run)
 
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
                           table=args.latency_table, backend=given_backend(args),
                           protocol=asdict(protocol_from(args)), quick=args.quick,
                           at_most=args.at_most, threads=args.threads, config_file=args.config,
-                          progress=bar, on_candidate=log_candidate, **config)
+                          progress=bar, on_candidate=log_candidate, force=args.force, **config)
     s = r.summary
     print(f"architecture: {(out / 'arch.json').resolve()}  [{r.result.best.summary()}]")
     print(f"best of {s['archs']} archs: valid accuracy {s['valid_accuracy']:.4f}, predicted "

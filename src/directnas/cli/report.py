@@ -6,7 +6,9 @@ import argparse
 from pathlib import Path
 
 from directnas.cli.common import add_protocol_args, bar, protocol_from
+from directnas.cli.flags import add_out_args
 from directnas.errors import UserError
+from directnas.pipeline.outdir import check_out, claimed
 from directnas.report.writer import find_runs, write_report
 
 
@@ -14,7 +16,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="build a report (markdown, JSON, plots) from finished run folders")
     p.add_argument("folders", nargs="+", metavar="DIR",
                    help="folders written by directnas run, train or baselines (searched recursively)")
-    p.add_argument("--out", required=True, help="report folder")
+    add_out_args(p, "report folder")
     p.add_argument("--title", default="directnas report")
     p.add_argument("--remeasure", action="store_true",
                    help="re-time every trained net side by side in this process (interleaved rounds) "
@@ -25,6 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
+    check_out(out, "report", force=args.force)
     runs = find_runs(args.folders)
     if args.remeasure:
         if args.rounds < 1:
@@ -39,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"re-timed {len(timed)} nets side by side ({args.backend}, batch {proto.batch_size}, "
               f"{proto.threads} threads, {args.rounds} rounds x {proto.repeats} repeats"
               + (f", noise floor {100 * floor:.1f} %" if floor is not None else "") + ")")
-    summary = write_report(args.folders, out, title=args.title, runs=runs)
+    with claimed(out, "report"):
+        summary = write_report(args.folders, out, title=args.title, runs=runs)
     for r in summary["runs"]:
         acc = f"{100 * r['test_accuracy']:.2f} %" if "test_accuracy" in r else "not trained"
         lat = f"{r['latency_ms']:.3f} ms" if "latency_ms" in r else "-"

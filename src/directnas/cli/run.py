@@ -13,6 +13,7 @@ from pathlib import Path
 
 from directnas import api
 from directnas.cli.common import bar, protocol_from
+from directnas.cli.flags import add_out_args
 from directnas.cli.reference_flags import add_reference_args, reference_options
 from directnas.cli.run_flags import add_run_args, compress_options
 from directnas.cli.search_flags import add_search_args, search_options
@@ -31,7 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", default=None, help="latency backend searched for, measured in and "
                    f"shipped to (default: the first installed of {', '.join(DEPLOYMENT)})")
     add_reference_args(p)
-    p.add_argument("--out", required=True, help="run folder (re-run the command to resume)")
+    add_out_args(p, "run folder (re-run the command to resume)")
     p.add_argument("--resume", action="store_true", help="accepted for symmetry: run always resumes")
     p.set_defaults(func=run)
 
@@ -42,11 +43,13 @@ def run(args: argparse.Namespace) -> int:
     results = api.run(args.space, args.data, out=out, target_latency=args.targets,
                       backend=backend, table=args.latency_table,
                       protocol=asdict(protocol_from(args)), device=args.device,
-                      input_size=args.input_size, search=search_options(args),
+                      input_size=args.input_size, max_input_size=args.max_input_size,
+                      search=search_options(args),
                       train=train_options(args, prefix="train-", config_file=args.train_config),
                       compress=compress_options(args, backend), compare=args.compare,
                       tensorboard=not args.no_tensorboard, say=print, progress=bar,
-                      near_nets=args.near_target_nets, references=reference_options(args))
+                      near_nets=args.near_target_nets, references=reference_options(args),
+                      force=args.force)
     print("\n" + "\n".join(line for r in results for line in target_lines(r)))
     summary = read_json(out / "report.json")
     pngs = sorted({p for plots in summary["plots"].values() for p in plots.values()}

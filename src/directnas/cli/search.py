@@ -8,6 +8,7 @@ from pathlib import Path
 
 from directnas import api
 from directnas.cli.common import bar, given_backend, log, protocol_from
+from directnas.cli.flags import add_out_args
 from directnas.cli.search_flags import add_search_args, search_options
 from directnas.utils.distributed import init_from_env
 from directnas.utils.fileio import read_json
@@ -16,7 +17,7 @@ from directnas.utils.fileio import read_json
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("search", help="search an architecture for a dataset and a device")
     add_search_args(p)
-    p.add_argument("--out", required=True, help="run folder")
+    add_out_args(p, "run folder")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
     p.set_defaults(func=run)
 
@@ -26,7 +27,8 @@ def run(args: argparse.Namespace) -> int:
     result = api.search(args.space, args.data, target_latency=args.target_latency_ms,
                         table=args.latency_table, out=out, resume=args.resume, progress=bar,
                         on_epoch=log_search_epoch, backend=given_backend(args), device=args.device,
-                        input_size=args.input_size, protocol=asdict(protocol_from(args)),
+                        input_size=args.input_size, max_input_size=args.max_input_size,
+                        protocol=asdict(protocol_from(args)), force=args.force,
                         **search_options(args))
     if not init_from_env().is_main:  # rank 0 speaks for the job
         return 0

@@ -9,17 +9,20 @@ from typing import Any
 from directnas.cli.common import add_protocol_args, parse_target
 from directnas.cli.data_flags import add_data_args
 from directnas.cli.flags import Flag, add_flags, flag_values
+from directnas.data.auto_space import AUTO
 from directnas.nas.gates import STRATEGIES
 from directnas.nas.loss import LOSS_FORMS
 from directnas.nas.searcher import WEIGHT_PATHS, SearchConfig
 from directnas.nas.superkernel import SHARING
+from directnas.space.fitted import MAX_INPUT_SIZE
 
 AMP = Flag("amp", "mixed precision (bfloat16 autocast) on CUDA", switch="on")
 SEARCH = [
     Flag("strategy", "gate strategy", choices=sorted(STRATEGIES)),
     Flag("loss", "hardware-aware loss form", choices=LOSS_FORMS),
-    Flag("epochs", "search epochs after warm-up"),
-    Flag("warmup_epochs", "epochs training the supernet's weights alone, before the search"),
+    Flag("epochs", "search epochs after warm-up (default 2; on small data, epochs of 330 steps)"),
+    Flag("warmup_epochs", "epochs training the supernet's weights alone, before the search "
+                          "(default 1; on small data, epochs of 330 steps)"),
     Flag("batch_size", "batch size of the weight and architecture steps"),
     Flag("lr", "learning rate of the supernet's weights"),
     Flag("arch_lr", "learning rate of the architecture parameters"),
@@ -41,8 +44,18 @@ def add_device_args(p: argparse.ArgumentParser, cls: type) -> None:
                    help="resize the images to this size (default: the space's input size)")
 
 
+def add_space_args(p: argparse.ArgumentParser) -> None:
+    """``--space`` (default ``auto``: chosen from the data) and ``--max-input-size``."""
+    p.add_argument("--space", default=AUTO,
+                   help="preset name or YAML path (default auto: fashion-mnist for the demo's "
+                        "data, else a space fitted to the images' size)")
+    p.add_argument("--max-input-size", type=int, default=MAX_INPUT_SIZE, metavar="PX",
+                   help="with --space auto: the largest input size fitted to the images, a CPU "
+                        f"budget (default {MAX_INPUT_SIZE}; --input-size overrides)")
+
+
 def add_search_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--space", default="fashion-mnist", help="preset name or YAML path")
+    add_space_args(p)
     add_data_args(p)
     p.add_argument("--target-latency", type=parse_target, dest="target_latency_ms",
                    help="target latency in ms on the latency backend (1.5), or a multiple of the "

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from directnas import api
 from directnas.cli.common import bar, log
+from directnas.cli.flags import add_out_args
 from directnas.cli.train_flags import add_train_args, train_kwargs
 from directnas.models.registry import model_names
 from directnas.utils.distributed import init_from_env
@@ -19,7 +20,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--model", help=f"a named model ({', '.join(model_names()) or 'none'})")
     add_train_args(p)
     p.add_argument("--seed", type=int)
-    p.add_argument("--out", required=True, help="run folder")
+    add_out_args(p, "run folder")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
     p.set_defaults(func=run)
 
@@ -31,7 +32,7 @@ def log_epoch(e: int, r: dict[str, float]) -> None:
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     result = api.train(args.arch or args.model, args.data, out=out, resume=args.resume,
-                       progress=bar, on_epoch=log_epoch, **train_kwargs(args))
+                       progress=bar, on_epoch=log_epoch, force=args.force, **train_kwargs(args))
     m = result.metrics
     if not init_from_env().is_main:  # rank 0 speaks for the job
         return 0

@@ -14,7 +14,8 @@ from directnas.cli.search_flags import AMP, add_device_args
 from directnas.training.train_net import TrainConfig
 
 TRAIN = [
-    Flag("epochs", "epochs of training from scratch"), Flag("batch_size", "training batch size"),
+    Flag("epochs", "epochs of training from scratch (default 20; on small data as many as "
+                   "1,500 weight updates take)"), Flag("batch_size", "training batch size"),
     Flag("lr", "initial learning rate (cosine schedule)"),
     Flag("weight_decay", "L2 on conv/linear weights (default 5e-5; 5e-4 for lenet-300-100)"),
     Flag("augment", "random crop + flip of the training images (default on; off for "

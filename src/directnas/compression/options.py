@@ -105,10 +105,12 @@ def _check_goal(cfg: CompressConfig) -> None:
     """The recipe search's goal: a ratio or a loss bound, not both, and not beside a sparsity."""
     if cfg.target_ratio is not None and cfg.max_loss is not None:
         raise UserError("give target_ratio (--target-ratio) or max_loss (--max-loss), not both")
-    if cfg.target_ratio is not None and cfg.target_ratio <= 1:
-        raise UserError(f"--target-ratio {cfg.target_ratio:g} must be > 1 (e.g. 40 for 40x)")
+    if cfg.target_ratio is not None and not 1 < cfg.target_ratio < float("inf"):
+        raise UserError(f"--target-ratio {cfg.target_ratio:g} must be a finite ratio > 1: give "
+                        "e.g. 40 for 40x")
     if cfg.max_loss is not None and not 0 <= cfg.max_loss < 1:
-        raise UserError(f"--max-loss {100 * cfg.max_loss:g} must be in [0, 100) points (e.g. 1)")
+        raise UserError(f"--max-loss {100 * cfg.max_loss:g} must be in [0, 100) points: give "
+                        "e.g. 1")
     searching = cfg.target_ratio is not None or cfg.max_loss is not None
     if searching and (cfg.sparsity is not None or cfg.uniform):
         raise UserError("target_ratio / max_loss (--target-ratio / --max-loss) choose the "

@@ -15,6 +15,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from directnas.data.augment import CROPS, crop_kind, random_resized_crop
 from directnas.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -131,11 +132,14 @@ class Batches:
     """Shuffled, normalised, optionally augmented batches of an ImageData (each batch's images
     are read with ``ImageData.take``: memory-mapped images are read a batch at a time).
 
-    Augmentation (random crop with zero padding, horizontal flip, and with ``erase`` > 0 random
-    erasing: with that probability a random rectangle of 2-33 % of the image, aspect ratio
-    0.3-3.3, is set to the dataset mean) runs on the whole batch with tensor indexing: no
-    per-sample Python.  ``rank``/``world`` shard each epoch like
-    DistributedSampler (every rank gets the same number of batches).  Batches are drawn and
+    Augmentation runs on the whole batch with tensor operations: no per-sample Python.  The
+    crop (``crop``; ``auto``: by the images' size, ``augment.crop_kind``) is a random crop with
+    ``pad`` pixels of zero padding for images under 48 px, and a random resized crop
+    (``augment.random_resized_crop``: 35-100 % of the area, aspect ratio 3/4-4/3) from 48 px;
+    then a horizontal flip, and with ``erase`` > 0 random erasing: with that probability a
+    random rectangle of 2-33 % of the image, aspect ratio 0.3-3.3, is set to the dataset mean.
+    ``rank``/``world`` shard each epoch like DistributedSampler (every rank gets the same
+    number of batches).  Batches are drawn and
     augmented on the CPU (one RNG stream on every device) and handed over on ``device``.
     """
 
@@ -143,10 +147,14 @@ class Batches:
                  std: tuple[float, ...], augment: bool = False, shuffle: bool = True,
                  pad: int = 2, flip: bool = True, seed: int = 0, drop_last: bool = False,
                  rank: int = 0, world: int = 1, channels_last: bool = False,
-                 erase: float = 0.0, device: torch.device | str = "cpu") -> None:
+                 erase: float = 0.0, device: torch.device | str = "cpu",
+                 crop: str = "auto") -> None:
         if not 0.0 <= erase <= 1.0:
             raise UserError(f"random erasing probability {erase} is not in [0, 1]: "
                             "pass one such as 0.25")
+        if crop not in CROPS:
+            raise UserError(f"crop {crop!r} is not one of {', '.join(CROPS)}")
+        self.crop = crop_kind(crop, data.shape[2])
         self.data, self.batch_size, self.erase = data, batch_size, erase
         self.mean = torch.tensor(mean).view(1, -1, 1, 1) * 255.0
         self.std = torch.tensor(std).view(1, -1, 1, 1) * 255.0
@@ -186,6 +194,9 @@ class Batches:
     def _augment(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         g = self.generator
+        if self.crop == "resized":
+            x = random_resized_crop(x, g, flip=self.flip)
+            return self._erase(x) if self.erase > 0 else x
         if self.pad > 0:
             p = self.pad
             xp = torch.nn.functional.pad(x, (p, p, p, p))

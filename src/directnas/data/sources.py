@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from directnas.data.checks import check_dataset
 from directnas.data.datasets import Dataset, ImageData, with_stats
 from directnas.data.readers import load_dataset
 from directnas.errors import UserError
@@ -32,6 +33,11 @@ def _to_uint8(x: torch.Tensor, what: str) -> torch.Tensor:
         return x
     if not x.is_floating_point():
         raise UserError(f"{what}: images must be uint8 (0-255) or floats in [0, 1], not {x.dtype}")
+    nan = torch.isnan(x)
+    if bool(nan.any()):
+        first = int(nan.flatten(1).any(1).nonzero()[0]) if x.ndim > 1 else 0
+        raise UserError(f"{what}: {int(nan.sum())} pixel(s) are NaN (the first in image {first}): "
+                        "replace or drop those images (e.g. torch.nan_to_num)")
     lo, hi = float(x.min()), float(x.max())
     if lo < -1e-6 or hi > 1 + 1e-6:
         raise UserError(f"{what}: float images must lie in [0, 1] (found {lo:.3g} to {hi:.3g}); "
@@ -84,6 +90,9 @@ def _image_data(obj: Any, what: str, size: int | None) -> ImageData:
     if isinstance(obj, (tuple, list)) and len(obj) == 2 and isinstance(obj[0], torch.Tensor):
         x, y = obj[0].detach().cpu(), torch.as_tensor(obj[1]).detach().cpu()
         x = x.unsqueeze(1) if x.ndim == 3 else x
+        if x.numel() == 0 or y.numel() == 0:
+            raise UserError(f"{what} is empty (images {tuple(x.shape)}, labels {tuple(y.shape)}): "
+                            "give at least one (image, label)")
         if x.ndim != 4 or y.ndim != 1 or len(x) != len(y):
             raise UserError(f"{what}: give images (N, C, H, W) and labels (N,), got "
                             f"{tuple(x.shape)} and {tuple(y.shape)}")
@@ -126,13 +135,17 @@ def as_dataset(data: DataLike, test: DataLike | None = None, *,
     if len(test_data) and train.shape[1:] != test_data.shape[1:]:
         raise UserError(f"test images are {test_data.shape[1:]} but training images "
                         f"{train.shape[1:]}: give both in one shape")
-    if base is not None and test_data is base.test and train is base.train:
-        return base
     k = max(train.num_classes, test_data.num_classes)
-    train, test_data = train.with_classes(k), test_data.with_classes(k)
-    if base is not None and train.store is base.train.store and train.rows is base.train.rows:
-        return Dataset(base.name, train, test_data, base.mean, base.std)  # same training images
-    return with_stats(base.name if base is not None else "tensors", train, test_data)
+    if base is not None and test_data is base.test and train is base.train:
+        ds = base
+    elif base is not None and train.store is base.train.store and train.rows is base.train.rows:
+        ds = Dataset(base.name, train.with_classes(k), test_data.with_classes(k), base.mean,
+                     base.std)  # same training images
+    else:
+        ds = with_stats(base.name if base is not None else "tensors", train.with_classes(k),
+                        test_data.with_classes(k))
+    check_dataset(ds)
+    return ds
 
 
 def _resized(data: ImageData, size: int) -> ImageData:
@@ -142,9 +155,11 @@ def _resized(data: ImageData, size: int) -> ImageData:
     return ImageData(_resize(data.images, size), data.labels, data.num_classes)
 
 
-def fit_space(space: SearchSpace, data: Dataset, *, input_size: int | None = None) -> SearchSpace:
+def fit_space(space: SearchSpace, data: Dataset, *, input_size: int | None = None,
+              quiet: bool = False) -> SearchSpace:
     """``space`` with the data's number of classes and channels (and ``input_size`` if given):
-    own data needs no YAML edit.  The change is logged; the run's config records the result."""
+    own data needs no YAML edit.  The change is logged (unless ``quiet``); the run's config
+    records the result."""
     c = data.input_shape[0]
     changes = {k: (old, new) for k, old, new in (
         ("num_classes", space.num_classes, data.train.num_classes),
@@ -155,8 +170,9 @@ def fit_space(space: SearchSpace, data: Dataset, *, input_size: int | None = Non
     d = space.to_dict()
     d["num_classes"] = data.train.num_classes
     d["input"] = {"size": input_size or space.input_size, "channels": c}
-    log.info("space %s fitted to the data: %s", space.name,
-             ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changes.items()))
+    if not quiet:
+        log.info("space %s fitted to the data: %s", space.name,
+                 ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changes.items()))
     return SearchSpace.from_dict(d)
 
 

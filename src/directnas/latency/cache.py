@@ -60,9 +60,13 @@ def make_protocol(protocol: Mapping[str, Any] | None = None) -> Protocol:
     if set(given) - names:
         raise UserError(f"unknown latency option(s) {sorted(set(given) - names)}; known: {sorted(names)}")
     proto = Protocol(**given)
-    for name in ("threads", "batch_size", "repeats"):
-        if not isinstance(getattr(proto, name), int) or getattr(proto, name) < 1:
-            raise UserError(f"latency option {name} must be an integer >= 1, got {getattr(proto, name)!r}")
+    for name, low, flag in (("threads", 1, "--threads 1"), ("batch_size", 1, "--latency-batch 1"),
+                            ("repeats", 1, "--repeats 30"), ("rounds", 1, "--rounds 5"),
+                            ("warmup", 0, "--warmup 10")):
+        v = getattr(proto, name)
+        if not isinstance(v, int) or isinstance(v, bool) or v < low:
+            raise UserError(f"latency option {name} must be an integer >= {low}, got {v!r}: "
+                            f"pass e.g. {flag}")
     return proto
 
 
@@ -76,6 +80,7 @@ def get_table(space: SearchSpace, *, table: TableLike | None, backend: str | Non
         return cached_table(space, backend=measure_on, proto=proto, progress=progress)
     where = str(table) if not isinstance(table, LatencyTable) else "given"
     t = table if isinstance(table, LatencyTable) else LatencyTable.load(table)
+    t.check_entries(where)
     was = t.meta.get("backend")
     if backend is not None and was and was != backend:
         raise UserError(f"latency table {where} was measured on backend {was!r} "

@@ -72,8 +72,10 @@ def summarize(times: list[float], stat: str = "median") -> dict[str, float]:
 @keeps_rng
 def measure_module(module: nn.Module, shape: tuple[int, ...], *, backend: str = "torch-cpu",
                    proto: Protocol = Protocol()) -> dict[str, float]:
-    runner = runtimes.get(backend).runner(module, shape, proto)
-    return summarize(time_runner(runner, proto), proto.stat)
+    rt = runtimes.get(backend)
+    with runtimes.lowering(rt.name):
+        runner = rt.runner(module, shape, proto)
+        return summarize(time_runner(runner, proto), proto.stat)
 
 
 # how a profile calibrates its table (part of the cache key: a new form re-profiles)

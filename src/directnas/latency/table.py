@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,8 +113,21 @@ class LatencyTable:
             raise UserError(f"latency table {path} has schema_version {d.get('schema_version')}, "
                             f"expected {LUT_SCHEMA_VERSION}")
         entries = d["entries"]
-        for k, v in entries.items():
-            if not isinstance(v, dict) or not isinstance(v.get("ms"), (int, float)) or v["ms"] < 0:
-                raise UserError(f"latency table {path}: entry {k!r} needs a non-negative 'ms'")
+        if not isinstance(entries, dict):
+            raise UserError(f"latency table {path}: 'entries' must map op keys to {{\"ms\": ...}}: "
+                            "regenerate it with 'directnas profile'")
         corr = Correction.from_dict(d["correction"]) if d.get("correction") is not None else None
-        return cls(dict(d.get("meta", {})), entries, corr)
+        table = cls(dict(d.get("meta", {})), entries, corr)
+        table.check_entries(path)
+        return table
+
+    def check_entries(self, where: str | Path | None = None) -> None:
+        """Every entry holds a finite, non-negative 'ms' (a NaN would make alpha NaN mid-search);
+        the entry at fault is named."""
+        for k, v in self.entries.items():
+            ms = v.get("ms") if isinstance(v, dict) else None
+            if isinstance(ms, bool) or not isinstance(ms, (int, float)) or not ms >= 0 \
+                    or not math.isfinite(ms):
+                raise UserError(f"latency table {where or '(given)'}: entry {k!r} needs a finite, "
+                                f"non-negative 'ms', got {ms!r}: re-measure it (directnas profile) "
+                                "or fix the entry")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 from directnas.errors import UserError
 from directnas.latency.near_target import NearTarget
@@ -24,10 +25,20 @@ def parse_target(value: float | int | str) -> Target:
     except ValueError:
         raise UserError(f"{value!r} is not a target latency: give ms (1.5) or a multiple of the "
                         "fastest net (1.6x)") from None
-    if not number > 0 or (t.endswith("x") and number < 1):
-        raise UserError(f"{value!r}: a target must be positive ms, or a multiple >= 1x of the "
-                        "fastest net")
+    if not math.isfinite(number) or not number > 0 or (t.endswith("x") and number < 1):
+        raise UserError(f"{value!r} is not a target latency: give finite positive ms (1.5) or a "
+                        "multiple >= 1x of the fastest net (1.6x)")
     return f"{number:g}x" if t.endswith("x") else number
+
+
+def check_reachable(target_ms: float | None, space: SearchSpace, table: LatencyTable) -> None:
+    """A target in ms at or above the fastest net of ``space`` on ``table`` (no net is faster)."""
+    if target_ms is None:
+        return
+    fastest = fastest_ms(space, table)
+    if target_ms < fastest:
+        raise UserError(f"target latency {target_ms:g} ms is below the fastest net of space "
+                        f"{space.name!r} ({fastest:.3f} ms on this table): raise --target-latency")
 
 
 def resolve_target(spec: Target | None, space: SearchSpace, table: LatencyTable) -> float | None:
@@ -50,6 +61,10 @@ def resolve_target(spec: Target | None, space: SearchSpace, table: LatencyTable)
         fastest = near.fastest.measured_ms
     elif near is not None and near.scale:
         fastest /= near.scale
+    if not fastest > 0:
+        raise UserError(f"the fastest net of space {space.name!r} costs {fastest:g} ms on this "
+                        f"table, so {spec} of it is no target: give the target in ms or "
+                        "re-measure the table")
     target = round(float(spec[:-1]) * fastest, 4)
     log.info("target latency %s of the fastest net (%.3f ms) = %.3f ms", spec, fastest, target)
     return target

@@ -50,6 +50,7 @@ class ModelFile:
     def read(cls, path: str | Path) -> "ModelFile":
         """The record of a model.pt, its folder, or a run folder's ``train/model.pt``."""
         p = find_model_file(Path(path))
+        _not_json(p)
         ck = torch_load(p, what="model")
         if not isinstance(ck, dict) or ck.get("kind") != KIND:
             raise UserError(f"{p} is not a model written by 'directnas train': train one first")
@@ -87,6 +88,24 @@ class ModelFile:
             raise UserError(f"model {self.name} does not record the normalisation it was trained "
                             "with: re-train it")
         return Classifier(self.build().float(), self.mean, self.std).eval()
+
+
+def _not_json(path: Path) -> None:
+    """A JSON file given as a model (an arch.json, most often) is named for what it is."""
+    import json
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1).lstrip()
+        d = json.loads(path.read_text()) if head == b"{" else None
+    except (OSError, ValueError):
+        return
+    if isinstance(d, dict) and "layers" in d and "space" in d:
+        raise UserError(f"{path} is an architecture (arch.json), not a trained model: train it "
+                        f"first (directnas train --arch {path} --out DIR) and give DIR")
+    if d is not None:
+        raise UserError(f"{path} is a JSON file, not a model: give a model.pt written by "
+                        "'directnas train', its folder or a run folder")
 
 
 def find_model_file(path: Path) -> Path:

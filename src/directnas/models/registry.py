@@ -5,7 +5,7 @@ Register with ``@register("name")``; the registry refuses duplicates.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 from torch import nn
 
@@ -23,6 +23,19 @@ def register(name: str) -> Callable[[Builder], Builder]:
         return fn
 
     return deco
+
+
+def arch_builder(make_arch: Callable[..., Any]) -> Builder:
+    """A registry builder of a net defined by an ``Arch`` (``make_arch(input_shape=...,
+    num_classes=...)``); the net keeps its Arch (``net.arch``), so a latency table prices it."""
+
+    def build(*, input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
+        arch = make_arch(input_shape=input_shape, num_classes=num_classes)
+        net = arch.build()
+        net.arch = arch
+        return net
+
+    return build
 
 
 def _load_zoo() -> None:

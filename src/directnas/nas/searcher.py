@@ -20,7 +20,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, Callable, TypeVar
 
 import torch
 
@@ -47,6 +47,11 @@ from directnas.utils.threads import torch_threads
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "search_checkpoint.pt"
+WARMUP_CHECKPOINT = "warmup_checkpoint.pt"
+# options that do not change the warm-up (it trains weights on uniform paths; alpha waits)
+TARGET_OPTIONS = frozenset({"target_latency_ms", "lam", "beta", "loss", "arch_lr", "arch_every",
+                            "arch_start_epoch", "derive", "derive_window", "history_every",
+                            "checkpoint_every", "device", "threads"})
 M = TypeVar("M", bound=Callable[..., Any])
 
 
@@ -131,6 +136,11 @@ def check_config(cfg: SearchConfig) -> None:
     check_amp(resolve_device(cfg.device), cfg.amp)
 
 
+def valid_split_size(cfg: SearchConfig, n_train: int) -> int:
+    """The training images the search holds out to drive alpha (default 10 %, at most 5000)."""
+    return cfg.valid_size or min(5000, max(1, n_train // 10))
+
+
 def check_data_fits(space: SearchSpace, data: Dataset) -> None:
     c, h, w = data.input_shape
     if (c, h) != (space.input_channels, space.input_size) or h != w:
@@ -163,8 +173,14 @@ class Searcher:
     """Owns the supernet, optimizers and state of one search run in ``out``."""
 
     def __init__(self, space: SearchSpace, data: Dataset, table: LatencyTable | None,
-                 cfg: SearchConfig, out: str | Path, *, dist: Dist | None = None) -> None:
+                 cfg: SearchConfig, out: str | Path, *, dist: Dist | None = None,
+                 warmup_cache: str | Path | None = None) -> None:
+        """``warmup_cache``: a file holding the supernet after the warm-up.  The warm-up does not
+        depend on the target, so searches of several targets on the same data and options
+        share it: the first writes it when its warm-up ends, the others start from it."""
         check_config(cfg)
+        self.warmup_cache = Path(warmup_cache) if warmup_cache is not None else None
+        self.warmup_reused_s: float | None = None
         self.space, self.data, self.table, self.cfg = space, data, table, cfg
         self.out = Path(out)
         self.dist = dist = dist or Dist()
@@ -189,7 +205,7 @@ class Searcher:
         self.strategy = make_strategy(cfg.strategy)
         self.objective = HardwareLoss(cfg.loss, cfg.target_latency_ms, lam=cfg.lam, beta=cfg.beta,
                                       label_smoothing=0.0)
-        valid_size = cfg.valid_size or min(5000, max(1, len(data.train) // 10))
+        valid_size = valid_split_size(cfg, len(data.train))
         train, valid = split_train_valid(data.train, valid_size=valid_size, seed=cfg.seed)
         self.train = Batches(train, batch_size=cfg.batch_size, mean=data.mean, std=data.std,
                              augment=True, seed=cfg.seed, drop_last=True,
@@ -295,6 +311,51 @@ class Searcher:
             remove_stale_temps(self.out)
         return True
 
+    # ---- the warm-up shared by the targets -----------------------------------------------------
+    def warmup_key(self) -> dict[str, Any]:
+        """What the warm-up depends on: the space, the data and every option but the target's."""
+        import hashlib
+
+        labels = self.data.train.labels.numpy().tobytes()
+        return {"space_fingerprint": self.space.fingerprint(),
+                "data": hashlib.sha256(labels).hexdigest()[:16], "train_images": len(self.data.train),
+                "config": {k: v for k, v in asdict(self.cfg).items() if k not in TARGET_OPTIONS}}
+
+    def _reuse_warmup(self) -> bool:
+        """Start from the shared warm-up if one of the same key is there (before any step)."""
+        path = self.warmup_cache
+        if path is None or not path.exists() or self.state.epoch or self.state.step \
+                or not self.cfg.warmup_epochs:
+            return False
+        ck = torch_load(path, what="warm-up checkpoint")
+        if not isinstance(ck, dict) or ck.get("warmup_key") != self.warmup_key():
+            log.info("warm-up %s was made with other options or data: warming up again", path)
+            return False
+        self.net.load_state_dict(ck["net"])
+        self.w_opt.load_state_dict(ck["w_opt"])
+        self.state = self.loop.state = SearchState(**ck["state"])
+        self.gen.set_state(ck["gen"])
+        self.valid_gen.set_state(ck["valid_gen"])
+        self.loop.epoch_gen = ck["epoch_gen"]
+        set_rng_state(ck["rng"])
+        if self.table is not None:  # the warm-up's rows were priced on another target's table
+            lat = float(self.net.expected_latency().detach())
+            for row in [*self.state.history, *self.state.log]:
+                row["expected_latency_ms"] = lat
+            for row in self.state.log:
+                row["derived_latency_ms"] = self.derived_latency_ms()
+        self.warmup_reused_s = sum(float(r.get("epoch_s", 0.0)) for r in self.state.log)
+        log.info("starting from the shared warm-up %s (%d epochs, %.0f s saved)", path,
+                 self.cfg.warmup_epochs, self.warmup_reused_s)
+        return True
+
+    def _share_warmup(self) -> None:
+        path = self.warmup_cache
+        if path is None or path.exists() or self.state.epoch != self.cfg.warmup_epochs:
+            return
+        if self.dist.is_main:
+            torch_save(path, {**self.checkpoint_dict(), "warmup_key": self.warmup_key()})
+
     # ---- the loop ----------------------------------------------------------------------------
     @property
     def steps_per_epoch(self) -> int:
@@ -327,6 +388,7 @@ class Searcher:
         cfg = self.cfg
         total_epochs = cfg.warmup_epochs + cfg.epochs
         uniform_paths = cfg.weight_paths == "uniform"
+        self._reuse_warmup()
         if not self.state.history:
             self._record()
         self.net.train()
@@ -383,6 +445,7 @@ class Searcher:
             self.state.log.append(row)
             self._record()
             self.save_checkpoint()
+            self._share_warmup()
             if on_epoch is not None:
                 on_epoch(row)
         self.dist.broadcast_tensors(self.net.buffers())
@@ -458,6 +521,7 @@ class Searcher:
         arch.save(self.out / "arch.json")
         summary = {"config": asdict(self.cfg), "space": self.space.name,
                    "search_wall_s": wall_s + self.earlier_s, "resumed": self.earlier_s > 0,
+                   "warmup_reused_s": self.warmup_reused_s,
                    "steps": self.state.step,
                    "alpha_steps": self.state.alpha_steps, "epochs": self.state.log,
                    "history": self.state.history, "arch": arch.ops,

@@ -8,6 +8,8 @@ from typing import Any, Callable, Mapping, Sequence
 from directnas.data.sources import DataLike
 from directnas.errors import UserError
 from directnas.models.registry import model_names
+from directnas.pipeline.checks import check_entry
+from directnas.pipeline.outdir import claimed
 from directnas.pipeline.run import train_stage
 from directnas.pipeline.stages import options_key
 from directnas.pipeline.train import train
@@ -20,15 +22,30 @@ ROW_KEYS = ("test_accuracy", "latency_ms", "predicted_latency_ms", "params", "ma
 
 def baselines(models: Sequence[str], data: DataLike, *, out: str | Path,
               train_options: Mapping[str, Any], tensorboard: bool = True,
-              say: Callable[[str], None] = print) -> list[dict[str, Any]]:
+              say: Callable[[str], None] = print, force: bool = False) -> list[dict[str, Any]]:
     """Train each named model of ``models`` on ``data`` in ``out/<model>/`` (``train_options``:
     keyword options of ``directnas.train``; finished models are skipped), write
-    ``out/baselines.json`` and a report over the family; returns one row per model."""
+    ``out/baselines.json`` and a report over the family; returns one row per model.  ``out``
+    must be new, empty or a baselines folder (``force``: any folder that is no other
+    command's)."""
     unknown = [m for m in models if m not in model_names()]
     if unknown or not models:
         raise UserError(f"unknown model(s) {', '.join(unknown) or '(none given)'}: use --models with "
                         f"names from {', '.join(model_names())}")
     out = Path(out)
+    check_entry("baselines", out=out, force=force, backend=train_options.get("backend"),
+                input_size=train_options.get("input_size"))
+    with claimed(out, "baselines"):
+        rows = _train_each(models, data, out, train_options, tensorboard=tensorboard, say=say)
+        write_json(out / "baselines.json", {"models": rows})
+        write_report([out], out, title=f"baselines {out.name}")
+    return rows
+
+
+def _train_each(models: Sequence[str], data: DataLike, out: Path,
+                train_options: Mapping[str, Any], *, tensorboard: bool,
+                say: Callable[[str], None]) -> list[dict[str, Any]]:
+    """Each model trained in ``out/<model>/`` (skipped when done); one row each."""
     rows = []
     for name in models:
         folder = out / name
@@ -39,6 +56,4 @@ def baselines(models: Sequence[str], data: DataLike, *, out: str | Path,
                                name, data, out=folder, resume=True, on_epoch=row, **train_options))
         rows.append({"model": name, "folder": str(folder.resolve()),
                      **{k: m[k] for k in ROW_KEYS if k in m}})
-    write_json(out / "baselines.json", {"models": rows})
-    write_report([out], out, title=f"baselines {out.name}")
     return rows

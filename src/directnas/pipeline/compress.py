@@ -19,8 +19,11 @@ from directnas.data.sources import DataLike, as_dataset
 from directnas.deploy.export import export as export_artifacts, parse_formats
 from directnas.errors import UserError
 from directnas.models.model_file import ModelFile
-from directnas.pipeline.export import ModelLike, source_of
+from directnas.pipeline.checks import check_entry
+from directnas.pipeline.export import ModelLike, source_of, source_path
+from directnas.pipeline.outdir import claimed
 from directnas.utils.fileio import read_json, write_json
+from directnas.utils.seeding import check_seed
 from directnas.utils.threads import torch_threads
 
 log = logging.getLogger(__name__)
@@ -50,13 +53,16 @@ def compress(model: ModelLike, data: DataLike, *, out: str | Path,
              target_ratio: float | None = None, test: DataLike | None = None, quick: bool = False,
              seed: int | None = None, threads: int | None = None, export: str | None = None,
              finetune: Mapping[str, Any] | None = None, progress: Progress = lambda it, d, n: it,
-             say: Callable[[str], None] = log.info, **options: Any) -> CompressResult:
+             say: Callable[[str], None] = log.info, force: bool = False,
+             **options: Any) -> CompressResult:
     """Compress ``model`` (a model.pt, its folder, a run folder, a ``TrainResult`` or a
     ``ModelFile``) with ``method`` (a comma chain) into ``out``; retrain on ``data``, score on
     its test split (or ``test``).  ``target_ratio`` (e.g. 40) / ``max_loss`` (accuracy points,
     e.g. 1) search a per-layer recipe; ``finetune``: ``FinetuneConfig`` fields; ``options``:
     ``CompressConfig`` fields (``sparsity``, ``bits_conv``, ...); ``export``: formats to export
-    the compressed net to (into ``out/export``).  ``say`` gets the summary, line by line."""
+    the compressed net to (into ``out/export``).  ``say`` gets the summary, line by line.
+    Every input is checked before any work; ``out`` must not hold the model and must be new,
+    empty or a compression folder (``force``: any folder that is no other command's)."""
     methods = parse_methods(method)
     if export and "int8" in methods:
         raise UserError("--method int8 writes its own artifacts (--int8-formats): drop --export")
@@ -64,22 +70,25 @@ def compress(model: ModelLike, data: DataLike, *, out: str | Path,
     src = source_of(model)
     cfg = compress_config(src.file.recipe, max_loss=max_loss, target_ratio=target_ratio,
                           quick=quick, seed=seed, threads=threads, finetune=finetune, **options)
+    check_seed(cfg.finetune.seed)
+    check_entry("compress", out=out, force=force, inputs=[source_path(model)])
     dataset = as_dataset(data, test)
     if tuple(src.file.input_shape) != dataset.input_shape:
         raise UserError(f"the model takes {tuple(src.file.input_shape)} images but "
                         f"{_label(data)} has {dataset.input_shape}: use the dataset it was "
                         "trained on")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "compress_config.json", {**asdict(cfg), "methods": methods,
-                                              "model": _label(model), "data": _label(data)})
-    state = State(net=src.net(), file=src.file, data=dataset, cfg=cfg, out=out, progress=progress)
-    with torch_threads(cfg.threads):  # fine-tuning and latency alike
-        metrics, compressed = compress_chain(state, methods)
-    for line in summary_lines(metrics, read_json(out / "layers.json")):
-        say(line)
-    if formats:
-        metrics = _export(out, compressed, formats, dataset, say)
+    with claimed(out, "compress"):
+        write_json(out / "compress_config.json", {**asdict(cfg), "methods": methods,
+                                                  "model": _label(model), "data": _label(data)})
+        state = State(net=src.net(), file=src.file, data=dataset, cfg=cfg, out=out,
+                      progress=progress)
+        with torch_threads(cfg.threads):  # fine-tuning and latency alike
+            metrics, compressed = compress_chain(state, methods)
+        for line in summary_lines(metrics, read_json(out / "layers.json")):
+            say(line)
+        if formats:
+            metrics = _export(out, compressed, formats, dataset, say)
     return CompressResult(out, metrics, compressed)
 
 

@@ -15,11 +15,13 @@ from torch import nn
 from directnas.data.datasets import Dataset
 from directnas.data.sources import DataLike, as_dataset
 from directnas import runtimes
-from directnas.deploy.export import export as export_artifacts, model_data
+from directnas.deploy.export import export as export_artifacts, model_data, parse_formats
 from directnas.errors import UserError
 from directnas.latency.cache import make_protocol
 from directnas.latency.near_target import NearTarget
 from directnas.models.model_file import ModelFile
+from directnas.pipeline.checks import check_count, check_entry
+from directnas.pipeline.outdir import claimed
 from directnas.pipeline.runfolder import RunFolder
 from directnas.pipeline.train import TrainResult
 from directnas.space.space import SearchSpace
@@ -86,6 +88,15 @@ def source_of(model: ModelLike) -> Source:
                     "folder, a TrainResult or a ModelFile")
 
 
+def source_path(model: ModelLike) -> Path | None:
+    """The model.pt behind ``model`` (None when it is only in memory)."""
+    from directnas.models.model_file import find_model_file
+
+    if isinstance(model, TrainResult):
+        return model.out / "model.pt" if model.out is not None else None
+    return find_model_file(Path(model)) if isinstance(model, (str, Path)) else None
+
+
 def parity_data(data: DataLike | None, source: Source) -> Any:
     """The data a net is checked on: ``data``, or the dataset its folder's train_config.json
     names."""
@@ -100,19 +111,29 @@ def parity_data(data: DataLike | None, source: Source) -> Any:
 def export(model: ModelLike, out: str | Path, *, formats: str | Sequence[str] | None = None,
            backend: str | None = None, data: DataLike | None = None, threads: int = 1,
            rounds: int = 5, batch_size: int = 1, limit: int | None = None, name: str = "model",
-           progress: Callable[[Iterable], Iterable] = lambda it: it) -> ExportResult:
+           progress: Callable[[Iterable], Iterable] = lambda it: it,
+           force: bool = False) -> ExportResult:
     """Export ``model`` (a model.pt, its folder, a run folder, a ``TrainResult`` or a
     ``ModelFile``) into ``out`` as ``formats`` (a comma list, a list or ``"all"``; default: the
     artifact of ``backend``'s runtime, or all without a backend).  Each artifact is checked
     against the PyTorch net on the test split of ``data`` (default: what it was trained on) and
-    timed in its runtime (``threads``, ``rounds``, at ``batch_size``)."""
+    timed in its runtime (``threads``, ``rounds``, at ``batch_size``).  Every input is checked
+    before any work; ``out`` must not hold the model and must be new, empty or an export folder
+    (``force``: any folder that is no other command's)."""
     if formats is None:
         formats = runtimes.for_backend(backend).format if backend else "all"
+    for value, flag in ((threads, "--threads"), (rounds, "--rounds"), (batch_size, "--latency-batch")):
+        check_count(value, flag)
+    if limit is not None:
+        check_count(limit, "--limit", example=1000)
+    parse_formats(formats) if isinstance(formats, str) else [parse_formats(f) for f in formats]
     src = source_of(model)
-    summary = export_artifacts(src.file, out, data=parity_data(data, src), formats=formats,
-                               net=src.classifier(), threads=threads, rounds=rounds,
-                               batch_size=batch_size, limit=limit, name=name, source=src.label,
-                               progress=progress)
+    check_entry("export", out=out, force=force, backend=backend, inputs=[source_path(model)])
+    net, parity = src.classifier(), parity_data(data, src)
+    with claimed(out, "export"):
+        summary = export_artifacts(src.file, out, data=parity, formats=formats, net=net,
+                                   threads=threads, rounds=rounds, batch_size=batch_size,
+                                   limit=limit, name=name, source=src.label, progress=progress)
     return ExportResult(Path(out), summary["artifacts"])
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from directnas.data.auto_space import choose_space
 from directnas import runtimes
 from directnas.data.datasets import Dataset
 from directnas.data.sources import DataLike, as_dataset, fit_space, space_summary
@@ -25,20 +26,24 @@ from directnas.latency.measure import Protocol
 from directnas.latency.near_target import NEAR_NETS, NearTarget
 from directnas.latency.table import LatencyTable
 from directnas.latency.target import Target, parse_target, resolve_target
-from directnas.nas.searcher import SearchConfig, check_data_fits
+from directnas.nas.searcher import SearchConfig, check_data_fits, valid_split_size
 from directnas.pipeline.compress import compress_stage
 from directnas.pipeline.export import export_stage, target_check_stage
 from directnas.pipeline.latency_stages import near_stage, profile_stage
 from directnas.pipeline.references import ReferenceOptions, references_stage
+from directnas.pipeline.checks import check_batch, check_entry, search_batch
+from directnas.pipeline.outdir import claimed
 from directnas.pipeline.runfolder import RunFolder, quiet_unless_main
-from directnas.pipeline.search import data_name, fit_valid_size, search_config, search_in
+from directnas.pipeline.search import (data_name, fit_search_epochs, fit_valid_size, search_config,
+                                       search_in)
 from directnas.pipeline.sections import append_compress_section, append_export_section
 from directnas.pipeline.stages import data_key, enter_stage, options_key, train_stage
 from directnas.pipeline.train import Built, TrainResult, train_built, train_config
 from directnas.report.tblog import EpochLog
 from directnas.report.writer import write_report
 from directnas.space.arch import Arch
-from directnas.space.space import SearchSpace, load_space
+from directnas.space.fitted import MAX_INPUT_SIZE
+from directnas.space.space import SearchSpace, load_space, save_space
 from directnas.training.train_net import TrainConfig
 from directnas.training.trainer import Progress, no_progress
 from directnas.utils.device import resolve_device
@@ -86,7 +91,7 @@ def _label(target: Target | None) -> str:
     return "none" if target is None else target if isinstance(target, str) else f"{target:g}"
 
 
-def run(space: str | Path | SearchSpace = "fashion-mnist", data: DataLike = "fashion-mnist", *,
+def run(space: str | Path | SearchSpace | None = None, data: DataLike = "fashion-mnist", *,
         out: str | Path, target_latency: Target | Sequence[Target] | None = None,
         test: DataLike | None = None, backend: str | None = None, table: str | Path | None = None,
         protocol: Mapping[str, Any] | None = None, device: str = "auto",
@@ -95,10 +100,16 @@ def run(space: str | Path | SearchSpace = "fashion-mnist", data: DataLike = "fas
         compare: Sequence[str | Path] = (), tensorboard: bool = True,
         say: Callable[[str], None] = log.info, progress: Progress = no_progress,
         near_nets: int = NEAR_NETS,
-        references: ReferenceOptions | Mapping[str, Any] | bool | None = True
-        ) -> list[TargetResult]:
+        max_input_size: int | None = MAX_INPUT_SIZE,
+        references: ReferenceOptions | Mapping[str, Any] | bool | None = True,
+        force: bool = False) -> list[TargetResult]:
     """Profile, search, train, export and report for each target in ``out``; call it again to
     resume.
+
+    ``space``: a preset name, a YAML path or a ``SearchSpace``; None (or ``"auto"``): chosen
+    from ``data`` (``data.auto_space``: the ``fashion-mnist`` preset for the demo's data, else
+    a space fitted to the images' size, at most ``max_input_size`` px unless ``input_size``).
+    The space searched is saved as ``out/space.yaml``.
 
     ``search`` / ``train``: keyword options of ``directnas.search`` / ``directnas.train`` (their
     config fields, ``quick``, ``seed``, ``config_file``).  ``compress``: keyword options of
@@ -114,46 +125,50 @@ def run(space: str | Path | SearchSpace = "fashion-mnist", data: DataLike = "fas
     compared with, trained with its recipe and timed beside its artifact
     (``pipeline.references``): True (default: 4 random nets of its latency window and the
     MobileNets), a ``ReferenceOptions`` or a mapping of its fields, or None/False for none.
+    Every input is checked before any work; ``out`` must be new, empty or a run folder
+    (``force``: any folder that is no other command's).
     """
     targets = target_latency if isinstance(target_latency, (list, tuple)) else [target_latency]
     targets = list(dict.fromkeys(None if t is None else parse_target(t) for t in targets))
     backend = default_backend(backend, table, say)
     refs = ReferenceOptions.of(references)
     root = RunFolder(Path(out))
-    if root.root.exists() and not root.root.is_dir():
-        raise UserError(f"--out {root.root} is a file, not a folder: give a folder path")
-    base = load_space(space) if not isinstance(space, SearchSpace) else space
+    init_from_env(resolve_device(device)).run_on_main(  # rank 0 alone checks its folder
+        lambda: check_entry("run", out=out, force=force, backend=backend, input_size=input_size))
+    choice = choose_space(space, data, input_size=input_size, max_input_size=max_input_size)
+    base = choice.space
     dataset = as_dataset(data, test, size=input_size or base.input_size)
-    fitted = fit_space(base, dataset, input_size=input_size)
+    fitted = fit_space(base, dataset, input_size=input_size, quiet=choice.fitted)
+    if choice.line(fitted):
+        say(f"{choice.line(fitted)} -> {root.space}" if choice.fitted else str(choice.line(fitted)))
     plan = _plan(fitted, dataset, data, search=search or {}, train=train or {},
                  compress=compress, device=device, backend=backend, protocol=protocol,
                  progress=progress, tensorboard=tensorboard, say=say)
     plan.references = refs
-    root.root.mkdir(parents=True, exist_ok=True)
-    lut = profile_stage(root, fitted, table=table, backend=backend, protocol=protocol,
-                        fitted=fitted != base, say=say)
-    results = []
-    for t in targets:
-        folder = root.target(_label(t), several=len(targets) > 1)
+    with claimed(root.root, "run", active=plan.dist.is_main):
+        if plan.dist.is_main:
+            keep_space(root, fitted, choice.note(data))
+        lut = profile_stage(root, fitted, table=table, backend=backend, protocol=protocol,
+                            fitted=fitted != base, say=say)
+        results = [_run_one(root, fitted, plan, t, lut, several=len(targets) > 1, table=table,
+                            near_nets=near_nets, compare=compare) for t in targets]
         if len(targets) > 1:
-            unit = "" if isinstance(t, str) or t is None else " ms"
-            say(f"== target {_label(t)}{unit} -> {folder.root}")
-        tlut, tpath, key_target = lut, root.latency, t
-        if table is None and t is not None and near_nets > 0:  # profiled here: re-anchor at t
-            tlut = near_stage(folder, fitted, lut, root.latency, t, backend=backend,
-                              protocol=protocol, nets=near_nets, say=say)
-            tpath = folder.near_latency
-        # a relative target (2x the fastest net) is resolved on the fastest net as timed beside
-        # the near-target nets, when there are any
-        target_ms = resolve_target(t, fitted, tlut)
-        if tpath == folder.near_latency:
-            key_target = target_ms
-        results.append(run_target(folder, fitted, plan, t, key_target, target_ms, tlut, tpath,
-                                  compare=compare))
-    if len(targets) > 1:
-        write_report([*(r.folder for r in results), *compare], root.root,
-                     title=f"directnas run {root.root.name}")
+            write_report([*(r.folder for r in results), *compare], root.root,
+                         title=f"directnas run {root.root.name}")
     return results
+
+
+def keep_space(root: RunFolder, space: SearchSpace, note: str) -> None:
+    """``root.space``: the space of the run, written once (a folder made with another space is
+    refused before anything in it changes)."""
+    if root.space.exists():
+        old = load_space(root.space)
+        if old.fingerprint() != space.fingerprint():
+            raise UserError(f"{root.root} was made with another space ({old.name}, "
+                            f"{old.input_size} px; now {space.name}, {space.input_size} px): "
+                            "re-run with the same space and data, or use a new --out")
+        return
+    save_space(space, root.space, note=note)
 
 
 def default_backend(backend: str | None, table: str | Path | None,
@@ -166,6 +181,30 @@ def default_backend(backend: str | None, table: str | Path | None,
     chosen = runtimes.best_installed()
     say(f"backend: {chosen} (the best deployment runtime installed; --backend NAME picks another)")
     return chosen
+
+
+def _run_one(root: RunFolder, fitted: SearchSpace, plan: Plan, t: Target | None,
+             lut: LatencyTable, *, several: bool, table: str | Path | None, near_nets: int,
+             compare: Sequence[str | Path]) -> TargetResult:
+    """The target ``t``: its table (re-anchored near it when profiled here), resolved in ms,
+    then ``run_target`` in its folder."""
+    say = plan.say
+    folder = root.target(_label(t), several=several)
+    if several:
+        unit = "" if isinstance(t, str) or t is None else " ms"
+        say(f"== target {_label(t)}{unit} -> {folder.root}")
+    tlut, tpath, key_target = lut, root.latency, t
+    if table is None and t is not None and near_nets > 0:  # profiled here: re-anchor at t
+        tlut = near_stage(folder, fitted, lut, root.latency, t, backend=plan.backend,
+                          protocol=plan.protocol, nets=near_nets, say=say)
+        tpath = folder.near_latency
+    # a relative target (2x the fastest net) is resolved on the fastest net as timed beside
+    # the near-target nets, when there are any
+    target_ms = resolve_target(t, fitted, tlut)
+    if tpath == folder.near_latency:
+        key_target = target_ms
+    return run_target(folder, fitted, plan, t, key_target, target_ms, tlut, tpath,
+                      compare=compare, warmup=root.warmup)
 
 
 def _plan(space: SearchSpace, dataset: Dataset, data: DataLike, *, search: Mapping[str, Any],
@@ -185,6 +224,13 @@ def _plan(space: SearchSpace, dataset: Dataset, data: DataLike, *, search: Mappi
     tcfg = train_config({**tr, "device": str(dev)}, quick=bool(train.get("quick")),
                         config_file=train.get("config_file"))
     check_data_fits(space, dataset)
+    search_batch(scfg.batch_size, valid_split_size(scfg, len(dataset.train)), dataset,
+                 world=dist.world)
+    check_batch(tcfg.batch_size, len(dataset.train), world=dist.world,
+                flag="--train-batch-size")
+    # every input is checked: the search's budget (said in one line) scales with the data
+    fit_search_epochs(scfg, dataset, quick=bool(search.get("quick")), given=s,
+                      config_file=search.get("config_file"), world=dist.world)
     common = {"device": device, "protocol": dict(protocol or {}), "progress": progress,
               "backend": backend}
     stage_data = {"data": data_key(data, dataset), **space_summary(space),
@@ -196,14 +242,15 @@ def _plan(space: SearchSpace, dataset: Dataset, data: DataLike, *, search: Mappi
 
 def run_target(folder: RunFolder, space: SearchSpace, plan: Plan, target: Target | None,
                key_target: Target | None, target_ms: float | None, table: LatencyTable,
-               table_path: Path, *, compare: Sequence[str | Path]) -> TargetResult:
+               table_path: Path, *, compare: Sequence[str | Path],
+               warmup: Path | None = None) -> TargetResult:
     """One target: search -> train -> export -> references -> report (-> compress) in
-    ``folder``, on ``table``
-    (saved at ``table_path``) with the target ``target_ms``."""
+    ``folder``, on ``table`` (saved at ``table_path``) with the target ``target_ms``; the search
+    starts from the run's shared warm-up ``warmup`` when an earlier target left one."""
     say = plan.say
     arch = search_stage(folder, space, plan, table, target_ms,
                         key={**options_key(plan.search_options), **plan.stage_data,
-                             "target_latency_ms": key_target})
+                             "target_latency_ms": key_target}, warmup=warmup)
     key = {**options_key({**plan.train_options, "table": table_path}), **plan.stage_data,
            "arch": arch.ops}
     metrics, trained = train_stage(folder.train, key, tensorboard=plan.tensorboard, say=say,
@@ -231,7 +278,8 @@ def run_target(folder: RunFolder, space: SearchSpace, plan: Plan, target: Target
 
 
 def search_stage(folder: RunFolder, space: SearchSpace, plan: Plan, table: LatencyTable,
-                 target_ms: float | None, *, key: dict[str, Any]) -> Arch:
+                 target_ms: float | None, *, key: dict[str, Any],
+                 warmup: Path | None = None) -> Arch:
     """The searched ``Arch`` (``folder.arch``; skipped when done with the same options), with
     curves.json, TensorBoard and the probabilities along the search."""
     if enter_stage(folder.search, key, done=folder.arch.exists()):
@@ -243,7 +291,8 @@ def search_stage(folder: RunFolder, space: SearchSpace, plan: Plan, table: Laten
         found = search_in(folder.search, space, plan.dataset, table,
                           replace(plan.search_cfg, target_latency_ms=target_ms), resume=True,
                           backend=plan.backend, data_label=data_name(plan.dataset, plan.dataset),
-                          dist=plan.dist, progress=plan.progress, on_epoch=elog.search_row)
+                          dist=plan.dist, progress=plan.progress, on_epoch=elog.search_row,
+                          warmup_cache=warmup)
         elog.probabilities(found.history, [list(layer.candidates) for layer in space.layers])
     finally:
         elog.close()

@@ -17,6 +17,7 @@ from directnas.utils.fileio import write_json
 class RunFolder:
     """The paths of one run folder (or of one target's folder inside it)::
 
+        space.yaml                         the space searched (run folder only; --space takes it)
         latency.json, latency_stage.json   the profiled table (run folder only)
         latency_near.json, near_stage.json the table re-anchored near the target
         search/  arch.json, search.json    the search stage
@@ -25,6 +26,7 @@ class RunFolder:
         compress/ metrics.json, model.dnz  the compression stage (``run --compress-*``)
         references/<name>/, references.json  nets trained and timed beside the searched one
         report.md, report.json, *.png
+        warmup_checkpoint.pt               the supernet after its warm-up, shared by the targets
         t<label>/                          one target's folder when a run has several
     """
 
@@ -34,7 +36,9 @@ class RunFolder:
         """The folder of the target ``label``: ``t<label>/`` when a run has several, else this."""
         return RunFolder(self.root / f"t{label}") if several else self
 
+    space = property(lambda self: self.root / "space.yaml")
     latency = property(lambda self: self.root / "latency.json")
+    warmup = property(lambda self: self.root / "warmup_checkpoint.pt")
     near_latency = property(lambda self: self.root / "latency_near.json")
     search = property(lambda self: self.root / "search")
     arch = property(lambda self: self.root / "search" / "arch.json")

@@ -12,20 +12,26 @@ from typing import Any, Callable, Mapping
 
 import torch
 
-from directnas.config import resolve_config
+from directnas.config import field_names, read_yaml_options, resolve_config
+from directnas.data.auto_space import choose_space
 from directnas.data.datasets import Dataset
 from directnas.data.sources import DataLike, as_dataset, fit_space, space_summary
 from directnas.latency.cache import SpaceLike, TableLike, get_table, make_protocol
 from directnas.latency.table import LatencyTable
-from directnas.latency.target import Target, resolve_target
-from directnas.nas.searcher import CHECKPOINT, SearchConfig, Searcher, check_config, check_data_fits
+from directnas.latency.target import Target, check_reachable, resolve_target
+from directnas.nas.searcher import (CHECKPOINT, SearchConfig, Searcher, check_config,
+                                    check_data_fits, valid_split_size)
+from directnas.pipeline.checks import check_entry, search_batch
+from directnas.pipeline.outdir import claimed
 from directnas.pipeline.runfolder import check_out_dir, quiet_unless_main, save_resolved
 from directnas.space.arch import Arch
-from directnas.space.space import SearchSpace, load_space
+from directnas.space.fitted import MAX_INPUT_SIZE
+from directnas.space.space import SearchSpace, save_space
+from directnas.training.budget import scaled_epochs, steps_per_pass
 from directnas.training.trainer import Progress, no_progress
 from directnas.utils.device import resolve_device
 from directnas.utils.distributed import Dist, init_from_env
-from directnas.utils.seeding import seed_everything
+from directnas.utils.seeding import check_seed, seed_everything
 
 log = logging.getLogger(__name__)
 SEARCH_QUICK = {"warmup_epochs": 1, "epochs": 1, "max_steps": 30, "valid_size": 1000, "arch_every": 1}
@@ -44,7 +50,7 @@ class SearchResult:
     out: Path | None = None
 
 
-def search(space: SpaceLike, data: DataLike, *, target_latency: Target | None = None,
+def search(space: SpaceLike | None, data: DataLike, *, target_latency: Target | None = None,
            backend: str | None = None, table: TableLike | None = None,
            out: str | Path | None = None, quick: bool = False, seed: int | None = 0,
            device: str = "auto", resume: bool = False, input_size: int | None = None,
@@ -53,30 +59,48 @@ def search(space: SpaceLike, data: DataLike, *, target_latency: Target | None = 
            on_epoch: Callable[[dict[str, float]], None] | None = None,
            on_step: Callable[[int], None] | None = None,
            after_search: Callable[[Searcher, Arch], None] | None = None,
+           warmup_cache: str | Path | None = None,
+           max_input_size: int | None = MAX_INPUT_SIZE, force: bool = False,
            **config: Any) -> SearchResult:
     """ProxylessNAS search of ``space`` (a preset name, a YAML path or a ``SearchSpace``) on
     ``data`` for the latency ``target_latency`` (ms, or a multiple of the fastest net: ``"1.5x"``).
 
     The space takes the data's number of classes and channels; images are resized to its
-    input size (or ``input_size``).  ``table``: a latency table (or its path) instead of this
-    device's (profiled with ``protocol`` on ``backend``).  ``out``: a run folder for the
-    checkpoints and outputs (None: a temporary one); ``resume`` continues its checkpoint.
+    input size (or ``input_size``).  ``space`` None (or ``"auto"``): chosen from the data
+    (``data.auto_space``; at most ``max_input_size`` px) and logged; the space searched is
+    saved as ``out/space.yaml`` when the search ends.  ``table``: a latency table (or its
+    path) instead of this device's (profiled with ``protocol`` on ``backend``).  ``out``: a
+    run folder for the checkpoints and outputs (None: a temporary one); ``resume`` continues
+    its checkpoint.
     ``config``: ``SearchConfig`` fields (``epochs``, ``lr``, ``strategy``, ...).  Under
     torchrun every rank searches its shard; rank 0 alone writes.  ``on_step(step)`` is called
     after every weight step, ``after_search(searcher, arch)`` on every rank when the search
     has ended, before the outputs are written (the supernet is ``searcher.net``).
+    ``warmup_cache``: a file for the supernet after its warm-up, shared by searches of other
+    targets with the same data and options (written by the first, started from by the others).
+    Every input is checked before any work; ``out`` must be new, empty or a search folder
+    (``force``: any folder that is no other command's).
     """
     dev = resolve_device(device)
     dist = init_from_env(dev)
     quiet_unless_main(dist.is_main)
     cfg = search_config(config, seed=seed, device=str(dev), quick=quick, config_file=config_file)
+    dist.run_on_main(lambda: check_entry("search", out=out, force=force, backend=backend,
+                                         targets=[target_latency], input_size=input_size))
     seed_everything(cfg.seed)  # before anything random: the supernet, data order, gates
     proto = make_protocol(protocol)
-    space = load_space(space) if not isinstance(space, SearchSpace) else space
+    choice = choose_space(space, data, input_size=input_size, max_input_size=max_input_size)
+    space = choice.space
     dataset = as_dataset(data, size=input_size or space.input_size)
     fit_valid_size(cfg, dataset, quick=quick, given=config)
-    given, space = space, fit_space(space, dataset, input_size=input_size)
+    fit_search_epochs(cfg, dataset, quick=quick, given=config, config_file=config_file,
+                      world=dist.world)
+    given, space = space, fit_space(space, dataset, input_size=input_size, quiet=choice.fitted)
     check_data_fits(space, dataset)
+    if choice.line(space):
+        log.info("%s", choice.line(space))
+    search_batch(cfg.batch_size, valid_split_size(cfg, len(dataset.train)), dataset,
+                 world=dist.world)  # before a table is profiled
     with _run_folder(out) as folder:
         dist.run_on_main(lambda: check_out_dir(folder, CHECKPOINT, resume=resume,
                                                what="search checkpoint"))
@@ -85,9 +109,14 @@ def search(space: SpaceLike, data: DataLike, *, target_latency: Target | None = 
         lut = dist.run_on_main(lambda: get_table(space, table=table, backend=backend, proto=proto,
                                                  fitted=space != given))
         cfg.target_latency_ms = resolve_target(target_latency, space, lut)
-        result = search_in(folder, space, dataset, lut, cfg, resume=resume, backend=backend,
-                           data_label=data_name(data, dataset), dist=dist, progress=progress,
-                           on_epoch=on_epoch, on_step=on_step, after_search=after_search)
+        check_reachable(cfg.target_latency_ms, space, lut)
+        with claimed(folder, "search", active=dist.is_main and out is not None):
+            result = search_in(folder, space, dataset, lut, cfg, resume=resume, backend=backend,
+                               data_label=data_name(data, dataset), dist=dist,
+                               progress=progress, on_epoch=on_epoch, on_step=on_step,
+                               after_search=after_search, warmup_cache=warmup_cache)
+            if out is not None and dist.is_main:
+                save_space(space, folder / "space.yaml", note=choice.note(data))
     result.out = Path(out) if out is not None else None
     return result
 
@@ -100,6 +129,7 @@ def search_config(config: Mapping[str, Any], *, seed: int | None, device: str, q
                          overrides={**config, "seed": seed, "device": device},
                          quick=SEARCH_QUICK if quick else None)
     check_config(cfg)
+    check_seed(cfg.seed)
     return cfg
 
 
@@ -111,17 +141,40 @@ def fit_valid_size(cfg: SearchConfig, dataset: Dataset, *, quick: bool,
         cfg.valid_size = None
 
 
+def fit_search_epochs(cfg: SearchConfig, dataset: Dataset, *, quick: bool,
+                      given: Mapping[str, Any], config_file: str | Path | None = None,
+                      world: int = 1) -> None:
+    """Without ``quick``, and unless ``warmup_epochs`` or ``epochs`` was given (or set in
+    ``config_file``), each epoch of the search makes at least ``max_steps`` weight steps
+    (``training.budget.scaled_epochs``): the supernet of a small dataset gets the steps of a
+    large one's.  The raise is logged."""
+    keys = set(given) | (set(read_yaml_options(config_file, field_names(SearchConfig)))
+                         if config_file else set())
+    if quick or cfg.max_steps is None or keys & {"warmup_epochs", "epochs"}:
+        return
+    n = len(dataset.train)
+    train_images = n - (cfg.valid_size or min(5000, max(1, n // 10)))  # as the Searcher splits
+    per_pass = steps_per_pass(train_images, cfg.batch_size, world=world)
+    scaled = [scaled_epochs(e, per_pass, cfg.max_steps) for e in (cfg.warmup_epochs, cfg.epochs)]
+    if scaled != [cfg.warmup_epochs, cfg.epochs]:
+        log.info("search: %d warm-up + %d search epochs of %d steps on %d images (epochs of at "
+                 "least %d steps on small data; --warmup-epochs / --epochs set them)", *scaled,
+                 per_pass, train_images, cfg.max_steps)
+        cfg.warmup_epochs, cfg.epochs = scaled
+
+
 def search_in(folder: Path, space: SearchSpace, dataset: Dataset, lut: LatencyTable,
               cfg: SearchConfig, *, resume: bool, backend: str | None, data_label: str,
               dist: Dist | None = None, progress: Progress = no_progress,
               on_epoch: Callable[[dict[str, float]], None] | None = None,
               on_step: Callable[[int], None] | None = None,
-              after_search: Callable[[Searcher, Arch], None] | None = None) -> SearchResult:
+              after_search: Callable[[Searcher, Arch], None] | None = None,
+              warmup_cache: str | Path | None = None) -> SearchResult:
     """Search ``space`` (fitted to ``dataset``) with a checked ``cfg`` whose target is in ms, on
     the table ``lut``, in ``folder``; rank 0 writes arch.json, search.json and the table there.
     The caller seeds (``search`` at its entry, ``run`` at the stage's)."""
     dist = dist or init_from_env(torch.device(cfg.device))
-    searcher = Searcher(space, dataset, lut, cfg, folder, dist=dist)
+    searcher = Searcher(space, dataset, lut, cfg, folder, dist=dist, warmup_cache=warmup_cache)
     ck = dist.run_on_main(searcher.load_checkpoint) if resume else None
     if ck is not None and searcher.resume(ck):
         log.info("resumed at epoch %d, step %d", searcher.state.epoch, searcher.state.step)

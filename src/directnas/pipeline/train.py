@@ -23,17 +23,19 @@ from directnas.latency.table import LatencyTable
 from directnas.models.classifier import Classifier
 from directnas.models.model_file import ModelFile
 from directnas.models.registry import build_named, model_names
+from directnas.pipeline.checks import check_batch, check_entry
+from directnas.pipeline.outdir import claimed
 from directnas.pipeline.runfolder import check_out_dir, quiet_unless_main
 from directnas.pipeline.search import SearchResult, data_name
 from directnas.space.arch import Arch
 from directnas.training.train_net import (MODEL_RECIPES, RECIPE_KEYS, TRAIN_CHECKPOINT, TrainConfig,
                                           check_train_config, count_macs, count_params,
-                                          load_train_checkpoint, train_net)
+                                          load_train_checkpoint, resolve_epochs, train_net)
 from directnas.training.trainer import Progress, no_progress
 from directnas.utils.device import resolve_device
 from directnas.utils.distributed import Dist, init_from_env
 from directnas.utils.fileio import write_json
-from directnas.utils.seeding import seed_everything
+from directnas.utils.seeding import check_seed, seed_everything
 
 log = logging.getLogger(__name__)
 TRAIN_QUICK = {"epochs": 1, "max_steps": 30}
@@ -111,6 +113,10 @@ def train_config(config: Mapping[str, Any], *, quick: bool = False,
             if config.get(key) is None and key not in in_file:
                 setattr(cfg, key, value)
     check_train_config(cfg)
+    check_seed(cfg.seed)
+    if cfg.epochs is not None and cfg.epochs < 1:  # None: scaled to the data size
+        raise UserError(f"training option epochs must be >= 1, got {cfg.epochs}: pass e.g. "
+                        "--epochs 1")
     return cfg
 
 
@@ -122,13 +128,15 @@ def train(arch_or_model: Any, data: DataLike, *, test: DataLike | None = None,
           input_size: int | None = None, config_file: str | Path | None = None,
           flip_tta: bool = True, progress: Progress = no_progress,
           on_epoch: Callable[[int, dict[str, float]], None] | None = None,
-          **config: Any) -> TrainResult:
+          force: bool = False, **config: Any) -> TrainResult:
     """Train ``arch_or_model`` (an ``Arch``, an arch.json path, a ``SearchResult``, a named
     model or any ``nn.Module`` classifier) from scratch on ``data``; evaluate on ``test`` (or
     the dataset's own test split).  ``out``: a folder for the checkpoint, ``model.pt`` (read by
     ``directnas.load``) and ``metrics.json``; ``resume`` continues its checkpoint.
     ``config``: ``TrainConfig`` fields (``lr``, ``batch_size``, ``ema_decay``, ...).
     With ``measure_latency`` the trained net is timed on ``backend`` (on a copy of it).
+    Every input is checked before any work; ``out`` must be new, empty or a training folder
+    (``force``: any folder that is no other command's).
     """
     named = arch_or_model if isinstance(arch_or_model, str) and arch_or_model in model_names() else None
     dev = resolve_device(device)
@@ -136,6 +144,8 @@ def train(arch_or_model: Any, data: DataLike, *, test: DataLike | None = None,
     quiet_unless_main(dist.is_main)
     cfg = train_config({**config, "epochs": epochs, "seed": seed, "device": str(dev)}, quick=quick,
                        config_file=config_file, named=named)
+    dist.run_on_main(lambda: check_entry("train", out=out, force=force, backend=backend,
+                                         input_size=input_size))
     seed_everything(cfg.seed)  # before anything random: the net's initial weights, data order
     proto = make_protocol(protocol)
     folder = Path(out) if out is not None else None
@@ -143,13 +153,15 @@ def train(arch_or_model: Any, data: DataLike, *, test: DataLike | None = None,
         dist.run_on_main(lambda: check_out_dir(folder, TRAIN_CHECKPOINT, resume=resume,
                                                what="training checkpoint"))
     built, dataset = _build(arch_or_model, data, test, input_size)
+    check_batch(cfg.batch_size, len(dataset.train), world=dist.world)  # before a table is profiled
     arch = built.arch
     lut = dist.run_on_main(lambda: get_table(arch.space, table=table, backend=backend, proto=proto)) \
         if arch is not None and (table is not None or measure_latency) else None
-    return train_built(built, dataset, cfg, folder=folder, lut=lut, backend=backend, proto=proto,
-                       resume=resume, measure_latency=measure_latency, flip_tta=flip_tta,
-                       data_label=data_name(data, dataset), progress=progress,
-                       on_epoch=on_epoch, dist=dist)
+    with claimed(folder or Path(), "train", active=dist.is_main and folder is not None):
+        return train_built(built, dataset, cfg, folder=folder, lut=lut, backend=backend,
+                           proto=proto, resume=resume, measure_latency=measure_latency,
+                           flip_tta=flip_tta, data_label=data_name(data, dataset),
+                           progress=progress, on_epoch=on_epoch, dist=dist)
 
 
 def train_built(built: Built, dataset: Dataset, cfg: TrainConfig, *, folder: Path | None,
@@ -162,6 +174,7 @@ def train_built(built: Built, dataset: Dataset, cfg: TrainConfig, *, folder: Pat
     it on ``backend`` and, with ``folder``, write model.pt and metrics.json there.  The caller
     seeds before building the net (``train`` at its entry, ``run`` at the stage's)."""
     dist = dist or init_from_env(torch.device(cfg.device))
+    cfg = resolve_epochs(cfg, len(dataset.train), world=dist.world)
     net, arch = built.net, built.arch
     ck_path = folder / TRAIN_CHECKPOINT if folder is not None else None
     if resume and ck_path is not None and ck_path.exists():

@@ -17,8 +17,8 @@ import importlib
 
 from directnas.runtimes.base import (CLOCKS, DEFAULT, DEPLOYMENT, DTYPES, STATS, Int8, Protocol,
                                      Runner, RunnerFactory, Runtime, best_installed, by_format,
-                                     for_backend, formats, get, int8_formats, names, register,
-                                     unregister)
+                                     for_backend, formats, get, int8_formats, lowering, names,
+                                     register, unregister)
 
 MODULES = ("executorch_xnnpack", "onnxruntime_cpu", "openvino_cpu", "torch_cpu", "cuda")
 
@@ -27,4 +27,4 @@ for _m in MODULES:
 
 __all__ = ["CLOCKS", "DEFAULT", "DEPLOYMENT", "DTYPES", "STATS", "Int8", "Protocol", "Runner",
            "RunnerFactory", "Runtime", "best_installed", "by_format", "for_backend", "formats",
-           "get", "int8_formats", "names", "register", "unregister", "MODULES"]
+           "get", "int8_formats", "lowering", "names", "register", "unregister", "MODULES"]

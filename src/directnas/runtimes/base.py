@@ -13,9 +13,11 @@ which runs once and returns the elapsed milliseconds (``latency.measure.time_run
 from __future__ import annotations
 
 import importlib.util
+import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
@@ -140,20 +142,50 @@ class Runtime:
     unavailable: Callable[[], str | None] = _always
 
     def export(self, net: nn.Module, shape: Shape, path: str | Path) -> Path:
-        """Write ``net``'s artifact at ``path`` with this runtime's suffix; returns the path."""
+        """Write ``net``'s artifact at ``path`` with this runtime's suffix; returns the path.
+        A net the exporter cannot take is one ``UserError`` naming the op (``lowering``)."""
         path = Path(path).with_suffix(self.suffix)
-        self.write(net, shape, path)
+        with lowering(self.name):
+            self.write(net, shape, path)
         return path
 
     def make_runners(self, items: dict[str, tuple[nn.Module, Shape]], proto: Protocol
                      ) -> dict[str, Runner]:
         """Runners for many ``name: (module, shape)`` at once (in bulk where it lowers so)."""
-        if self.runners is not None:
-            return self.runners(items, proto)
-        return {k: self.runner(m, s, proto) for k, (m, s) in items.items()}
+        with lowering(self.name):
+            if self.runners is not None:
+                return self.runners(items, proto)
+            return {k: self.runner(m, s, proto) for k, (m, s) in items.items()}
 
 
 _RUNTIMES: dict[str, Runtime] = {}
+# how exporters name an op in their messages: aten::fft_rfft, aten.abs.default, ...
+_OP = re.compile(r"\baten(?:::|\.)[A-Za-z0-9_]+")
+_WHERE = re.compile(r"Caused by: \(([^)]+)\)")
+
+
+def lowering_error(runtime: str, e: BaseException) -> UserError:
+    """What an exporter or runtime raised for a net it cannot take, as one line naming the op
+    (or, when the message names none, the place in the net and the error's first line)."""
+    text = str(e).strip()
+    op = _OP.search(text)
+    where = _WHERE.search(text)
+    first = text.splitlines()[0][:160] if text else ""
+    what = f"the op {op.group(0)}" if op else "this net" + (f" ({where.group(1)})" if where else "")
+    return UserError(f"runtime {runtime} cannot take {what} ({type(e).__name__}: {first}): "
+                     "replace it in the net or use another backend/format (e.g. torch-cpu)")
+
+
+@contextmanager
+def lowering(runtime: str) -> Iterator[None]:
+    """Errors of an exporter or runtime on a net (not the user's inputs, the disk or an
+    interrupt) become ``lowering_error``'s one line."""
+    try:
+        yield
+    except (UserError, OSError, MemoryError):
+        raise
+    except Exception as e:  # noqa: BLE001 - any exporter's failure means it cannot take the net
+        raise lowering_error(runtime, e) from None
 
 
 def register(runtime: Runtime) -> Runtime:

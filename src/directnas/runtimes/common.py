@@ -85,7 +85,7 @@ def native_stderr_silenced() -> Iterator[None]:
 
 def torch_versions() -> dict[str, str]:
     """The library versions every runtime's table depends on."""
-    return {"torch": torch.__version__}
+    return {"torch": str(torch.__version__)}  # a plain str: tables and checkpoints hold it
 
 
 def version_of(module: str, *, distribution: bool = False) -> str:

@@ -43,7 +43,7 @@ from typing import Any
 import yaml
 
 from directnas.errors import UserError
-from directnas.utils.fileio import read_yaml
+from directnas.utils.fileio import read_yaml, write_text
 from directnas.space.ops import ACTIVATIONS, DEFAULT_ACTIVATION, SKIP, ZERO, parse_op
 
 SCHEMA_VERSION = 1
@@ -92,6 +92,15 @@ def op_key(op: str, c_in: int, c_out: int, stride: int, hw: int) -> str:
         return ZERO
     g = f":g{spec.groups}" if spec.groups != 1 else ""
     return f"mbconv:k{spec.kernel}:e{spec.expand}{g}:in{c_in}:out{c_out}:s{stride}:hw{hw}"
+
+
+def _check_unique(cands: Any, where: str) -> None:
+    """A candidate listed twice would be searched as two ops (twice its prior probability)."""
+    names = [str(c) for c in cands] if isinstance(cands, list) else []
+    twice = sorted({c for c in names if names.count(c) > 1})
+    if twice:
+        raise UserError(f"search space: {where} lists {', '.join(twice)} more than once: list "
+                        "each op once")
 
 
 def _check_keys(d: Any, allowed: set[str], where: str) -> dict[str, Any]:
@@ -153,6 +162,12 @@ class SearchSpace:
             raise UserError("search space: candidates must be a non-empty list of op names")
         for c in cands:
             parse_op(str(c))
+        _check_unique(cands, "candidates")
+        dropout = head.get("dropout", 0.0)
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) \
+                or not 0 <= dropout < 1:
+            raise UserError(f"search space: head.dropout must be a probability in [0, 1), got "
+                            f"{dropout!r}: give e.g. 0.1 (0: no dropout)")
         if not isinstance(d["stages"], list) or not d["stages"]:
             raise UserError("search space: stages must be a non-empty list")
         stages = tuple(_check_keys(s, _KEYS["stage"], f"stages[{i}]") for i, s in enumerate(d["stages"]))
@@ -177,7 +192,7 @@ class SearchSpace:
             first_stride=_pos_int(first, "stride", "first_block", 1),
             stages=stages,
             head_channels=int(head.get("channels", 0)),
-            head_dropout=float(head.get("dropout", 0.0)),
+            head_dropout=float(dropout),
             candidates=tuple(str(c) for c in cands
                              if str(c) != ZERO and (skip_all or str(c) != SKIP)),
             allow_zero=bool(d.get("allow_zero", True)) or any(
@@ -208,6 +223,7 @@ class SearchSpace:
             cands = st.get("candidates", list(self.candidates))
             for op in cands:
                 parse_op(str(op))
+            _check_unique(cands, f"stages[{si}].candidates")
             base = tuple(str(o) for o in cands if str(o) not in (ZERO, "skip"))
             if self.skip_everywhere:  # `skip` is a real op here, kept where it is listed
                 base = tuple(str(o) for o in cands if str(o) != ZERO)
@@ -296,6 +312,15 @@ class SearchSpace:
 def preset_names() -> list[str]:
     return sorted(p.name[:-5] for p in resources.files("directnas.space.presets").iterdir()
                   if p.name.endswith(".yaml"))
+
+
+def save_space(space: SearchSpace, path: str | Path, *, note: str = "") -> Path:
+    """``space`` as a YAML file at ``path`` (``note``: comment lines above it); ``load_space``
+    reads it back to the same fingerprint."""
+    head = "".join(f"# {line}\n" for line in note.splitlines())
+    write_text(path, head + yaml.safe_dump(space.to_dict(), sort_keys=False,
+                                           default_flow_style=None))
+    return Path(path)
 
 
 def load_space(name_or_path: str | Path) -> SearchSpace:

@@ -1,7 +1,10 @@
-"""Atomic writes: every output goes to a temp file in the same folder, then is renamed."""
+"""Atomic writes: every output goes to a temp file in the same folder, then is renamed; an
+``OSError`` on the way (disk full, read-only filesystem, no permission) is one ``UserError``
+line naming the path, what the error means and what to do (``os_error``)."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -21,17 +24,46 @@ def _umask() -> int:
 FILE_MODE = 0o666 & ~_umask()
 
 
+# what an errno means for a file directnas writes, and what the user can do about it
+_FIXES = {
+    errno.ENOSPC: ("the disk is full", "free disk space or choose another --out"),
+    errno.EDQUOT: ("the disk quota is exceeded", "free disk space or choose another --out"),
+    errno.EROFS: ("the filesystem is read-only", "choose an --out on a writable filesystem"),
+    errno.EACCES: ("permission denied", "fix its permissions or choose another path"),
+    errno.EPERM: ("operation not permitted", "fix its permissions or choose another path"),
+    errno.ENOTDIR: ("a part of the path is a file, not a folder", "choose another path"),
+    errno.EISDIR: ("it is a folder, not a file", "give a file path"),
+    errno.ENOENT: ("no such file or folder", "check the path"),
+    errno.ENAMETOOLONG: ("the name is too long", "choose a shorter path"),
+    errno.EIO: ("an input/output error (a failing disk?)", "check the disk or choose another path"),
+}
+
+
+def os_error(e: OSError, path: str | Path | None = None, *, action: str = "") -> UserError:
+    """``e`` as one line: ``action`` (e.g. "cannot write"), the path, what the errno means (its
+    name) and the fix."""
+    where = str(path or e.filename or "a file")
+    meaning, fix = _FIXES.get(e.errno or -1, (e.strerror or str(e), "check the path and the disk"))
+    name = errno.errorcode.get(e.errno or -1, "")
+    return UserError(f"{action + ' ' if action else ''}{where}: {meaning}"
+                     f"{f' ({name})' if name else ''}: {fix}")
+
+
 def _atomic(path: Path, write: Callable[[Path], None]) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp: str | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
         write(Path(tmp))
         os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise os_error(e, path, action="cannot write") from None
         raise
 
 
@@ -51,9 +83,15 @@ def write_bytes(path: str | Path, data: bytes) -> None:
 
 
 def torch_save(path: str | Path, obj: Any) -> None:
+    """``torch.save`` atomically; serialised in memory first, so a full disk is an ``OSError``
+    of the write (torch's own file writer reports it as a RuntimeError without an errno)."""
+    import io
+
     import torch
 
-    _atomic(Path(path), lambda tmp: torch.save(obj, tmp))
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    _atomic(Path(path), lambda tmp: tmp.write_bytes(buf.getbuffer()))
 
 
 def torch_load(path: str | Path, *, what: str = "checkpoint", weights_only: bool = True) -> Any:
@@ -90,7 +128,9 @@ def read_json(path: str | Path, *, what: str = "JSON file") -> Any:
         raise UserError(f"{what} {path} does not exist: check the path")
     try:
         return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except UnicodeDecodeError:
+        raise UserError(f"{what} {path} is a binary file, not JSON text: give the JSON file") from None
+    except json.JSONDecodeError as e:
         raise UserError(f"{what} {path} is not valid JSON ({e}): regenerate it") from None
 
 
@@ -104,5 +144,7 @@ def read_yaml(path: str | Path, *, what: str = "YAML file", fix: str = "check th
         raise UserError(f"{what} {path} does not exist: {fix}")
     try:
         return yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
+    except UnicodeDecodeError:
+        raise UserError(f"{what} {path} is a binary file, not YAML text: give the YAML file") from None
+    except yaml.YAMLError as e:
         raise UserError(f"{what} {path} is not valid YAML: {str(e).splitlines()[0]}") from None

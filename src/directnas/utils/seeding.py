@@ -24,10 +24,15 @@ from directnas.errors import UserError
 F = TypeVar("F", bound=Callable[..., object])
 
 
-def seed_everything(seed: int) -> None:
-    """Seed python's ``random``, numpy's global RNG and torch (CPU and every CUDA device)."""
+def check_seed(seed: object) -> None:
+    """A seed every RNG takes: an integer in [0, 2**32)."""
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2 ** 32:
         raise UserError(f"seed must be an integer in [0, 2**32), got {seed!r}: pass e.g. --seed 0")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python's ``random``, numpy's global RNG and torch (CPU and every CUDA device)."""
+    check_seed(seed)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # also every CUDA device (lazily, where CUDA is not started yet)

@@ -31,7 +31,7 @@ from directnas.data.datasets import pixel_sums
 from directnas.errors import UserError
 
 log = logging.getLogger(__name__)
-CACHE_VERSION = 1  # bump when the decoded pixels of the same files change
+CACHE_VERSION = 2  # bump when the decoded pixels of the same files change
 CHUNK = 256  # most files per task of the process pool
 ImageFile = tuple[str, int, int]  # (path, label, part): part 0 train, 1 test
 
@@ -48,6 +48,7 @@ class DecodedImages:
     skipped: list[tuple[str, str]]  # (path relative to the folder, reason)
     entry: Path
     from_cache: bool
+    converted: int = 0  # grayscale images read as RGB (the folder mixes grayscale and colour)
 
 
 def usable_cores() -> int:
@@ -107,15 +108,22 @@ def _reason(e: BaseException) -> str:
     return str(e) or type(e).__name__
 
 
-def decode_image(path: Path | str, mode: str | None, size: int | None) -> np.ndarray:
+GREY_MODES = ("1", "L", "LA", "I", "I;16")
+
+
+def decode_image(path: Path | str, mode: str | None, size: int | None,
+                 native: list[str] | None = None) -> np.ndarray:
     """One image as (H, W, C) uint8 in ``mode`` (None: L for grey images, else RGB), resized
-    to ``size`` x ``size`` (bilinear) when given."""
+    to ``size`` x ``size`` (bilinear) when given; ``native`` gets the mode it was stored in
+    (L or RGB)."""
     from PIL import Image
 
     with Image.open(path) as im:
         im.load()
-        mode = mode or ("L" if im.mode in ("1", "L", "LA", "I", "I;16") else "RGB")
-        im = im.convert(mode)
+        own = "L" if im.mode in GREY_MODES else "RGB"
+        if native is not None:
+            native.append(own)
+        im = im.convert(mode or own)
         if size is not None and im.size != (size, size):
             im = im.resize((size, size), Image.Resampling.BILINEAR)
         a = np.asarray(im)
@@ -125,18 +133,22 @@ def decode_image(path: Path | str, mode: str | None, size: int | None) -> np.nda
 def _decode_chunk(job: tuple[list[str], str, int | None, tuple[int, ...]]
                   ) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str, str]]]:
     """Decodes a chunk of files: (the readable ones as (k, C, H, W), their ``pixel_sums``,
-    [(index in the chunk, kind 'bad' or 'shape', reason)] for the others)."""
+    [(index in the chunk, kind 'bad', 'shape' or 'mode', reason)] for the others and, kind
+    'mode', for the images stored in another mode than ``mode`` (converted, kept))."""
     paths, mode, size, shape = job
     out, problems = [], []
     for i, p in enumerate(paths):
+        native: list[str] = []
         try:
-            a = decode_image(p, mode, size)
+            a = decode_image(p, mode, size, native)
         except Exception as e:  # noqa: BLE001 - whatever Pillow raises, the file is unreadable
             problems.append((i, "bad", _reason(e)))
             continue
         if a.shape != shape:
             problems.append((i, "shape", f"{a.shape}"))
             continue
+        if native[0] != mode:
+            problems.append((i, "mode", native[0]))
         out.append(a)
     arr = np.stack(out) if out else np.zeros((0, *shape), np.uint8)
     arr = np.ascontiguousarray(arr.transpose(0, 3, 1, 2))
@@ -177,17 +189,22 @@ def _chunks(paths: list[str], mode: str, size: int | None, shape: tuple[int, ...
 
 # ---- the cache entry ------------------------------------------------------------------------
 def _first_image(root: Path, files: Sequence[ImageFile], size: int | None,
-                 skip_bad_images: bool) -> tuple[str, tuple[int, ...]]:
-    """The mode and (H, W, C) shape of the first readable image: every image takes them."""
+                 skip_bad_images: bool, mode: str | None = None) -> tuple[str, tuple[int, ...]]:
+    """The mode (``mode``, else the first readable image's) and the (H, W, C) shape of the
+    first readable image in it: every image takes them."""
     for path, _, _ in files:
         try:
-            a = decode_image(path, None, size)
+            a = decode_image(path, mode, size)
         except Exception as e:  # noqa: BLE001
             if not skip_bad_images:
                 raise bad_image(path, _reason(e)) from None
             continue
-        return ("L" if a.shape[2] == 1 else "RGB"), a.shape
+        return mode or ("L" if a.shape[2] == 1 else "RGB"), a.shape
     raise UserError(f"image folder {root}: none of its {len(files)} images can be read")
+
+
+class _ColourInGrey(Exception):
+    """A colour image in a folder read as grayscale (its first image is grey)."""
 
 
 def _progress(total: int, desc: str):  # noqa: ANN202 - a tqdm bar
@@ -199,20 +216,35 @@ def _progress(total: int, desc: str):  # noqa: ANN202 - a tqdm bar
 
 def _decode_into(tmp: Path, root: Path, files: Sequence[ImageFile], size: int | None,
                  skip_bad_images: bool, workers: int
-                 ) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
+                 ) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]], int]:
     """Decodes ``files`` into ``tmp/images.npy``; (the mask of files kept, their
-    ``pixel_sums``, skipped files)."""
-    mode, shape = _first_image(root, files, size, skip_bad_images)
+    ``pixel_sums``, skipped files, how many were converted to RGB).  A folder of grayscale and
+    colour images is read as RGB (the grey images converted), whichever comes first."""
+    try:
+        return _decode_as(tmp, root, files, size, skip_bad_images, workers, None)
+    except _ColourInGrey:
+        return _decode_as(tmp, root, files, size, skip_bad_images, workers, "RGB")
+
+
+def _decode_as(tmp: Path, root: Path, files: Sequence[ImageFile], size: int | None,
+               skip_bad_images: bool, workers: int, mode: str | None
+               ) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]], int]:
+    """``_decode_into`` in ``mode`` (None: the first image's)."""
+    mode, shape = _first_image(root, files, size, skip_bad_images, mode)
     out = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8,
                                     shape=(len(files), shape[2], shape[0], shape[1]))
     _reserve(tmp / "images.npy")
     keep = np.ones(len(files), dtype=bool)
     sums = np.zeros((len(files), 2, shape[2]), np.int64)
     skipped: list[tuple[str, str]] = []
-    done = written = 0
+    done = written = converted = 0
     chunks = _chunks([f[0] for f in files], mode, size, shape, workers)
     with closing(chunks), _progress(len(files), f"decoding {root.name}") as bar:
         for arr, chunk_sums, problems in chunks:
+            converted += sum(kind == "mode" for _, kind, _ in problems)
+            if converted and mode == "L":
+                raise _ColourInGrey()
+            problems = [p for p in problems if p[1] != "mode"]
             for i, kind, reason in problems:
                 path = files[done + i][0]
                 if kind == "shape":
@@ -231,7 +263,7 @@ def _decode_into(tmp: Path, root: Path, files: Sequence[ImageFile], size: int | 
     del out
     if skipped:
         _truncate(tmp / "images.npy", written)
-    return keep, sums[:written], skipped
+    return keep, sums[:written], skipped, converted
 
 
 def _reserve(path: Path) -> None:
@@ -279,12 +311,13 @@ def _write_entry(entry: Path, root: Path, files: Sequence[ImageFile], size: int 
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        keep, sums, skipped = _decode_into(tmp, root, files, size, skip_bad_images, workers)
+        keep, sums, skipped, converted = _decode_into(tmp, root, files, size, skip_bad_images,
+                                                      workers)
         np.save(tmp / "sums.npy", sums)
         np.save(tmp / "labels.npy", np.array([f[1] for f in files], np.int64)[keep])
         np.save(tmp / "parts.npy", np.array([f[2] for f in files], np.uint8)[keep])
         meta = {"version": CACHE_VERSION, "folder": str(root.resolve()), "size": size,
-                "count": int(keep.sum()), "skipped": skipped}
+                "count": int(keep.sum()), "skipped": skipped, "converted_to_rgb": converted}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
         try:
             os.rename(tmp, entry)
@@ -328,7 +361,7 @@ def _open_entry(entry: Path, from_cache: bool) -> DecodedImages | None:
         return None
     return DecodedImages(torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64)),
                          parts, sums, [tuple(s) for s in meta.get("skipped", [])], entry,
-                         from_cache)
+                         from_cache, int(meta.get("converted_to_rgb", 0)))
 
 
 def decode_folder(root: Path, files: Sequence[ImageFile], *, size: int | None = None,
@@ -364,6 +397,9 @@ def decode_folder(root: Path, files: Sequence[ImageFile], *, size: int | None = 
                  "es" if n > 1 else "", entry)
     else:
         log.info("using decoded cache %s (%d images of %s)", entry, len(found.labels), root)
+    if found.converted:
+        log.warning("image folder %s mixes grayscale and colour images: its %d grayscale image(s) "
+                    "are read as RGB (3 channels)", root, found.converted)
     if found.skipped:
         if not skip_bad_images:
             raise bad_image(root / found.skipped[0][0], found.skipped[0][1])

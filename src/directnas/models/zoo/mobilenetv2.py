@@ -22,11 +22,12 @@ compared with.
 
 from __future__ import annotations
 
+from functools import partial
+
 from typing import Any
 
-from torch import nn
 
-from directnas.models.registry import register
+from directnas.models.registry import arch_builder, register
 from directnas.space.arch import Arch, uniform_arch
 from directnas.space.ops import DEFAULT_ACTIVATION
 from directnas.space.space import SearchSpace
@@ -87,15 +88,5 @@ def mobilenetv2_arch(width: float, *, input_shape: tuple[int, int, int] = (1, 28
     return arch
 
 
-def _builder(width: float):  # noqa: ANN202 - a registry builder
-    def build(*, input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
-        arch = mobilenetv2_arch(width, input_shape=input_shape, num_classes=num_classes)
-        net = arch.build()
-        net.arch = arch  # lets `directnas train --model` price it from a latency table
-        return net
-
-    return build
-
-
 for _w in WIDTHS:
-    register(model_name(float(_w)))(_builder(float(_w)))
+    register(model_name(float(_w)))(arch_builder(partial(mobilenetv2_arch, float(_w))))

@@ -24,11 +24,12 @@ fashion-mnist preset).  Channels are scaled by ``width`` and rounded to a multip
 
 from __future__ import annotations
 
+from functools import partial
+
 from typing import Any
 
-from torch import nn
 
-from directnas.models.registry import register
+from directnas.models.registry import arch_builder, register
 from directnas.models.zoo.mobilenetv2 import HEAD_DROPOUT, SMALL_INPUT, make_divisible
 from directnas.space.arch import Arch
 from directnas.space.ops import DEFAULT_ACTIVATION
@@ -114,15 +115,5 @@ def mobilenetv3_arch(variant: str, width: float = 1.0, *,
     return arch
 
 
-def _builder(variant: str):  # noqa: ANN202 - a registry builder
-    def build(*, input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
-        arch = mobilenetv3_arch(variant, input_shape=input_shape, num_classes=num_classes)
-        net = arch.build()
-        net.arch = arch  # lets `directnas train --model` price it from a latency table
-        return net
-
-    return build
-
-
 for _v in BNECKS:
-    register(model_name(_v))(_builder(_v))
+    register(model_name(_v))(arch_builder(partial(mobilenetv3_arch, _v)))

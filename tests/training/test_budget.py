@@ -1,0 +1,53 @@
+"""Budgets scaled to the data size: epochs of a small dataset count at least a nominal number
+of weight steps; large data keeps its epochs; given epochs are kept."""
+
+from __future__ import annotations
+
+import torch
+
+from directnas.data.datasets import Dataset, ImageData
+from directnas.nas.searcher import SearchConfig
+from directnas.pipeline.search import fit_search_epochs
+from directnas.training.budget import scaled_epochs, steps_per_pass, train_epochs
+from directnas.training.train_net import TrainConfig, resolve_epochs
+
+
+def _data(n: int) -> Dataset:
+    x = torch.zeros(n, 1, 8, 8, dtype=torch.uint8)
+    train = ImageData(x, torch.zeros(n, dtype=torch.long), 2)
+    return Dataset("d", train, ImageData(x[:0], train.labels[:0], 2), (0.5,), (0.25,))
+
+
+def test_epochs_scale_with_the_data_size():
+    assert train_epochs(60000, 128) == 20  # Fashion-MNIST: 468 steps a pass
+    assert train_epochs(1650, 128) == 125  # 12 steps a pass: 125 x 12 = 1,500 updates
+    assert train_epochs(200, 128) == 1500  # one step a pass
+    small, large = train_epochs(2000, 128), train_epochs(20000, 128)
+    assert small * steps_per_pass(2000, 128) >= 1500 and large == 20
+    assert scaled_epochs(2, 11, 330) == 60 and scaled_epochs(2, 400, 330) == 2
+    assert steps_per_pass(1000, 100, world=2) == 5 and steps_per_pass(1000, 10, max_steps=3) == 3
+
+
+def test_training_epochs_given_are_kept():
+    assert resolve_epochs(TrainConfig(), 1650).epochs == 125
+    assert resolve_epochs(TrainConfig(epochs=3), 1650).epochs == 3
+    assert resolve_epochs(TrainConfig(), 60000).epochs == 20
+    assert resolve_epochs(TrainConfig(max_steps=5), 1650).epochs == 20  # capped epochs: short
+
+
+def test_search_epochs_scale_unless_given_or_quick(tmp_path):
+    cfg = SearchConfig()
+    fit_search_epochs(cfg, _data(1650), quick=False, given={})
+    # 1,485 training images after the 10 % validation split: 11 steps a pass
+    assert (cfg.warmup_epochs, cfg.epochs) == (30, 60)
+    cfg = SearchConfig()
+    fit_search_epochs(cfg, _data(60000), quick=False, given={})
+    assert (cfg.warmup_epochs, cfg.epochs) == (1, 2)
+    for kw in ({"given": {"epochs": 2}}, {"given": {}, "quick": True}):
+        cfg = SearchConfig()
+        fit_search_epochs(cfg, _data(1650), **{"quick": False, **kw})
+        assert (cfg.warmup_epochs, cfg.epochs) == (1, 2)
+    (tmp_path / "s.yaml").write_text("warmup_epochs: 1\n")
+    cfg = SearchConfig()
+    fit_search_epochs(cfg, _data(1650), quick=False, given={}, config_file=tmp_path / "s.yaml")
+    assert (cfg.warmup_epochs, cfg.epochs) == (1, 2)
