@@ -89,8 +89,12 @@ class SearchConfig:
     threads: int = 2
     max_steps: int | None = 330  # train batches per epoch (None: the whole training split)
     history_every: int = 10  # record probabilities every N alpha steps
-    derive: str = "constrained"  # or "argmax" (search/derive.py)
+    derive: str = "constrained"  # or "argmax" or "rerank" (search/derive.py)
     derive_window: float = 0.95  # constrained derive: predicted latency in [window*T, T]
+    # rerank derive: the constrained net and nets drawn from p inside [window*T, T], each scored
+    # by its validation accuracy inside the supernet (BN re-estimated); the best is kept
+    rerank_candidates: int = 24
+    rerank_batches: int = 10  # calibration and validation batches per candidate
     channels_last: bool = True  # 1.5-2x faster training steps on CPU (benchmarks/search_cost.py)
     checkpoint_every: int = 0  # also checkpoint every N steps inside an epoch (0: epoch ends only)
     device: str = "auto"  # cpu, cuda, cuda:N or auto (CUDA when there is one)
@@ -108,14 +112,17 @@ class SearchState(LoopState):
 
 
 _INT_OPTIONS = ("warmup_epochs", "epochs", "batch_size", "arch_every", "arch_start_epoch",
-                "threads", "history_every", "checkpoint_every", "max_steps", "eval_batches")
+                "threads", "history_every", "checkpoint_every", "max_steps", "eval_batches",
+                "rerank_candidates", "rerank_batches")
+DERIVES = ("constrained", "argmax", "rerank")
 
 
 def check_config(cfg: SearchConfig) -> None:
     """One-line errors for option values no search can run with."""
     for name in _INT_OPTIONS:
         v = getattr(cfg, name)
-        low = 1 if name in ("batch_size", "arch_every", "threads", "history_every", "max_steps") else 0
+        low = 1 if name in ("batch_size", "arch_every", "threads", "history_every", "max_steps",
+                            "rerank_candidates", "rerank_batches") else 0
         if v is None and name == "max_steps":
             continue
         if not isinstance(v, int) or isinstance(v, bool) or v < low:
@@ -125,6 +132,8 @@ def check_config(cfg: SearchConfig) -> None:
         v = getattr(cfg, name)
         if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v < 1e30:
             raise UserError(f"search option {name} must be a number in [0, 1e30), got {v!r}")
+    if cfg.derive not in DERIVES:
+        raise UserError(f"search option derive must be one of {', '.join(DERIVES)}, got {cfg.derive!r}")
     if cfg.weight_paths not in WEIGHT_PATHS:
         raise UserError(f"search option weight_paths must be one of {', '.join(WEIGHT_PATHS)}, "
                         f"got {cfg.weight_paths!r}")
@@ -474,12 +483,60 @@ class Searcher:
                                          window=self.cfg.derive_window)
                 arch = Arch(self.space, [m.names[i] for m, i in zip(self.net.mixed, idx)])
                 meta["derive"] = "constrained"
+            if self.cfg.derive == "rerank" and t is not None:
+                arch, meta["rerank"] = self._rerank(arch, t)
+                meta["derive"] = "rerank"
             from directnas.latency.predictor import predict_arch_ms
 
             meta["predicted_latency_ms"] = predict_arch_ms(arch, self.table)
             meta["latency_backend"] = self.table.meta.get("backend")
         arch.meta = meta
         return arch
+
+    def rerank_candidates(self, first: Arch, target_ms: float) -> list[Arch]:
+        """``first`` and up to ``rerank_candidates - 1`` more distinct nets drawn from the
+        search's probabilities restricted to the window [derive_window * T, T]."""
+        from directnas.latency.sampling import ArchSampler
+
+        assert self.table is not None
+        out, seen = [first], {tuple(first.ops)}
+        try:
+            sampler = ArchSampler(self.space, self.table, target_ms=target_ms, tolerance=None,
+                                  seed=self.cfg.seed + 4, weights=self.net.probs(),
+                                  low_ms=self.cfg.derive_window * target_ms)
+        except UserError:  # nothing predicted in the window: the constrained net alone
+            return out
+        for _ in range(20 * self.cfg.rerank_candidates):
+            if len(out) >= self.cfg.rerank_candidates:
+                break
+            try:
+                arch = sampler.sample(tries=50)
+            except UserError:
+                break
+            if tuple(arch.ops) not in seen:
+                seen.add(tuple(arch.ops))
+                out.append(arch)
+        return out
+
+    def _rerank(self, first: Arch, target_ms: float) -> tuple[Arch, list[dict[str, Any]]]:
+        """The candidate with the best validation accuracy inside the supernet (ties: the
+        earlier, so the constrained net wins a tie)."""
+        from directnas.latency.predictor import predict_arch_ms
+
+        assert self.table is not None
+        rows = []
+        cands = self.rerank_candidates(first, target_ms)
+        for arch in cands:
+            acc = self.supernet_accuracy(arch, max_batches=self.cfg.rerank_batches,
+                                         calib_batches=self.cfg.rerank_batches)
+            rows.append({"ops": list(arch.ops), "predicted_latency_ms": predict_arch_ms(arch, self.table),
+                         "supernet_accuracy": acc})
+        best = max(range(len(cands)), key=lambda i: (rows[i]["supernet_accuracy"], -i))
+        log.info("rerank: %d candidates in [%.3f, %.3f] ms, supernet accuracy %.1f-%.1f %%, kept "
+                 "candidate %d", len(cands), self.cfg.derive_window * target_ms, target_ms,
+                 100 * min(r["supernet_accuracy"] for r in rows),
+                 100 * max(r["supernet_accuracy"] for r in rows), best)
+        return Arch(self.space, list(cands[best].ops)), rows
 
     @_with_threads
     def supernet_accuracy(self, arch: Arch | None = None, max_batches: int = 20,
@@ -516,6 +573,19 @@ class Searcher:
                 b.load_state_dict(state)
             self.train.generator.set_state(gen_state)
 
+    def learned(self, accuracy: float) -> dict[str, Any]:
+        """Has the supernet learned?  Its validation accuracy against chance (the validation
+        split's largest class share): below chance + 20 % of the way to 100 %, its choices are
+        noise, and the search says so."""
+        counts = torch.bincount(self.valid_data.labels.long())
+        chance = float(counts.max()) / max(int(counts.sum()), 1)
+        ok = accuracy >= chance + 0.2 * (1.0 - chance)
+        if not ok:
+            log.warning("the supernet scores %.1f %% on the validation split, near chance (%.1f %%): "
+                        "its choices are close to a random draw; give the search more steps "
+                        "(--warmup-epochs / --epochs) or more images", 100 * accuracy, 100 * chance)
+        return {"chance_accuracy": chance, "supernet_learned": ok}
+
     @_with_threads
     def write_outputs(self, arch: Arch, *, wall_s: float) -> dict[str, Any]:
         arch.save(self.out / "arch.json")
@@ -528,6 +598,7 @@ class Searcher:
                    "layer_names": [list(l.candidates) for l in self.space.layers],
                    "supernet_valid_accuracy": self.supernet_accuracy(arch),
                    "decision": decision(self.net.probs())}
+        summary.update(self.learned(summary["supernet_valid_accuracy"]))
         if self.table is not None:
             summary["predicted_latency_ms"] = arch.meta.get("predicted_latency_ms")
             summary["fastest_latency_ms"] = self.fastest_ms
