@@ -162,6 +162,9 @@ def search_one(out: Path, data: Any, table_path: Path, target_ms: float, seed: i
            "mean_max_prob": summary["decision"]["mean_max_prob"]}
     if ranked:
         row["ranking"] = ranked
+    if "rerank" in found.arch.meta:  # the candidates the rerank derive scored, with their truth
+        row["rerank"] = [{"arch": to_bench_string(Arch(found.space, c["ops"])),
+                          "supernet_accuracy": c["supernet_accuracy"]} for c in found.arch.meta["rerank"]]
     return row
 
 

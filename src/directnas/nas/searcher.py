@@ -50,7 +50,8 @@ CHECKPOINT = "search_checkpoint.pt"
 WARMUP_CHECKPOINT = "warmup_checkpoint.pt"
 # options that do not change the warm-up (it trains weights on uniform paths; alpha waits)
 TARGET_OPTIONS = frozenset({"target_latency_ms", "lam", "beta", "loss", "arch_lr", "arch_every",
-                            "arch_start_epoch", "derive", "derive_window", "history_every",
+                            "arch_start_epoch", "derive", "derive_window", "rerank_candidates",
+                            "rerank_batches", "history_every",
                             "checkpoint_every", "device", "threads"})
 M = TypeVar("M", bound=Callable[..., Any])
 
