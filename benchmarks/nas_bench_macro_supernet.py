@@ -65,16 +65,19 @@ def main() -> None:
     s.net.load_state_dict(ck["net"])
     steps = int(ck["state"]["step"])
     t0 = time.perf_counter()
-    nets = [str(x) for x in np.random.default_rng(0).choice(sorted(bench), size=a.nets, replace=False)]
+    nets = [str(x) for x in np.random.default_rng(0).choice(sorted(bench), size=a.nets, replace=False)] \
+        if a.nets else []
     accs = [s.supernet_accuracy(from_bench_string(space, n), max_batches=a.batches,
                                 calib_batches=a.calib) for n in nets]
-    tau = kendalltau(accs, [bench[n].mean_acc for n in nets])
     row = {"label": a.label or a.checkpoint, "weight_steps": steps, "config": ck["config"],
-           "ranking": {"nets": nets, "supernet_accuracy": accs, "kendall_tau": float(tau.statistic),
-                       "kendall_p": float(tau.pvalue), "calib": a.calib, "batches": a.batches},
-           "ranking_s": time.perf_counter() - t0, "rerank": []}
-    print(f"{row['label']}: {steps} weight steps, tau {tau.statistic:.3f} over {a.nets} uniform nets "
-          f"(mean supernet accuracy {100 * np.mean(accs):.1f} %)", flush=True)
+           "ranking": None, "rerank": []}
+    if nets:  # --nets 0: the rerank picks only
+        tau = kendalltau(accs, [bench[n].mean_acc for n in nets])
+        row["ranking"] = {"nets": nets, "supernet_accuracy": accs, "kendall_tau": float(tau.statistic),
+                          "kendall_p": float(tau.pvalue), "calib": a.calib, "batches": a.batches,
+                          "seconds": time.perf_counter() - t0}
+        print(f"{row['label']}: {steps} weight steps, tau {tau.statistic:.3f} over {a.nets} uniform "
+              f"nets (mean supernet accuracy {100 * np.mean(accs):.1f} %)", flush=True)
     predicted = {x: predict_arch_ms(from_bench_string(space, x), table) for x in all_bench_strings()}
     for label, ms in parse_targets(a.targets, predicted):
         t1 = time.perf_counter()

@@ -110,3 +110,15 @@ def test_search_says_when_its_supernet_is_near_chance(tiny_space_dict, tiny_idx_
 def test_unknown_derive_is_one_line():
     with pytest.raises(UserError, match="derive must be one of"):
         check_config(SearchConfig(derive="best"))
+
+
+def test_report_says_when_the_supernet_had_not_learned():
+    from directnas.report.writer import search_decision_lines
+
+    base = {"decision": {"mean_max_prob": 0.4, "max_prob": [0.4]}, "layer_names": [["a", "b", "c"]],
+            "supernet_valid_accuracy": 0.12, "chance_accuracy": 0.1}
+    text = "\n".join(search_decision_lines({**base, "supernet_learned": False}))
+    assert "had not learned" in text and "12.0 %" in text and "10.0 %" in text
+    assert "had not learned" not in "\n".join(search_decision_lines({**base, "supernet_learned": True}))
+    rows = [{"ops": ["a"], "supernet_accuracy": 0.3}, {"ops": ["b"], "supernet_accuracy": 0.5}]
+    assert "2 candidates" in "\n".join(search_decision_lines({**base, "rerank": rows}))

@@ -600,6 +600,8 @@ class Searcher:
                    "supernet_valid_accuracy": self.supernet_accuracy(arch),
                    "decision": decision(self.net.probs())}
         summary.update(self.learned(summary["supernet_valid_accuracy"]))
+        if "rerank" in arch.meta:
+            summary["rerank"] = arch.meta["rerank"]
         if self.table is not None:
             summary["predicted_latency_ms"] = arch.meta.get("predicted_latency_ms")
             summary["fastest_latency_ms"] = self.fastest_ms

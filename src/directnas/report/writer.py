@@ -230,5 +230,15 @@ def search_decision_lines(search: dict[str, Any] | None) -> list[str]:
     if accs:
         lines.append("Supernet validation accuracy of the argmax path by epoch: "
                      + ", ".join(f"{ep}: {100 * a:.1f} %" for ep, a in accs) + ".")
+    if search.get("supernet_learned") is False:
+        lines.append(f"**The supernet had not learned**: the kept net scores "
+                     f"{100 * search['supernet_valid_accuracy']:.1f} % inside it, near chance "
+                     f"({100 * search['chance_accuracy']:.1f} %), so the search's choice is close to "
+                     "a random draw of the window: give it more steps (--warmup-epochs / --epochs).")
+    rerank = search.get("rerank")
+    if rerank:
+        accs_r = [r["supernet_accuracy"] for r in rerank]
+        lines.append(f"Rerank: {len(rerank)} candidates of the latency window scored inside the "
+                     f"supernet ({100 * min(accs_r):.1f}-{100 * max(accs_r):.1f} %); the best kept.")
     return lines + [""]
 
