@@ -122,3 +122,23 @@ def test_report_says_when_the_supernet_had_not_learned():
     assert "had not learned" not in "\n".join(search_decision_lines({**base, "supernet_learned": True}))
     rows = [{"ops": ["a"], "supernet_accuracy": 0.3}, {"ops": ["b"], "supernet_accuracy": 0.5}]
     assert "2 candidates" in "\n".join(search_decision_lines({**base, "rerank": rows}))
+
+
+def test_rerank_starts_from_the_constrained_net_not_the_argmax(tiny_space_dict, tiny_idx_dir, tmp_path,
+                                                               monkeypatch):
+    import torch
+
+    space = SearchSpace.from_dict(tiny_space_dict)
+    s, t = _searcher(space, load_dataset(tiny_idx_dir), tmp_path, rerank_candidates=4)
+    with torch.no_grad():  # alpha prefers the slowest op everywhere: the argmax net is over T
+        for m in s.net.mixed:
+            m.alpha.zero_()
+            m.alpha[[i for i, n in enumerate(m.names) if "e6" in n][0]] = 5.0
+    from directnas.latency.predictor import predict_arch_ms
+
+    assert predict_arch_ms(s.net.derive(), s.table) > t
+    monkeypatch.setattr(s, "supernet_accuracy", lambda arch=None, **kw: 0.5)  # a tie: the first kept
+    arch = s.derive()
+    assert arch.meta["derive"] == "rerank"
+    assert 0.8 * t - 1e-9 <= arch.meta["predicted_latency_ms"] <= t + 1e-9
+    assert all(r["predicted_latency_ms"] <= t + 1e-9 for r in arch.meta["rerank"])

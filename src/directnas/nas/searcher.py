@@ -476,7 +476,7 @@ class Searcher:
             meta["argmax_arch"] = arch.ops
             meta["argmax_predicted_latency_ms"] = self.derived_latency_ms()
             t = self.cfg.target_latency_ms
-            if self.cfg.derive == "constrained" and t is not None:
+            if self.cfg.derive in ("constrained", "rerank") and t is not None:
                 from directnas.nas.derive import derive_constrained
 
                 fixed, per_layer = self.table.space_latencies(self.space)
