@@ -11,7 +11,9 @@ reads every found net's real accuracy from the table:
    tau, noise floor); the predicted latency of all 6,561 nets and the measured latency of every
    net timed.  (``--latency-from DIR`` takes the ``latency.json`` + ``validate.json`` of an
    earlier ``directnas latency validate --space nas-bench-macro --save-table`` run.)
-2. ``targets``: the 25th, 50th and 75th percentile of the predicted latencies (``--targets``).
+2. ``targets``: the 25th, 50th and 75th percentile of the predicted latencies (``--targets``),
+   each with its window's statistics, its oracle, and the zero-training baseline every search
+   must beat: the net with the most MACs predicted in [0.95 T, T] (``macs_net``).
 3. ``search``: for each seed, the targets in order, each a ``directnas.search`` with the
    product's default options (``--search-option key=value`` changes one); the targets of a
    seed share the supernet's warm-up (``warmup_checkpoint.pt``), so each further target costs
@@ -51,10 +53,12 @@ from directnas.latency.cache import make_protocol
 from directnas.latency.predictor import predict_arch_ms
 from directnas.latency.table import LatencyTable
 from directnas.latency.validate import validate
-from directnas.nas.searcher import Searcher
+from directnas.nas.derive import derive_macs
+from directnas.nas.searcher import SearchConfig, Searcher
 from directnas.space.arch import Arch
 from directnas.space.nas_bench_macro import (BenchEntry, all_bench_strings, bench_space,
                                              from_bench_string, load_bench, to_bench_string)
+from directnas.space.macs import layer_mmacs
 from directnas.utils.fileio import read_json, write_json
 
 REPO = Path(__file__).resolve().parents[1]
@@ -126,6 +130,20 @@ def score(arch: str, stats: dict[str, Any], bench: dict[str, BenchEntry]) -> dic
             "window_mean": stats["mean"], "window_std": stats["std"],
             "above_window_mean_in_std": (acc - stats["mean"]) / stats["std"] if stats["std"] else None,
             "oracle_acc": stats["oracle_acc"], "gap_to_oracle": stats["oracle_acc"] - acc}
+
+
+def macs_net(space: Any, table: LatencyTable, target_ms: float, stats: dict[str, Any],
+             bench: dict[str, BenchEntry]) -> dict[str, Any]:
+    """The zero-training baseline: the net with the most MACs predicted in [0.95 T, T] (the
+    ``macs`` derive, the search's fallback when its supernet has not learned), scored like a
+    found net."""
+    window = SearchConfig().derive_window
+    fixed, per_layer = table.space_latencies(space)
+    idx = derive_macs(layer_mmacs(space.layers), per_layer, fixed, target_ms, window=window)
+    arch = Arch(space, [l.candidates[i] for l, i in zip(space.layers, idx)])
+    s = to_bench_string(arch)
+    return {"arch": s, "derive_window": window, "predicted_ms": predict_arch_ms(arch, table),
+            "mflops": bench[s].flops / 1e6, **score(s, stats, bench)}
 
 
 # ---- 3. search and 5. ranking ------------------------------------------------------------------
@@ -242,8 +260,14 @@ def main() -> None:
                     "latency": latency_summary(table, report, predicted),
                     "latency_ms": {s: round(ms, 5) for s, ms in predicted.items()},
                     "targets": [{"label": label, "target_ms": ms,
-                                 **{k: v for k, v in windows[label].items() if k != "members"}}
+                                 **{k: v for k, v in windows[label].items() if k != "members"},
+                                 "macs_net": macs_net(space, table, ms, windows[label], bench)}
                                 for label, ms in targets]})
+    for t in results["targets"]:
+        m = t["macs_net"]
+        print(f"target {t['label']} ({t['target_ms']:.3f} ms): most-MACs net {m['arch']} "
+              f"{m['mean_acc']:.2f} % (percentile {m['percentile_in_window']:.0f}, window "
+              f"{m['window_mean']:.2f} +- {m['window_std']:.2f}, oracle {m['oracle_acc']:.2f})", flush=True)
     write_json(results_path, {**results, "runs": runs})
     if a.data is None:
         print(f"latency: MAPE {100 * report['mape']:.2f} %, tau {report['kendall_tau']:.3f}; "

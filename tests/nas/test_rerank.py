@@ -62,7 +62,7 @@ def _searcher(space, data, tmp_path, **kw):
     t = fixed + sum(min(r) for r in per_layer) + 3.0
     cfg = SearchConfig(warmup_epochs=1, epochs=0, batch_size=32, valid_size=200, max_steps=2,
                        target_latency_ms=t, threads=1, eval_batches=0, derive="rerank",
-                       derive_window=0.8, **kw)
+                       derive_window=0.8, **{"unlearned_derive": "keep", **kw})
     seed_everything(0)
     return Searcher(space, data, two_cost_table(space), cfg, tmp_path), t
 

@@ -12,7 +12,7 @@ from directnas.cli.flags import Flag, add_flags, flag_values
 from directnas.data.auto_space import AUTO
 from directnas.nas.gates import STRATEGIES
 from directnas.nas.loss import LOSS_FORMS
-from directnas.nas.searcher import DERIVES, WEIGHT_PATHS, SearchConfig
+from directnas.nas.searcher import DERIVES, UNLEARNED_DERIVES, WEIGHT_PATHS, SearchConfig
 from directnas.nas.superkernel import SHARING
 from directnas.space.fitted import MAX_INPUT_SIZE
 
@@ -31,12 +31,13 @@ SEARCH = [
          "(nested kernels per expansion ratio) or full (kernels and channels)", choices=SHARING),
     Flag("weight_paths", "paths of the weight steps after the warm-up: drawn from p, or uniformly",
          choices=WEIGHT_PATHS),
-    Flag("derive", "the net kept: constrained (most probable in [0.95 T, T]), argmax, or rerank "
-         "(the constrained net and nets drawn from p in that window, scored inside the supernet)",
-         choices=DERIVES),
+    Flag("derive", "the net kept: constrained (most probable in [0.95 T, T]), argmax, rerank "
+         "(the constrained net and nets drawn from p in that window, scored inside the supernet) "
+         "or macs (the most MACs in that window, no supernet needed)", choices=DERIVES),
+    Flag("unlearned_derive", "the net kept when the supernet scores near chance: macs or keep "
+         "(the search's choice anyway)", choices=UNLEARNED_DERIVES),
     Flag("rerank_candidates", "nets the rerank derive scores inside the supernet"),
-    Flag("checkpoint_every", "also checkpoint every N steps inside an epoch (default 0: epoch "
-                             "ends only)"),
+    Flag("checkpoint_every", "also checkpoint every N steps inside an epoch (default 0: ends only)"),
 ]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from directnas.space.macs import op_mmacs
 from directnas.space.ops import SKIP, parse_op
 from directnas.space.space import LayerSpec, SearchSpace
 
@@ -20,15 +21,13 @@ def _op_physics(layer: LayerSpec, op: str) -> tuple[float, float, float, float]:
     if op == SKIP:
         if ci == co and layer.stride == 1:
             return 0.0, 0.0, 0.0, 0.0
-        return ho * ho * ci * co / 1e6, (hw * hw * ci + ho * ho * co) / 1e5, 1.0, 1.0
+        return op_mmacs(layer, op), (hw * hw * ci + ho * ho * co) / 1e5, 1.0, 1.0
     spec = parse_op(op)
     if spec is None:  # zero
         return 0.0, 0.0, 0.0, 0.0
     mid = ci * spec.expand
-    macs = (hw * hw * ci * mid / spec.groups if spec.expand != 1 else 0.0)
-    macs += ho * ho * mid * spec.kernel ** 2 + ho * ho * mid * co / spec.groups
     traffic = hw * hw * ci + (hw * hw * mid if spec.expand != 1 else 0) + ho * ho * (mid + co)
-    return macs / 1e6, traffic / 1e5, 3.0 if spec.expand != 1 else 2.0, 1.0
+    return op_mmacs(layer, op), traffic / 1e5, 3.0 if spec.expand != 1 else 2.0, 1.0
 
 
 class Featurizer:

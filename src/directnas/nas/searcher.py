@@ -51,7 +51,7 @@ WARMUP_CHECKPOINT = "warmup_checkpoint.pt"
 # options that do not change the warm-up (it trains weights on uniform paths; alpha waits)
 TARGET_OPTIONS = frozenset({"target_latency_ms", "lam", "beta", "loss", "arch_lr", "arch_every",
                             "arch_start_epoch", "derive", "derive_window", "rerank_candidates",
-                            "rerank_batches", "history_every",
+                            "rerank_batches", "unlearned_derive", "history_every",
                             "checkpoint_every", "device", "threads"})
 M = TypeVar("M", bound=Callable[..., Any])
 
@@ -96,6 +96,10 @@ class SearchConfig:
     # by its validation accuracy inside the supernet (BN re-estimated); the best is kept
     rerank_candidates: int = 24
     rerank_batches: int = 10  # calibration and validation batches per candidate
+    # the net kept when the supernet has not learned (its accuracy near chance, ``learned``):
+    # "macs", the net with the most MACs in [derive_window * T, T] (needs no supernet; on
+    # NAS-Bench-Macro its window percentile is 77-98), or "keep" the search's choice anyway
+    unlearned_derive: str = "macs"
     channels_last: bool = True  # 1.5-2x faster training steps on CPU (benchmarks/search_cost.py)
     checkpoint_every: int = 0  # also checkpoint every N steps inside an epoch (0: epoch ends only)
     device: str = "auto"  # cpu, cuda, cuda:N or auto (CUDA when there is one)
@@ -115,7 +119,8 @@ class SearchState(LoopState):
 _INT_OPTIONS = ("warmup_epochs", "epochs", "batch_size", "arch_every", "arch_start_epoch",
                 "threads", "history_every", "checkpoint_every", "max_steps", "eval_batches",
                 "rerank_candidates", "rerank_batches")
-DERIVES = ("constrained", "argmax", "rerank")
+DERIVES = ("constrained", "argmax", "rerank", "macs")
+UNLEARNED_DERIVES = ("macs", "keep")
 
 
 def check_config(cfg: SearchConfig) -> None:
@@ -135,6 +140,9 @@ def check_config(cfg: SearchConfig) -> None:
             raise UserError(f"search option {name} must be a number in [0, 1e30), got {v!r}")
     if cfg.derive not in DERIVES:
         raise UserError(f"search option derive must be one of {', '.join(DERIVES)}, got {cfg.derive!r}")
+    if cfg.unlearned_derive not in UNLEARNED_DERIVES:
+        raise UserError(f"search option unlearned_derive must be one of {', '.join(UNLEARNED_DERIVES)}, "
+                        f"got {cfg.unlearned_derive!r}")
     if cfg.weight_paths not in WEIGHT_PATHS:
         raise UserError(f"search option weight_paths must be one of {', '.join(WEIGHT_PATHS)}, "
                         f"got {cfg.weight_paths!r}")
@@ -468,6 +476,8 @@ class Searcher:
         return predict_arch_ms(self.net.derive(), self.table)
 
     def derive(self) -> Arch:
+        """The kept net (``cfg.derive``); with a target, also whether the supernet has learned
+        (``learned``), and the ``macs`` net instead when it has not (``cfg.unlearned_derive``)."""
         arch = self.net.derive()
         meta: dict[str, Any] = {"strategy": self.cfg.strategy, "seed": self.cfg.seed,
                                 "target_latency_ms": self.cfg.target_latency_ms,
@@ -487,12 +497,32 @@ class Searcher:
             if self.cfg.derive == "rerank" and t is not None:
                 arch, meta["rerank"] = self._rerank(arch, t)
                 meta["derive"] = "rerank"
+            if t is not None:
+                if self.cfg.derive == "macs":
+                    arch, meta["derive"] = self.macs_arch(t), "macs"
+                else:
+                    acc = self.supernet_accuracy(arch)
+                    meta["search_choice"] = {"ops": list(arch.ops), "supernet_accuracy": acc}
+                    meta.update(self.learned(acc, fallback=self.cfg.unlearned_derive == "macs"))
+                    if not meta["supernet_learned"] and self.cfg.unlearned_derive == "macs":
+                        arch, meta["derive"] = self.macs_arch(t), "macs (supernet not learned)"
             from directnas.latency.predictor import predict_arch_ms
 
             meta["predicted_latency_ms"] = predict_arch_ms(arch, self.table)
             meta["latency_backend"] = self.table.meta.get("backend")
         arch.meta = meta
         return arch
+
+    def macs_arch(self, target_ms: float) -> Arch:
+        """The net with the most MACs predicted in [derive_window * T, T] (nas/derive.py)."""
+        from directnas.nas.derive import derive_macs
+        from directnas.space.macs import layer_mmacs
+
+        assert self.table is not None
+        fixed, per_layer = self.table.space_latencies(self.space)
+        idx = derive_macs(layer_mmacs(self.space.layers), per_layer, fixed, target_ms,
+                          window=self.cfg.derive_window)
+        return Arch(self.space, [m.names[i] for m, i in zip(self.net.mixed, idx)])
 
     def rerank_candidates(self, first: Arch, target_ms: float) -> list[Arch]:
         """``first`` and up to ``rerank_candidates - 1`` more distinct nets drawn from the
@@ -574,18 +604,28 @@ class Searcher:
                 b.load_state_dict(state)
             self.train.generator.set_state(gen_state)
 
-    def learned(self, accuracy: float) -> dict[str, Any]:
+    def learned(self, accuracy: float, *, fallback: bool = False) -> dict[str, Any]:
         """Has the supernet learned?  Its validation accuracy against chance (the validation
         split's largest class share): below chance + 20 % of the way to 100 %, its choices are
-        noise, and the search says so."""
+        noise, and the search says so (and, with ``fallback``, that it keeps the MACs net)."""
         counts = torch.bincount(self.valid_data.labels.long())
         chance = float(counts.max()) / max(int(counts.sum()), 1)
         ok = accuracy >= chance + 0.2 * (1.0 - chance)
         if not ok:
+            then = ("kept the net with the most MACs in the latency window instead (search option "
+                    "unlearned_derive: keep to keep the search's choice)") if fallback else \
+                "its choices are close to a random draw"
             log.warning("the supernet scores %.1f %% on the validation split, near chance (%.1f %%): "
-                        "its choices are close to a random draw; give the search more steps "
-                        "(--warmup-epochs / --epochs) or more images", 100 * accuracy, 100 * chance)
+                        "%s; give the search more steps (--warmup-epochs / --epochs) or more images",
+                        100 * accuracy, 100 * chance, then)
         return {"chance_accuracy": chance, "supernet_learned": ok}
+
+    def _accuracy_of(self, arch: Arch) -> float:
+        """``supernet_accuracy(arch)``, reusing the one ``derive`` measured on the same net."""
+        seen = arch.meta.get("search_choice") if isinstance(arch.meta, dict) else None
+        if seen and list(seen["ops"]) == list(arch.ops):
+            return float(seen["supernet_accuracy"])
+        return self.supernet_accuracy(arch)
 
     @_with_threads
     def write_outputs(self, arch: Arch, *, wall_s: float) -> dict[str, Any]:
@@ -597,9 +637,14 @@ class Searcher:
                    "alpha_steps": self.state.alpha_steps, "epochs": self.state.log,
                    "history": self.state.history, "arch": arch.ops,
                    "layer_names": [list(l.candidates) for l in self.space.layers],
-                   "supernet_valid_accuracy": self.supernet_accuracy(arch),
-                   "decision": decision(self.net.probs())}
-        summary.update(self.learned(summary["supernet_valid_accuracy"]))
+                   "supernet_valid_accuracy": self._accuracy_of(arch),
+                   "decision": decision(self.net.probs()),
+                   "derive": arch.meta.get("derive")}
+        if "supernet_learned" in arch.meta:  # checked on the search's own choice (derive)
+            summary.update({k: arch.meta[k] for k in ("chance_accuracy", "supernet_learned",
+                                                      "search_choice")})
+        else:
+            summary.update(self.learned(summary["supernet_valid_accuracy"]))
         if "rerank" in arch.meta:
             summary["rerank"] = arch.meta["rerank"]
         if self.table is not None:

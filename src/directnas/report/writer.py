@@ -231,10 +231,15 @@ def search_decision_lines(search: dict[str, Any] | None) -> list[str]:
         lines.append("Supernet validation accuracy of the argmax path by epoch: "
                      + ", ".join(f"{ep}: {100 * a:.1f} %" for ep, a in accs) + ".")
     if search.get("supernet_learned") is False:
-        lines.append(f"**The supernet had not learned**: the kept net scores "
-                     f"{100 * search['supernet_valid_accuracy']:.1f} % inside it, near chance "
-                     f"({100 * search['chance_accuracy']:.1f} %), so the search's choice is close to "
-                     "a random draw of the window: give it more steps (--warmup-epochs / --epochs).")
+        choice = search.get("search_choice") or {}
+        acc = choice.get("supernet_accuracy", search["supernet_valid_accuracy"])
+        then = ("so the net kept is the one with the most MACs in the latency window, which needs "
+                "no supernet (search option unlearned_derive: keep to keep the search's choice)"
+                if str(search.get("derive", "")).startswith("macs (") else
+                "so the search's choice is close to a random draw of the window")
+        lines.append(f"**The supernet had not learned**: the search's choice scores {100 * acc:.1f} % "
+                     f"inside it, near chance ({100 * search['chance_accuracy']:.1f} %), {then}: "
+                     "give it more steps (--warmup-epochs / --epochs) or more images.")
     rerank = search.get("rerank")
     if rerank:
         accs_r = [r["supernet_accuracy"] for r in rerank]
