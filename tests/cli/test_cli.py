@@ -66,3 +66,27 @@ def test_training_flags_are_declared_once_and_run_prefixes_them():
     assert {k: v for k, v in train_options(train).items() if k in expected} == expected
     assert {k: v for k, v in train_options(run, prefix="train-").items() if k in expected} == expected
     assert search_options(run)["lr"] == 0.01
+
+
+def test_latency_threads_default_to_one_and_compute_threads_to_the_usable_cores(monkeypatch):
+    """--threads not given: latency on 1 thread (batch-1 latency), the search and the training on
+    every usable core (their config default); given, it sets all three."""
+    from directnas.cli.common import protocol_from
+    from directnas.cli.main import build_parser
+    from directnas.cli.search_flags import search_options
+    from directnas.cli.train_flags import train_options
+    from directnas.nas.searcher import SearchConfig
+    from directnas.training.train_net import TrainConfig
+    from directnas.utils import threads
+
+    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    run = build_parser().parse_args(["run", "--out", "o"])
+    assert protocol_from(run).threads == 1
+    assert "threads" not in search_options(run) and "threads" not in train_options(run, prefix="train-")
+    assert SearchConfig().threads == 3 and TrainConfig().threads == 3
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # torchrun: the cores shared by its processes
+    assert SearchConfig().threads == 1
+    given = build_parser().parse_args(["run", "--out", "o", "--threads", "2"])
+    assert protocol_from(given).threads == 2 and search_options(given)["threads"] == 2
+    assert train_options(given, prefix="train-")["threads"] == 2

@@ -87,7 +87,7 @@ def _dotted(node: ast.AST) -> str:
 
 # the process settings the library reads: real configuration, listed in docs/pipeline.md
 ENVIRONMENT = {"DIRECTNAS_CACHE", "DIRECTNAS_NO_PROGRESS", "DIRECTNAS_LOWER_WORKERS", "RANK",
-               "WORLD_SIZE", "LOCAL_RANK"}
+               "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE"}
 
 
 def test_product_code_sets_no_global_state_by_itself():

@@ -20,7 +20,8 @@ log = logging.getLogger("directnas")
 T = TypeVar("T")
 
 PROTOCOL = [
-    Flag("threads", "threads for latency measurement (default 1: batch-1 latency)"),
+    Flag("threads", "threads for latency measurement (default 1: batch-1 latency); given, also "
+                    "the search's and the training's (default: the usable cores)"),
     Flag("batch_size", "batch size for latency (default 1)", name="latency-batch"),
     Flag("repeats", "timed calls per net/op per round (default 30; --stat of them is kept)"),
     Flag("rounds", "interleaved rounds, each with a drift reference net; the median over rounds "
@@ -61,13 +62,14 @@ def add_protocol_args(p: argparse.ArgumentParser) -> None:
                    help=f"latency backend: {DEFAULT} (default), "
                         + ", ".join(n for n in names() if n != DEFAULT))
     add_flags(p, Protocol, PROTOCOL, defaults=True)
+    p.set_defaults(threads=None)  # latency: 1 (Protocol); search and training: the usable cores
 
 
 def protocol_from(args: argparse.Namespace) -> Protocol:
     """The latency flags as a checked ``Protocol``."""
     values = flag_values(args, PROTOCOL)
     for f in PROTOCOL[:4]:
-        if values[f.field] < 1:
+        if values.get(f.field, 1) < 1:
             raise UserError(f"--{f.name or f.field} must be >= 1, got {values[f.field]}: pass "
                             "1 or more")
     return make_protocol(values)

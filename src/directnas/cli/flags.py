@@ -72,3 +72,9 @@ def add_out_args(p: argparse.ArgumentParser, help: str) -> None:
     p.add_argument("--force", action="store_true",
                    help="write into an existing folder directnas did not make (never into "
                         "another command's folder)")
+
+
+def threads_option(args: argparse.Namespace) -> dict[str, Any]:
+    """``{"threads": N}`` for a search or a training when ``--threads`` was given, else ``{}``
+    (their default: the usable cores; latency's: 1)."""
+    return {} if getattr(args, "threads", None) is None else {"threads": args.threads}

@@ -60,7 +60,7 @@ def compress_options(args: argparse.Namespace, backend: str | None) -> dict[str,
     fmt = None if "int8" in args.compress_method else \
         runtimes.for_backend(backend).format
     return {"method": args.compress_method, "max_loss": args.compress_max_loss,
-            "target_ratio": args.compress_target_ratio, "threads": args.threads, "seed": args.seed,
+            "target_ratio": args.compress_target_ratio, "threads": args.threads or 1, "seed": args.seed,
             "export": fmt, **parse_compress_args(args.compress_args)}
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from directnas.cli.common import add_protocol_args, parse_target
 from directnas.cli.data_flags import add_data_args
-from directnas.cli.flags import Flag, add_flags, flag_values
+from directnas.cli.flags import Flag, add_flags, flag_values, threads_option
 from directnas.data.auto_space import AUTO
 from directnas.nas.gates import STRATEGIES
 from directnas.nas.loss import LOSS_FORMS
@@ -77,4 +77,4 @@ def add_search_args(p: argparse.ArgumentParser) -> None:
 def search_options(args: argparse.Namespace) -> dict[str, Any]:
     """The search flags as ``directnas.search`` options (config fields given, quick, seed, file)."""
     return {**flag_values(args, [*SEARCH, AMP]), "quick": args.quick, "seed": args.seed,
-            "config_file": args.config, "threads": args.threads}
+            "config_file": args.config, **threads_option(args)}

@@ -9,7 +9,7 @@ from typing import Any
 
 from directnas.cli.common import add_protocol_args, given_backend, protocol_from
 from directnas.cli.data_flags import add_data_args
-from directnas.cli.flags import Flag, add_flags, flag_values
+from directnas.cli.flags import Flag, add_flags, flag_values, threads_option
 from directnas.cli.search_flags import AMP, add_device_args
 from directnas.training.train_net import TrainConfig
 
@@ -45,7 +45,7 @@ def train_options(args: argparse.Namespace, *, prefix: str = "",
     """The training flags (``--<prefix>epochs``, ...) as ``directnas.train`` options: the
     config fields given, quick, seed, the YAML file and the threads."""
     return {**flag_values(args, TRAIN, prefix=prefix), "quick": args.quick, "seed": args.seed,
-            "config_file": config_file, "threads": args.threads}
+            "config_file": config_file, **threads_option(args)}
 
 
 def train_kwargs(args: argparse.Namespace) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from directnas.space.arch import Arch
 from directnas.space.space import SearchSpace
 from directnas.training.train_net import TrainConfig, train_net
 from directnas.utils.seeding import seed_everything
+from directnas.utils.threads import usable_cores
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ class RandomSearchConfig:
     valid_size: int | None = None  # default: 10 % of the training set, at most 5000
     max_archs: int | None = None
     seed: int = 0
-    threads: int = 2
+    threads: int = field(default_factory=usable_cores)  # intra-op threads (the usable cores)
     channels_last: bool = True
     device: str = "auto"  # cpu, cuda, cuda:N or auto (CUDA when there is one)
 

@@ -43,7 +43,7 @@ from directnas.utils.device import check_amp, resolve_device
 from directnas.training.train_net import evaluate
 from directnas.training.trainer import LoopState, Progress, Trainer, check_finite, no_progress, rng_state, set_rng_state
 from directnas.utils.seeding import seeded
-from directnas.utils.threads import torch_threads
+from directnas.utils.threads import torch_threads, usable_cores
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "search_checkpoint.pt"
@@ -87,7 +87,7 @@ class SearchConfig:
     lam: float = 0.1
     beta: float = 0.3
     seed: int = 0
-    threads: int = 2
+    threads: int = field(default_factory=usable_cores)  # intra-op threads (the usable cores)
     max_steps: int | None = 330  # train batches per epoch (None: the whole training split)
     history_every: int = 10  # record probabilities every N alpha steps
     derive: str = "constrained"  # or "argmax" or "rerank" (search/derive.py)

@@ -31,7 +31,7 @@ class RandomSearchRun:
 def random_search(space: str | Path | SearchSpace, data: str | Path, *, out: str | Path,
                   target_latency: Target | None = None, table: TableLike | None = None,
                   backend: str | None = None, protocol: Mapping[str, Any] | None = None,
-                  quick: bool = False, at_most: bool = False, threads: int = 2,
+                  quick: bool = False, at_most: bool = False, threads: int | None = None,
                   config_file: str | Path | None = None,
                   on_candidate: Callable[[int, rs.Candidate], None] | None = None,
                   progress: Callable[..., Any] | None = None, force: bool = False,
@@ -46,7 +46,8 @@ def random_search(space: str | Path | SearchSpace, data: str | Path, *, out: str
                          overrides={**QUICK, **given} if quick else given)
     if at_most:
         cfg.tolerance = None
-    cfg.threads = threads
+    if threads is not None:
+        cfg.threads = threads
     check_seed(cfg.seed)
     check_entry("random-search", out=out, force=force, backend=backend, targets=[target_latency])
     proto = make_protocol(protocol)

@@ -21,7 +21,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STAGE = "stage.json"
-NOT_IN_KEY = {"checkpoint_every", "device"}  # options that do not change a stage's result
+# options that do not change a stage's result (threads: the order of float sums only, as a
+# resumed search allows; the latency protocol's threads are part of its "protocol")
+NOT_IN_KEY = {"checkpoint_every", "device", "threads"}
 
 
 def file_digest(path: str | Path | None) -> str | None:
@@ -47,7 +49,7 @@ def enter_stage(folder: Path, key: dict[str, Any], *, done: bool, name: str = ST
     if path.exists():
         old = read_json(path, what="stage file")
         diff = [f"{k}: {old.get(k)!r} -> {key.get(k)!r}" for k in sorted(set(old) | set(key))
-                if old.get(k) != key.get(k)]
+                if old.get(k) != key.get(k) and k not in NOT_IN_KEY]  # older folders keep them
         if diff:
             raise UserError(f"{folder} was made with other options ({'; '.join(diff[:4])}): re-run with "
                             f"the same options, use a new --out, or delete {folder} to redo it")

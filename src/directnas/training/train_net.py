@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -28,7 +28,7 @@ from directnas.training.budget import (TRAIN_EPOCH_STEPS, TRAIN_EPOCHS, steps_pe
                                        train_epochs)
 from directnas.training.trainer import (LoopState, Progress, Trainer, check_finite, cosine_lr,  # noqa: F401
                                epoch_batches, no_progress, rng_state, set_rng_state)
-from directnas.utils.threads import torch_threads
+from directnas.utils.threads import torch_threads, usable_cores
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class TrainConfig:
     random_erasing: float = 0.0  # probability per training image (0: off)
     ema_decay: float = 0.0  # exponential moving average of the weights (0: off; e.g. 0.999)
     seed: int = 0
-    threads: int = 2
+    threads: int = field(default_factory=usable_cores)  # intra-op threads (the usable cores)
     channels_last: bool = True  # faster depthwise training on CPU
     max_steps: int | None = None  # cap on steps per epoch (quick runs)
     checkpoint_every: int = 0  # also checkpoint every N steps inside an epoch (0: epoch ends only)

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from typing import Iterator
 
 import torch
+
+
+def usable_cores() -> int:
+    """Intra-op threads a search or a training uses by default: the cores this process may run
+    on, shared among the processes of a ``torchrun`` on this machine (``LOCAL_WORLD_SIZE``)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)))
 
 
 @contextmanager
