@@ -26,3 +26,16 @@ def test_a_failed_write_leaves_no_file(tmp_path):
     with pytest.raises(TypeError):
         write_bytes(path, object())  # type: ignore[arg-type]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_checkpoints_of_older_versions_with_a_torch_version_in_them_load(tmp_path):
+    """0.2.0 saved the latency table's metadata with torch.__version__ unconverted (a
+    TorchVersion): its search checkpoints still load, with weights_only kept on."""
+    import torch
+
+    from directnas.utils.fileio import torch_load
+
+    path = tmp_path / "old.pt"
+    torch.save({"table_meta": {"torch": torch.__version__}, "net": {"w": torch.ones(2)}}, path)
+    ck = torch_load(path)
+    assert ck["table_meta"]["torch"] == str(torch.__version__) and ck["net"]["w"].sum() == 2

@@ -105,7 +105,9 @@ def torch_load(path: str | Path, *, what: str = "checkpoint", weights_only: bool
     if not path.is_file():
         raise UserError(f"{what} {path} does not exist: give the path of a .pt file written by directnas")
     try:
-        return torch.load(path, map_location="cpu", weights_only=weights_only)
+        # TorchVersion (a str) is in tables' metadata that older versions saved unconverted
+        with torch.serialization.safe_globals([torch.torch_version.TorchVersion]):
+            return torch.load(path, map_location="cpu", weights_only=weights_only)
     except Exception as e:  # noqa: BLE001 - any unpickling failure means a corrupt file
         raise UserError(
             f"{what} {path} is corrupt, truncated or not written by directnas ({type(e).__name__}): "
