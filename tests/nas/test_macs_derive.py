@@ -99,3 +99,14 @@ def test_report_says_the_macs_net_was_kept():
 def test_unknown_unlearned_derive_is_one_line():
     with pytest.raises(UserError, match="unlearned_derive must be one of"):
         check_config(SearchConfig(unlearned_derive="random"))
+
+
+def test_report_shows_about_a_dozen_epochs_of_a_long_search():
+    from directnas.report.writer import search_decision_lines
+
+    search = {"decision": {"mean_max_prob": 0.4, "max_prob": [0.4]}, "layer_names": [["a", "b"]],
+              "epochs": [{"epoch": i + 1, "supernet_valid_accuracy": i / 100} for i in range(90)]}
+    line = search_decision_lines(search)[1]
+    assert "every 8th" in line and line.count(" %") == 13 and line.endswith("90: 89.0 %.")
+    short = {**search, "epochs": search["epochs"][:3]}
+    assert search_decision_lines(short)[1].count(" %") == 3

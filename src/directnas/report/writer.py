@@ -228,8 +228,11 @@ def search_decision_lines(search: dict[str, Any] | None) -> list[str]:
     accs = [(e["epoch"], e["supernet_valid_accuracy"]) for e in search.get("epochs", [])
             if "supernet_valid_accuracy" in e]
     if accs:
-        lines.append("Supernet validation accuracy of the argmax path by epoch: "
-                     + ", ".join(f"{ep}: {100 * a:.1f} %" for ep, a in accs) + ".")
+        step = -(-len(accs) // 12)  # at most about a dozen epochs shown, the last always
+        shown = accs[::step] + ([accs[-1]] if (len(accs) - 1) % step else [])
+        lines.append("Supernet validation accuracy of the argmax path by epoch"
+                     + (f" (every {step}th)" if step > 1 else "") + ": "
+                     + ", ".join(f"{ep}: {100 * a:.1f} %" for ep, a in shown) + ".")
     if search.get("supernet_learned") is False:
         choice = search.get("search_choice") or {}
         acc = choice.get("supernet_accuracy", search["supernet_valid_accuracy"])
