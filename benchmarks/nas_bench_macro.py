@@ -162,8 +162,12 @@ def search_one(out: Path, data: Any, table_path: Path, target_ms: float, seed: i
     """One search (resumed if its folder holds a checkpoint); ``rank``: nets to rank inside the
     trained supernet when the search ends."""
     ranked: dict[str, Any] = {}
+    budget: dict[str, int] = {}
 
     def after(searcher: Searcher, arch: Arch) -> None:
+        cfg, per_epoch = searcher.cfg, searcher.steps_per_epoch
+        budget.update(weight_steps=(cfg.warmup_epochs + cfg.epochs) * per_epoch,
+                      warmup_steps=cfg.warmup_epochs * per_epoch)
         if rank is not None:
             for name, nets in rank["sets"].items():
                 ranked[name] = ranking(searcher, nets, rank["bench"], calib=rank["calib"],
@@ -177,7 +181,7 @@ def search_one(out: Path, data: Any, table_path: Path, target_ms: float, seed: i
     row = {"arch": to_bench_string(found.arch), "predicted_ms": found.predicted_latency_ms,
            "search_wall_s": summary["search_wall_s"], "warmup_reused_s": summary.get("warmup_reused_s"),
            "supernet_valid_accuracy": found.supernet_valid_accuracy,
-           "mean_max_prob": summary["decision"]["mean_max_prob"]}
+           "mean_max_prob": summary["decision"]["mean_max_prob"], **budget}
     if ranked:
         row["ranking"] = ranked
     if "rerank" in found.arch.meta:  # the candidates the rerank derive scored, with their truth
@@ -236,6 +240,8 @@ def main() -> None:
     ap.add_argument("--rank-calib", type=int, default=5, help="BatchNorm calibration batches per net")
     ap.add_argument("--rank-batches", type=int, default=8, help="validation batches per net")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--tag", default="", help="subfolder of --out for these search options (a budget "
+                    "point of the curve: nas_bench_macro_budget.py); runs of other options are kept")
     a = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     import yaml
@@ -256,6 +262,7 @@ def main() -> None:
     results = read_json(results_path) if results_path.exists() else {}
     runs: list[dict[str, Any]] = [r for r in results.get("runs", [])
                                   if r.get("search_options") == options]
+    others = [r for r in results.get("runs", []) if r.get("search_options") != options]
     results.update({"space": space.name, "bench": str(a.bench), "search_options": options,
                     "latency": latency_summary(table, report, predicted),
                     "latency_ms": {s: round(ms, 5) for s, ms in predicted.items()},
@@ -268,7 +275,7 @@ def main() -> None:
         print(f"target {t['label']} ({t['target_ms']:.3f} ms): most-MACs net {m['arch']} "
               f"{m['mean_acc']:.2f} % (percentile {m['percentile_in_window']:.0f}, window "
               f"{m['window_mean']:.2f} +- {m['window_std']:.2f}, oracle {m['oracle_acc']:.2f})", flush=True)
-    write_json(results_path, {**results, "runs": runs})
+    write_json(results_path, {**results, "runs": others + runs})
     if a.data is None:
         print(f"latency: MAPE {100 * report['mape']:.2f} %, tau {report['kendall_tau']:.3f}; "
               "no --data: no searches")
@@ -287,12 +294,12 @@ def main() -> None:
                                               replace=False)]
             rank = {"sets": {"uniform": uniform, "window": win}, "bench": bench,
                     "calib": a.rank_calib, "batches": a.rank_batches} if i == 0 and uniform else None
-            row = search_one(out / f"s{seed}" / f"t{label}", data, out / "latency.json", ms, seed,
+            row = search_one(out / a.tag / f"s{seed}" / f"t{label}", data, out / "latency.json", ms, seed,
                              options, rank)
             row.update({"seed": seed, "target_label": label, "target_ms": ms,
                         "search_options": options, **score(row["arch"], windows[label], bench)})
             runs.append(row)
-            write_json(results_path, {**results, "runs": runs})
+            write_json(results_path, {**results, "runs": others + runs})
             print(f"seed {seed} target {label} ({ms:.3f} ms): {row['arch']} {row['mean_acc']:.2f} % "
                   f"(window {row['window_mean']:.2f} +- {row['window_std']:.2f}, percentile "
                   f"{row['percentile_in_window']:.0f}, oracle {row['oracle_acc']:.2f}), "

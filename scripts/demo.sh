@@ -16,5 +16,9 @@ BACKEND="${BACKEND:-executorch-xnnpack}"
 # 26 epochs: the demo net on machine F read 92.95 % after 20 (BENCHMARKS.md); a fresh clone's
 # whole demo took 44 min at 20 epochs (94 s each), so 26 keeps it near 54 min
 EPOCHS="${TRAIN_EPOCHS:-26}"
+# the references (4 random nets of the window, 5 MobileNets) cost about ten trainings of the
+# searched net: at 26 epochs, hours.  At 2 epochs each (and the searched net trained 2 epochs
+# again, so that the comparison is made at one recipe) they add about half an hour.
+REF_EPOCHS="${REFERENCES_EPOCHS:-2}"
 directnas run --space fashion-mnist --backend "$BACKEND" --target-latency "$TARGET" \
-  --train-epochs "$EPOCHS" --out "$OUT"
+  --train-epochs "$EPOCHS" --references-epochs "$REF_EPOCHS" --out "$OUT"

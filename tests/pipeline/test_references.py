@@ -11,7 +11,7 @@ from directnas import runtimes
 from directnas.cli.main import main
 from directnas.latency.predictor import predict_arch_ms
 from directnas.latency.table import LatencyTable
-from directnas.report.references import best_reference
+from directnas.report.references import best_reference, versus
 from directnas.space.arch import Arch
 from directnas.space.space import load_space
 
@@ -44,10 +44,13 @@ def test_run_trains_times_and_reports_references(tmp_path, tiny_idx_dir, tiny_sp
     out = tmp_path / "run"
     argv = _argv(tiny_space_yaml, tiny_idx_dir, table, out, "--config", str(cfg),
                  "--train-config", str(cfg), "--references", "4",
-                 "--reference-models", "mobilenetv2-0.35,mobilenetv3-small")
+                 "--reference-models", "mobilenetv2-0.35,mobilenetv3-small",
+                 "--references-epochs", "2")
     assert main(argv) == 0
     printed = capsys.readouterr().out
-    names = ["random-1", "random-2", "random-3", "random-4", "mobilenetv2-0.35", "mobilenetv3-small"]
+    # references trained for other epochs than the searched net: it is trained again at theirs
+    names = ["retrained-e2", "random-1", "random-2", "random-3", "random-4", "mobilenetv2-0.35",
+             "mobilenetv3-small"]
     for n in names:
         for f in ("stage.json", "model.pt", "metrics.json", "export/export.json"):
             assert (out / "references" / n / f).exists(), (n, f)
@@ -56,7 +59,9 @@ def test_run_trains_times_and_reports_references(tmp_path, tiny_idx_dir, tiny_sp
     # the random nets: distinct, not the searched net, predicted in [0.9 T, T] on the run's table
     lut, space = LatencyTable.load(out / "latency.json"), load_space(str(tiny_space_yaml))
     searched = Arch.load(out / "search" / "arch.json").ops
-    ops = [tuple(r["arch"]) for r in refs["references"][:4]]
+    assert refs["references"][0]["arch"] == searched and refs["references"][0]["epochs"] == 2
+    assert refs["epochs"] == 2 and all(r["epochs"] == 2 for r in refs["references"])
+    ops = [tuple(r["arch"]) for r in refs["references"][1:5]]
     assert len(set(ops)) == 4 and tuple(searched) not in ops
     for o in ops:
         assert 0.9 * TARGET - 1e-9 <= predict_arch_ms(Arch(space, list(o)), lut) <= TARGET + 1e-9
@@ -76,6 +81,9 @@ def test_run_trains_times_and_reports_references(tmp_path, tiny_idx_dir, tiny_sp
     assert searched_row["latency_ms"] == pytest.approx(s["latencies"]["searched"]["latency_ms"])
     line = refs["versus"]["line"]
     assert line.startswith("searched vs the best reference at equal or lower latency: ")
+    assert "all at 2 epochs, the searched net retrained so (retrained-e2)" in line
+    assert refs["versus"]["equal_recipe"]["name"] == "retrained-e2"
+    assert refs["versus"]["searched_accuracy"] == refs["references"][0]["test_accuracy"]
     assert report["references"][0]["line"] == line
     assert line in (out / "report.md").read_text() and f"  {line}" in printed
     assert (out / "pareto.png").stat().st_size > 2000
@@ -96,7 +104,7 @@ def test_run_trains_times_and_reports_references(tmp_path, tiny_idx_dir, tiny_sp
     shutil.rmtree(out / "references" / "random-2")
     assert main(argv) == 0
     printed = capsys.readouterr().out
-    assert "timing 7 artifacts side by side" in printed
+    assert "timing 8 artifacts side by side" in printed
     assert (out / "references" / "random-2" / "metrics.json").exists()
 
 
@@ -124,6 +132,22 @@ def test_best_reference_at_equal_or_lower_latency():
     assert best_reference(s, refs, noise_floor=0.5)["tolerance"] == 0.05  # capped
     none = best_reference(s, refs[2:])
     assert none["points"] is None and "none, every reference is slower" in none["line"]
+
+
+def test_versus_compares_at_the_references_recipe():
+    """References trained 2 epochs, the shipped net 20: the comparison uses the searched net
+    retrained 2 epochs, at the shipped artifact's latency, and names the shipped accuracy."""
+    shipped = {"name": "searched", "test_accuracy": 0.93, "latency_ms": 1.0, "epochs": 20}
+    refs = [{"name": "retrained-e2", "test_accuracy": 0.87, "latency_ms": 1.3, "epochs": 2},
+            {"name": "a", "test_accuracy": 0.88, "latency_ms": 0.9, "epochs": 2},
+            {"name": "b", "test_accuracy": 0.99, "latency_ms": 2.0, "epochs": 2}]
+    v = versus(shipped, refs, noise_floor=0.03)
+    assert v["best"]["name"] == "a" and v["points"] == pytest.approx(-1.0) and not v["beats_all"]
+    assert v["searched_latency_ms"] == 1.0 and v["references"] == 2
+    assert v["line"].endswith("; all at 2 epochs, the searched net retrained so (retrained-e2); "
+                              "the shipped net after 20 epochs: 93.00 %")
+    # without a retrained net: the shipped net itself
+    assert versus(shipped, refs[1:])["points"] == pytest.approx(5.0)
 
 
 def test_best_installed_picks_by_availability(monkeypatch):

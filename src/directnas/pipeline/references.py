@@ -48,7 +48,7 @@ from directnas.pipeline.runfolder import RunFolder
 from directnas.pipeline.search import data_name
 from directnas.pipeline.stages import options_key, train_stage
 from directnas.pipeline.train import Built, TrainResult, train_built
-from directnas.report.references import best_reference
+from directnas.report.references import RETRAINED, versus
 from directnas.space.arch import Arch
 from directnas.space.space import SearchSpace
 from directnas.training.train_net import TrainConfig
@@ -183,6 +183,8 @@ def references_stage(folder: RunFolder, space: SearchSpace, plan: "Plan", arch: 
                              say=plan.say)
     refs += [hand_designed(m, space, shape) for m in opts.models]
     cfg = plan.train_cfg if opts.epochs is None else replace(plan.train_cfg, epochs=opts.epochs)
+    if refs and cfg.epochs != plan.train_cfg.epochs:  # compared at equal recipe: train it again
+        refs.insert(0, Reference(f"{RETRAINED}{cfg.epochs}", "retrained", arch))
     plan.say(f"references: {len(refs)} nets ({', '.join(r.name for r in refs)}) trained like "
              f"the searched net (epochs: {cfg.epochs}) -> {folder.references}")
     rows = [_reference(folder.references / r.name, r, plan, cfg, table, table_path,
@@ -205,7 +207,8 @@ def _reference(sub: Path, ref: Reference, plan: "Plan", cfg: TrainConfig, table:
         seed_everything(cfg.seed)  # before anything random: initial weights, data order
         built = ref.built(plan.dataset.input_shape, plan.dataset.train.num_classes)
         return train_built(built, plan.dataset, cfg, folder=sub, resume=True,
-                           lut=table if ref.kind == "random" else None, backend=plan.backend,
+                           lut=table if ref.kind in ("random", "retrained") else None,
+                           backend=plan.backend,
                            proto=plan.proto, data_label=data_name(plan.dataset, plan.dataset),
                            progress=plan.progress, on_epoch=on_epoch, dist=plan.dist)
 
@@ -240,14 +243,15 @@ def _session(out: Path, space: SearchSpace, plan: "Plan", refs: dict[str, Any],
     lat = session["latencies"]
     searched_row = {"name": "searched", "artifact": exported["path"],
                     "test_accuracy": searched.get("test_accuracy"),
+                    "epochs": searched.get("epochs"),
                     "artifact_accuracy": exported.get("accuracy"),
                     "latency_ms_at_export": exported["latency_ms"], **lat["searched"]}
     rows = [{**r, **lat[r["name"]]} for r in refs["references"]]
-    versus = best_reference(searched_row, rows, noise_floor=session.get("noise_floor"))
+    versus_ = versus(searched_row, rows, noise_floor=session.get("noise_floor"))
     result = {**refs, "references": rows, "session": session, "searched": searched_row,
-              "versus": versus}
+              "versus": versus_}
     write_json(path, result)
-    plan.say(f"references: {versus['line']} ({path})")
+    plan.say(f"references: {versus_['line']} ({path})")
     return result
 
 

@@ -21,10 +21,12 @@ KERNEL_COLOURS = {1: "#9e9e9e", 3: "#4c8bd6", 5: "#f0a030", 7: "#d64c4c", 9: "#8
 FIXED_COLOUR, SKIP_COLOUR = "#cfd8dc", "#eeeeee"
 FAMILY_LABELS = {"searched": "DirectNAS (searched)", "mobilenetv2": "MobileNetV2",
                  "mobilenetv3": "MobileNetV3-style (same ops)",
-                 "random": "random nets of the searched net's window", "lenet": "LeNet"}
+                 "random": "random nets of the searched net's window", "lenet": "LeNet",
+                 "retrained": "searched net, retrained at the references' epochs"}
 # family -> (colour, marker, marker size, points joined by a line); other families cycle OTHERS
 FAMILY_STYLES = {"searched": ("#d62728", "*", 14, True), "random": ("#7f7f7f", "o", 6, False),
-                 "mobilenetv2": ("#1f77b4", "s", 6, True), "mobilenetv3": ("#2ca02c", "^", 7, True)}
+                 "mobilenetv2": ("#1f77b4", "s", 6, True), "mobilenetv3": ("#2ca02c", "^", 7, True),
+                 "retrained": ("#ff7f0e", "*", 10, False)}
 OTHERS = ["#9467bd", "#8c564b", "#17becf", "#bcbd22", "#e377c2"]
 
 
@@ -109,7 +111,7 @@ def plot_pareto(points: list[dict[str, Any]], path: str | Path, *, title: str | 
     points joined by a line, the random nets not), labels beside; the searched nets on top.
     With random nets and other families, a second panel zooms on the searched nets and the random
     nets of their window (a dashed box on the first panel marks it)."""
-    window = [p for p in points if p["family"] in ("searched", "random")]
+    window = [p for p in points if p["family"] in ("searched", "random", "retrained")]
     zoom = any(p["family"] == "random" for p in points) and len(window) < len(points)
     fig = Figure(figsize=(11.6 if zoom else 6.4, 4.4))
     ax = fig.add_subplot(1, 2 if zoom else 1, 1)

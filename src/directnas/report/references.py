@@ -14,6 +14,31 @@ from typing import Any, Mapping, Sequence
 
 LINE = "searched vs the best reference at equal or lower latency"
 MAX_TOLERANCE = 0.05
+#: name prefix of the searched net trained again at the references' epochs (``retrained-e<E>``),
+#: trained when the references' epochs differ from the shipped net's: the comparison uses it
+RETRAINED = "retrained-e"
+
+
+def versus(searched: Mapping[str, Any], references: Sequence[Mapping[str, Any]], *,
+           noise_floor: float | None = None) -> dict[str, Any]:
+    """The comparison a run reports.  When the references were trained for other epochs than the
+    shipped net, the searched net was trained again at theirs (a reference named
+    ``retrained-e<E>``): the comparison is made at that equal recipe, at the shipped artifact's
+    latency (the same network), and the line also gives the shipped net's accuracy."""
+    again = next((r for r in references if str(r["name"]).startswith(RETRAINED)), None)
+    if again is None:
+        return best_reference(searched, references, noise_floor=noise_floor)
+    same = {**again, "latency_ms": searched["latency_ms"]}
+    v = best_reference(same, [r for r in references if r is not again], noise_floor=noise_floor)
+    acc = searched.get("test_accuracy")
+    shipped = f"{100 * acc:.2f} %" if isinstance(acc, (int, float)) else "not measured"
+    v["shipped"] = {"name": searched["name"], "test_accuracy": acc,
+                    "epochs": searched.get("epochs")}
+    v["equal_recipe"] = {"name": again["name"], "epochs": again.get("epochs")}
+    v["line"] += (f"; all at {again.get('epochs', '?')} epochs, the searched net retrained so "
+                  f"({again['name']}); the shipped net after {searched.get('epochs', '?')} "
+                  f"epochs: {shipped}")
+    return v
 
 
 def best_reference(searched: Mapping[str, Any], references: Sequence[Mapping[str, Any]], *,

@@ -27,7 +27,7 @@ from directnas.utils.fileio import write_json, write_text
 from directnas.report.plots import (FAMILY_LABELS, KERNEL_COLOURS, draw_arch,  # noqa: F401
                                     latency_ratio_at_equal_accuracy, pareto_front, plot_curves,
                                     plot_pareto, plot_probs)
-from directnas.report.references import best_reference, session_text
+from directnas.report.references import session_text, versus
 from directnas.report.runs import SKIP_DIRS, Run, find_runs, load_run  # noqa: F401
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ def _versus(runs: list[Run]) -> list[dict[str, Any]]:
     out = []
     for s in (r for r in runs if r.references):
         rows = [{"name": r.name, **r.metrics} for r in runs if r.owner == s.folder]
-        v = best_reference({"name": s.name, **s.metrics}, rows,
+        v = versus({"name": s.name, **s.metrics}, rows,
                            noise_floor=s.references["session"].get("noise_floor"))
         out.append({**v, "session": s.references["session"], "window_ms": s.references["window_ms"],
                     "epochs": s.references["epochs"]})
