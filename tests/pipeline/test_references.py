@@ -85,6 +85,10 @@ def test_run_trains_times_and_reports_references(tmp_path, tiny_idx_dir, tiny_sp
     assert refs["versus"]["equal_recipe"]["name"] == "retrained-e2"
     assert refs["versus"]["searched_accuracy"] == refs["references"][0]["test_accuracy"]
     assert report["references"][0]["line"] == line
+    # the families of its own references are compared with the net trained at their epochs
+    fams = {c["baseline_family"]: c for c in report["comparisons"]}
+    assert set(fams) == {"random", "mobilenetv2", "mobilenetv3"}
+    assert all(c["searched_as"] == "retrained-e2" for c in fams.values())
     assert line in (out / "report.md").read_text() and f"  {line}" in printed
     assert (out / "pareto.png").stat().st_size > 2000
     assert len(list(out.glob("*.png"))) == 4  # no curves per reference

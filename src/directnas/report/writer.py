@@ -110,7 +110,7 @@ def _versus(runs: list[Run]) -> list[dict[str, Any]]:
     for s in (r for r in runs if r.references):
         rows = [{"name": r.name, **r.metrics} for r in runs if r.owner == s.folder]
         v = versus({"name": s.name, **s.metrics}, rows,
-                           noise_floor=s.references["session"].get("noise_floor"))
+                   noise_floor=s.references["session"].get("noise_floor"))
         out.append({**v, "session": s.references["session"], "window_ms": s.references["window_ms"],
                     "epochs": s.references["epochs"]})
     return out
@@ -122,15 +122,20 @@ def _comparisons(measured: list[Run]) -> list[dict[str, Any]]:
     out = []
     for s in (r for r in measured if r.kind == "searched"):
         # baselines, and the references timed beside this searched net
-        pool = [r for r in measured if r.kind == "baseline" or r.owner == s.folder]
+        # (not the searched net retrained at the references' epochs: the same network)
+        pool = [r for r in measured if (r.kind == "baseline" or r.owner == s.folder)
+                and r.family != "retrained"]
+        # references trained for other epochs are compared with the searched net trained so
+        again = next((r for r in measured if r.owner == s.folder and r.family == "retrained"), None)
         for fam in sorted({r.family for r in pool}):
             base = [(r.metrics["latency_ms"], r.metrics["test_accuracy"])
                     for r in pool if r.family == fam]
-            ratio = latency_ratio_at_equal_accuracy(s.metrics["test_accuracy"], s.metrics["latency_ms"],
-                                                    base)
+            own = again is not None and any(r.owner == s.folder for r in pool if r.family == fam)
+            acc = (again if own else s).metrics["test_accuracy"]  # type: ignore[union-attr]
+            ratio = latency_ratio_at_equal_accuracy(acc, s.metrics["latency_ms"], base)
             dominated = [r.name for r in pool if r.family == fam
                          and r.metrics["latency_ms"] <= s.metrics["latency_ms"]
-                         and r.metrics["test_accuracy"] >= s.metrics["test_accuracy"]]
+                         and r.metrics["test_accuracy"] >= acc]
             if ratio is None:  # the family never gets there: its most accurate member bounds it
                 best = max((r for r in pool if r.family == fam),
                            key=lambda r: (r.metrics["test_accuracy"], -r.metrics["latency_ms"]))
@@ -138,7 +143,8 @@ def _comparisons(measured: list[Run]) -> list[dict[str, Any]]:
                 ratio = {"ratio": None, "ratio_lower_bound": bound,
                          "method": f"no baseline reaches this accuracy; the most accurate, {best.name}, "
                                    f"is {bound:.2f}x slower"}
-            out.append({"searched": s.name, "baseline_family": fam, "dominated_by": dominated, **ratio})
+            out.append({"searched": s.name, "baseline_family": fam, "dominated_by": dominated,
+                        **({"searched_as": again.name} if own else {}), **ratio})
     return out
 
 
