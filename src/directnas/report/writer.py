@@ -76,7 +76,8 @@ def write_report(folders: list[str | Path], out: str | Path, *, title: str = "di
     points = [{"label": _label(r.name), "family": r.family, "latency_ms": r.metrics["latency_ms"],
                "test_accuracy": r.metrics["test_accuracy"],
                "backend": r.metrics.get("latency_backend")} for r in measured]
-    pareto = plot_pareto(points, out / "pareto.png").name if points else None
+    pareto = plot_pareto(points, out / "pareto.png", title=_pareto_title(runs)).name \
+        if points else None
     summary = {"runs": [_run_json(r, out) for r in runs], "plots": plots, "pareto_plot": pareto,
                "comparisons": _comparisons(measured), "references": _versus(runs)}
     write_json(out / "report.json", summary)
@@ -102,6 +103,16 @@ def _run_json(r: Run, out: Path) -> dict[str, Any]:
     if r.owner is not None:
         d["reference_of"] = str(r.owner.resolve())
     return d
+
+
+def _pareto_title(runs: list[Run]) -> str | None:
+    """Says so when the references were trained for other epochs than the searched net."""
+    for s in (r for r in runs if r.references):
+        ep, ref_ep = s.metrics.get("epochs"), s.references.get("epochs")
+        if ep is not None and ref_ep is not None and ep != ref_ep:
+            return (f"accuracy vs measured latency: searched net {ep} epochs; references and "
+                    f"retrained-e{ref_ep} {ref_ep} epochs")
+    return None
 
 
 def _versus(runs: list[Run]) -> list[dict[str, Any]]:
