@@ -263,13 +263,15 @@ def main() -> None:
     runs: list[dict[str, Any]] = [r for r in results.get("runs", [])
                                   if r.get("search_options") == options]
     others = [r for r in results.get("runs", []) if r.get("search_options") != options]
+    # targets of earlier calls not asked for now are kept (their runs stay in the file too)
+    kept = [t for t in results.get("targets", []) if t["label"] not in dict(targets)]
     results.update({"space": space.name, "bench": str(a.bench), "search_options": options,
                     "latency": latency_summary(table, report, predicted),
                     "latency_ms": {s: round(ms, 5) for s, ms in predicted.items()},
                     "targets": [{"label": label, "target_ms": ms,
                                  **{k: v for k, v in windows[label].items() if k != "members"},
                                  "macs_net": macs_net(space, table, ms, windows[label], bench)}
-                                for label, ms in targets]})
+                                for label, ms in targets] + kept})
     for t in results["targets"]:
         m = t["macs_net"]
         print(f"target {t['label']} ({t['target_ms']:.3f} ms): most-MACs net {m['arch']} "
