@@ -215,6 +215,13 @@ def plot(path: Path, predicted: dict[str, float], bench: dict[str, BenchEntry],
     ax.set_xlabel(f"predicted latency (ms, {BACKEND}, batch 1, 1 thread)")
     ax.set_ylabel("NAS-Bench-Macro CIFAR-10 test accuracy (%, mean of 3)")
     ax.legend(fontsize=8, loc="lower right")
+    save_figure(fig, path)
+
+
+def save_figure(fig: Any, path: Path) -> None:
+    """The benchmark plots' PNG (folder made, figure closed)."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)

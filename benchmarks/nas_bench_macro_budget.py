@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from nas_bench_macro import BENCH, score, window_stats  # noqa: E402
+from nas_bench_macro import BENCH, save_figure, score, window_stats  # noqa: E402
 
 from directnas.nas.searcher import SearchConfig  # noqa: E402
 from directnas.space.nas_bench_macro import load_bench  # noqa: E402
@@ -101,10 +101,7 @@ def plot(path: Path, rows: list[dict[str, Any]]) -> None:
     ax.set_ylabel("ground-truth percentile in the window [0.9 T, T]")
     ax.set_ylim(0, 101)
     ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main() -> None:
