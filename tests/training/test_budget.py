@@ -51,3 +51,23 @@ def test_search_epochs_scale_unless_given_or_quick(tmp_path):
     cfg = SearchConfig()
     fit_search_epochs(cfg, _data(1650), quick=False, given={}, config_file=tmp_path / "s.yaml")
     assert (cfg.warmup_epochs, cfg.epochs) == (1, 2)
+
+
+def test_small_data_shares_the_candidates_weights_unless_given(tmp_path):
+    cfg = SearchConfig()
+    fit_search_epochs(cfg, _data(1650), quick=False, given={})
+    assert cfg.weight_sharing == "full"
+    cfg = SearchConfig()  # given epochs change the budget, not the sharing
+    fit_search_epochs(cfg, _data(1650), quick=False, given={"epochs": 2})
+    assert cfg.weight_sharing == "full" and cfg.epochs == 2
+    for data, given in ((_data(60000), {}), (_data(1650), {"weight_sharing": "none"})):
+        cfg = SearchConfig()
+        fit_search_epochs(cfg, data, quick=False, given=given)
+        assert cfg.weight_sharing == "none"
+    (tmp_path / "s.yaml").write_text("weight_sharing: kernel\n")
+    cfg = SearchConfig(weight_sharing="kernel")
+    fit_search_epochs(cfg, _data(1650), quick=False, given={}, config_file=tmp_path / "s.yaml")
+    assert cfg.weight_sharing == "kernel"
+    cfg = SearchConfig()
+    fit_search_epochs(cfg, _data(1650), quick=True, given={})
+    assert cfg.weight_sharing == "none"
