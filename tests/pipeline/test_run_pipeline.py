@@ -31,10 +31,13 @@ def _argv(space, data, out, target, *extra):
 
 def test_run_pipeline_resumes_and_skips(tmp_path, tiny_idx_dir, tiny_space_yaml, monkeypatch, capsys):
     monkeypatch.setenv("DIRECTNAS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("DIRECTNAS_NO_PROGRESS", raising=False)  # the bars are checked
     out = tmp_path / "run"
     argv = _argv(tiny_space_yaml, tiny_idx_dir, out, "5", "--train-epochs", "2")
     assert main(argv) == 0
-    printed = capsys.readouterr().out
+    cap = capsys.readouterr()
+    printed = cap.out
+    assert "profile ops" in cap.err  # the profiling shows a bar too, not only the loops
     for path in ("latency.json", "search/arch.json", "search/search.json", "train/metrics.json",
                  "train/model.pt", "report.md", "report.json", "pareto.png"):
         assert (out / path).exists(), path

@@ -4,7 +4,7 @@ re-anchored on whole nets timed near the target (``latency_near.json``)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from directnas.latency.cache import get_table, make_protocol
 from directnas.latency.near_target import NearTarget
@@ -15,10 +15,14 @@ from directnas.pipeline.stages import enter_stage, file_digest
 from directnas.space.space import SearchSpace
 
 
+Bar = Callable[[Iterable, str, int], Iterable]  # training.trainer.Progress
+
+
 def profile_stage(run: RunFolder, space: SearchSpace, *, table: str | Path | None,
                   backend: str | None, protocol: Mapping[str, Any] | None, fitted: bool,
-                  say: Callable[[str], None]) -> LatencyTable:
-    """``run.latency``: the user's table (checked against ``space``) or this device's, once."""
+                  say: Callable[[str], None], progress: Bar | None = None) -> LatencyTable:
+    """``run.latency``: the user's table (checked against ``space``) or this device's, once
+    (``progress``: a bar over the profiling rounds)."""
     key = {**(protocol or {}), "backend": backend, "space": space.fingerprint(),
            "latency_table": None if table is None else str(table),
            "table_digest": file_digest(table)}
@@ -27,7 +31,7 @@ def profile_stage(run: RunFolder, space: SearchSpace, *, table: str | Path | Non
         say(f"latency table: reusing {path}")
         return LatencyTable.load(path)
     lut = get_table(space, table=table, backend=backend, proto=make_protocol(protocol),
-                    fitted=fitted)
+                    fitted=fitted, progress=progress)
     lut.save(path)
     say(f"latency table: {path}")
     return lut
@@ -35,7 +39,7 @@ def profile_stage(run: RunFolder, space: SearchSpace, *, table: str | Path | Non
 
 def near_stage(run: RunFolder, space: SearchSpace, table: LatencyTable, table_path: Path,
                target: Target, *, backend: str | None, protocol: Mapping[str, Any] | None,
-               nets: int, say: Callable[[str], None]) -> LatencyTable:
+               nets: int, say: Callable[[str], None], progress: Bar | None = None) -> LatencyTable:
     """``run.near_latency``: ``table`` (saved at ``table_path``) re-anchored at ``target``
     (``anchor_target``; a relative target is resolved there, on the fastest net as timed)."""
     from directnas.latency.near_target import anchor_target
@@ -47,8 +51,9 @@ def near_stage(run: RunFolder, space: SearchSpace, table: LatencyTable, table_pa
     if enter_stage(run.root, key, done=path.exists(), name="near_stage.json"):
         say(f"latency near the target: reusing {path}")
         return LatencyTable.load(path)
+    bar = (lambda it: progress(it, "time near-target nets", len(it))) if progress else (lambda it: it)
     refined, ms = anchor_target(table, space, target, backend=backend or "torch-cpu",
-                                proto=make_protocol(protocol), n=nets)
+                                proto=make_protocol(protocol), n=nets, progress=bar)
     refined.save(path)
     for line in near_lines(refined, target, ms, path):
         say(line)

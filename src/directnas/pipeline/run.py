@@ -149,7 +149,7 @@ def run(space: str | Path | SearchSpace | None = None, data: DataLike = "fashion
         if plan.dist.is_main:
             keep_space(root, fitted, choice.note(data))
         lut = profile_stage(root, fitted, table=table, backend=backend, protocol=protocol,
-                            fitted=fitted != base, say=say)
+                            fitted=fitted != base, say=say, progress=progress)
         results = [_run_one(root, fitted, plan, t, lut, several=len(targets) > 1, table=table,
                             near_nets=near_nets, compare=compare) for t in targets]
         if len(targets) > 1:
@@ -196,7 +196,8 @@ def _run_one(root: RunFolder, fitted: SearchSpace, plan: Plan, t: Target | None,
     tlut, tpath, key_target = lut, root.latency, t
     if table is None and t is not None and near_nets > 0:  # profiled here: re-anchor at t
         tlut = near_stage(folder, fitted, lut, root.latency, t, backend=plan.backend,
-                          protocol=plan.protocol, nets=near_nets, say=say)
+                          protocol=plan.protocol, nets=near_nets, say=say,
+                          progress=plan.progress)
         tpath = folder.near_latency
     # a relative target (2x the fastest net) is resolved on the fastest net as timed beside
     # the near-target nets, when there are any

@@ -106,8 +106,9 @@ def search(space: SpaceLike | None, data: DataLike, *, target_latency: Target | 
                                                what="search checkpoint"))
         if table is None and resume and (folder / "latency.json").exists():
             table = folder / "latency.json"
+        bar = None if progress is no_progress else progress  # the profiling rounds
         lut = dist.run_on_main(lambda: get_table(space, table=table, backend=backend, proto=proto,
-                                                 fitted=space != given))
+                                                 fitted=space != given, progress=bar))
         cfg.target_latency_ms = resolve_target(target_latency, space, lut)
         check_reachable(cfg.target_latency_ms, space, lut)
         with claimed(folder, "search", active=dist.is_main and out is not None):
