@@ -27,9 +27,8 @@ SEARCH = [
     Flag("lr", "learning rate of the supernet's weights"),
     Flag("arch_lr", "learning rate of the architecture parameters"),
     Flag("lam", "latency weight lambda (hinge/add/lagrange)"),
-    Flag("weight_sharing", "MBConv candidates of a layer that share weights: none, kernel "
-         "(nested kernels per expansion ratio) or full (kernels and channels); full on small data "
-         "(a pass of fewer than 330 steps) unless given", choices=SHARING),
+    Flag("weight_sharing", "MBConv candidates sharing weights: none, kernel (nested kernels per "
+         "expansion ratio) or full (kernels, channels; small data's default)", choices=SHARING),
     Flag("weight_paths", "paths of the weight steps after the warm-up: drawn from p, or uniformly",
          choices=WEIGHT_PATHS),
     Flag("derive", "the net kept: constrained (most probable in [0.95 T, T]), argmax, rerank "

@@ -163,12 +163,16 @@ def fit_search_epochs(cfg: SearchConfig, dataset: Dataset, *, quick: bool,
     n = len(dataset.train)
     train_images = n - (cfg.valid_size or min(5000, max(1, n // 10)))  # as the Searcher splits
     per_pass = steps_per_pass(train_images, cfg.batch_size, world=world)
+    given_budget = bool(keys & {"warmup_epochs", "epochs"})
     if per_pass < cfg.max_steps and "weight_sharing" not in keys:
-        log.info("search: the MBConv candidates of a layer share one set of weights on small data "
-                 "(weight sharing %s: unshared, the supernet of %d images may not learn at all; "
-                 "--weight-sharing none turns it off)", SMALL_DATA_SHARING, train_images)
+        # said with the budget's line below; with a given budget only in search_config.json,
+        # so that a bad input found later stops with its one line
+        (log.debug if given_budget else log.info)(
+            "search: the MBConv candidates of a layer share one set of weights on small data "
+            "(weight sharing %s: unshared, the supernet of %d images may not learn at all; "
+            "--weight-sharing none turns it off)", SMALL_DATA_SHARING, train_images)
         cfg.weight_sharing = SMALL_DATA_SHARING
-    if keys & {"warmup_epochs", "epochs"}:
+    if given_budget:
         return
     scaled = [scaled_epochs(e, per_pass, cfg.max_steps) for e in (cfg.warmup_epochs, cfg.epochs)]
     if scaled != [cfg.warmup_epochs, cfg.epochs]:
