@@ -19,7 +19,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method", required=True,
                    help=f"a method or a comma chain of: {', '.join(METHODS)} (e.g. prune,share,huffman)")
     add_out_args(p, "output folder (not the model's own)")
-    add_data_args(p)
+    add_data_args(p, help="'fashion-mnist' or a dataset folder (default: what the model trained on)")
+    p.set_defaults(data=None)
     add_compress_options(p)
     p.add_argument("--export", metavar="FORMATS",
                    help="also export the compressed net (pte, onnx, openvino, torchscript, a comma "

@@ -20,7 +20,7 @@ from directnas.deploy.export import export as export_artifacts, parse_formats
 from directnas.errors import UserError
 from directnas.models.model_file import ModelFile
 from directnas.pipeline.checks import check_entry
-from directnas.pipeline.export import ModelLike, source_of, source_path
+from directnas.pipeline.export import ModelLike, parity_data, source_of, source_path
 from directnas.pipeline.outdir import claimed
 from directnas.utils.fileio import read_json, write_json
 from directnas.utils.seeding import check_seed
@@ -48,7 +48,7 @@ class CompressResult:
         return self.out / self.metrics["compressed_file"]
 
 
-def compress(model: ModelLike, data: DataLike, *, out: str | Path,
+def compress(model: ModelLike, data: DataLike | None, *, out: str | Path,
              method: str = "prune,share,huffman", max_loss: float | None = None,
              target_ratio: float | None = None, test: DataLike | None = None, quick: bool = False,
              seed: int | None = None, threads: int | None = None, export: str | None = None,
@@ -56,8 +56,8 @@ def compress(model: ModelLike, data: DataLike, *, out: str | Path,
              say: Callable[[str], None] = log.info, force: bool = False,
              **options: Any) -> CompressResult:
     """Compress ``model`` (a model.pt, its folder, a run folder, a ``TrainResult`` or a
-    ``ModelFile``) with ``method`` (a comma chain) into ``out``; retrain on ``data``, score on
-    its test split (or ``test``).  ``target_ratio`` (e.g. 40) / ``max_loss`` (accuracy points,
+    ``ModelFile``) with ``method`` (a comma chain) into ``out``; retrain on ``data`` (None: what
+    it trained on, read at the net's input size), score on its test split (or ``test``).  ``target_ratio`` (e.g. 40) / ``max_loss`` (accuracy points,
     e.g. 1) search a per-layer recipe; ``finetune``: ``FinetuneConfig`` fields; ``options``:
     ``CompressConfig`` fields (``sparsity``, ``bits_conv``, ...); ``export``: formats to export
     the compressed net to (into ``out/export``).  ``say`` gets the summary, line by line.
@@ -72,7 +72,10 @@ def compress(model: ModelLike, data: DataLike, *, out: str | Path,
                           quick=quick, seed=seed, threads=threads, finetune=finetune, **options)
     check_seed(cfg.finetune.seed)
     check_entry("compress", out=out, force=force, inputs=[source_path(model)])
-    dataset = as_dataset(data, test)
+    # an image folder is read at the net's own input size (a photo net's folder holds larger
+    # images, and unequal ones); a dataset of another size or channel count is still refused
+    data = parity_data(data, src) if data is None else data  # None: what it trained on
+    dataset = as_dataset(data, test, size=int(src.file.input_shape[-1]))
     if tuple(src.file.input_shape) != dataset.input_shape:
         raise UserError(f"the model takes {tuple(src.file.input_shape)} images but "
                         f"{_label(data)} has {dataset.input_shape}: use the dataset it was "
