@@ -57,10 +57,11 @@ def compress(model: ModelLike, data: DataLike | None, *, out: str | Path,
              **options: Any) -> CompressResult:
     """Compress ``model`` (a model.pt, its folder, a run folder, a ``TrainResult`` or a
     ``ModelFile``) with ``method`` (a comma chain) into ``out``; retrain on ``data`` (None: what
-    it trained on, read at the net's input size), score on its test split (or ``test``).  ``target_ratio`` (e.g. 40) / ``max_loss`` (accuracy points,
-    e.g. 1) search a per-layer recipe; ``finetune``: ``FinetuneConfig`` fields; ``options``:
-    ``CompressConfig`` fields (``sparsity``, ``bits_conv``, ...); ``export``: formats to export
-    the compressed net to (into ``out/export``).  ``say`` gets the summary, line by line.
+    it trained on, read at the net's input size), score on its test split (or ``test``).
+    ``target_ratio`` (e.g. 40) / ``max_loss`` (accuracy points, e.g. 1) search a per-layer
+    recipe; ``finetune``: ``FinetuneConfig`` fields; ``options``: ``CompressConfig`` fields
+    (``sparsity``, ``bits_conv``, ...); ``export``: formats to export the compressed net to
+    (into ``out/export``).  ``say`` gets the summary, line by line.
     Every input is checked before any work; ``out`` must not hold the model and must be new,
     empty or a compression folder (``force``: any folder that is no other command's)."""
     methods = parse_methods(method)

@@ -4,7 +4,7 @@ re-anchored on whole nets timed near the target (``latency_near.json``)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Mapping
 
 from directnas.latency.cache import get_table, make_protocol
 from directnas.latency.near_target import NearTarget
@@ -13,14 +13,12 @@ from directnas.latency.target import Target
 from directnas.pipeline.runfolder import RunFolder
 from directnas.pipeline.stages import enter_stage, file_digest
 from directnas.space.space import SearchSpace
-
-
-Bar = Callable[[Iterable, str, int], Iterable]  # training.trainer.Progress
+from directnas.training.trainer import Progress
 
 
 def profile_stage(run: RunFolder, space: SearchSpace, *, table: str | Path | None,
                   backend: str | None, protocol: Mapping[str, Any] | None, fitted: bool,
-                  say: Callable[[str], None], progress: Bar | None = None) -> LatencyTable:
+                  say: Callable[[str], None], progress: Progress | None = None) -> LatencyTable:
     """``run.latency``: the user's table (checked against ``space``) or this device's, once
     (``progress``: a bar over the profiling rounds)."""
     key = {**(protocol or {}), "backend": backend, "space": space.fingerprint(),
@@ -39,7 +37,8 @@ def profile_stage(run: RunFolder, space: SearchSpace, *, table: str | Path | Non
 
 def near_stage(run: RunFolder, space: SearchSpace, table: LatencyTable, table_path: Path,
                target: Target, *, backend: str | None, protocol: Mapping[str, Any] | None,
-               nets: int, say: Callable[[str], None], progress: Bar | None = None) -> LatencyTable:
+               nets: int, say: Callable[[str], None],
+               progress: Progress | None = None) -> LatencyTable:
     """``run.near_latency``: ``table`` (saved at ``table_path``) re-anchored at ``target``
     (``anchor_target``; a relative target is resolved there, on the fastest net as timed)."""
     from directnas.latency.near_target import anchor_target
@@ -51,7 +50,8 @@ def near_stage(run: RunFolder, space: SearchSpace, table: LatencyTable, table_pa
     if enter_stage(run.root, key, done=path.exists(), name="near_stage.json"):
         say(f"latency near the target: reusing {path}")
         return LatencyTable.load(path)
-    bar = (lambda it: progress(it, "time near-target nets", len(it))) if progress else (lambda it: it)
+    bar = (lambda it: progress(it, "time near-target nets", len(it))) if progress else \
+        (lambda it: it)
     refined, ms = anchor_target(table, space, target, backend=backend or "torch-cpu",
                                 proto=make_protocol(protocol), n=nets, progress=bar)
     refined.save(path)
