@@ -39,7 +39,7 @@ def test_search_epochs_scale_unless_given_or_quick(tmp_path):
     cfg = SearchConfig()
     fit_search_epochs(cfg, _data(1650), quick=False, given={})
     # 1,485 training images after the 10 % validation split: 11 steps a pass
-    assert (cfg.warmup_epochs, cfg.epochs) == (30, 60)
+    assert (cfg.warmup_epochs, cfg.epochs) == (30, 30)  # the search: 1 epoch of 330 steps
     cfg = SearchConfig()
     fit_search_epochs(cfg, _data(60000), quick=False, given={})
     assert (cfg.warmup_epochs, cfg.epochs) == (1, 2)

@@ -20,7 +20,7 @@ AMP = Flag("amp", "mixed precision (bfloat16 autocast) on CUDA", switch="on")
 SEARCH = [
     Flag("strategy", "gate strategy", choices=sorted(STRATEGIES)),
     Flag("loss", "hardware-aware loss form", choices=LOSS_FORMS),
-    Flag("epochs", "search epochs after warm-up (default 2; on small data, epochs of 330 steps)"),
+    Flag("epochs", "search epochs after warm-up (default 2; on small data 1, epochs of 330 steps)"),
     Flag("warmup_epochs", "epochs training the supernet's weights alone, before the search "
                           "(default 1; on small data, epochs of 330 steps)"),
     Flag("batch_size", "batch size of the weight and architecture steps"),

@@ -144,6 +144,11 @@ def fit_valid_size(cfg: SearchConfig, dataset: Dataset, *, quick: bool,
 
 # the weight sharing of a search on small data (``fit_search_epochs``)
 SMALL_DATA_SHARING = "full"
+# the search epochs (of ``max_steps`` steps) after the warm-up on small data: one, not two.  On
+# the sign-language photos the argmax net stopped changing after ~300 of 660 search steps, and on
+# NAS-Bench-Macro the longer search picked no better net (BENCHMARKS.md, the budget curve); a
+# search step there costs 1.4x a warm-up step (the alpha steps)
+SMALL_DATA_SEARCH_EPOCHS = 1
 
 
 def fit_search_epochs(cfg: SearchConfig, dataset: Dataset, *, quick: bool,
@@ -152,10 +157,11 @@ def fit_search_epochs(cfg: SearchConfig, dataset: Dataset, *, quick: bool,
     """Without ``quick``, and unless ``warmup_epochs`` or ``epochs`` was given (or set in
     ``config_file``), each epoch of the search makes at least ``max_steps`` weight steps
     (``training.budget.scaled_epochs``): the supernet of a small dataset gets the steps of a
-    large one's.  On such data, unless ``weight_sharing`` was given, the MBConv candidates of a
-    layer also share their weights (``SMALL_DATA_SHARING``): without it the supernet of the
-    1,486 sign-language photos stays at chance through the whole budget, with it its argmax
-    path scores 82 % after the warm-up (docs/search-strategies.md).  Both are logged."""
+    large one's warm-up, and the search after it ``SMALL_DATA_SEARCH_EPOCHS`` such epochs.  On
+    such data, unless ``weight_sharing`` was given, the MBConv candidates of a layer also share
+    their weights (``SMALL_DATA_SHARING``): without it the supernet of the 1,486 sign-language
+    photos stays at chance through the whole budget, with it its argmax path scores 82 % after
+    the warm-up (docs/search-strategies.md).  Both are logged."""
     keys = set(given) | (set(read_yaml_options(config_file, field_names(SearchConfig)))
                          if config_file else set())
     if quick or cfg.max_steps is None:
@@ -174,7 +180,8 @@ def fit_search_epochs(cfg: SearchConfig, dataset: Dataset, *, quick: bool,
         cfg.weight_sharing = SMALL_DATA_SHARING
     if given_budget:
         return
-    scaled = [scaled_epochs(e, per_pass, cfg.max_steps) for e in (cfg.warmup_epochs, cfg.epochs)]
+    epochs = min(cfg.epochs, SMALL_DATA_SEARCH_EPOCHS) if per_pass < cfg.max_steps else cfg.epochs
+    scaled = [scaled_epochs(e, per_pass, cfg.max_steps) for e in (cfg.warmup_epochs, epochs)]
     if scaled != [cfg.warmup_epochs, cfg.epochs]:
         log.info("search: %d warm-up + %d search epochs of %d steps on %d images (epochs of at "
                  "least %d steps on small data; --warmup-epochs / --epochs set them)", *scaled,
