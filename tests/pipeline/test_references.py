@@ -209,3 +209,11 @@ def test_pareto_zooms_on_the_window_when_random_nets_share_it(tmp_path):
     both = Image.open(plot_pareto([*window, pt("mobilenetv2", "MBv2-0.35", 0.6, 0.8)],
                                   tmp_path / "b.png")).size
     assert both[0] > 1.5 * alone[0]  # a second panel: the zoom on the window
+
+
+def test_references_train_an_eighth_of_the_searched_epochs_unless_given():
+    from directnas.pipeline.references import ReferenceOptions, reference_epochs
+    assert reference_epochs(ReferenceOptions(), 125) == 16  # the sign-language photos' 125
+    assert reference_epochs(ReferenceOptions(), 26) == 4
+    assert reference_epochs(ReferenceOptions(), 1) == 1
+    assert reference_epochs(ReferenceOptions(epochs=30), 125) == 30

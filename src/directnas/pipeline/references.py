@@ -21,14 +21,17 @@ space's reference net in every round) -> ``references/references.json``, which r
 Called again, finished references are skipped and the session is reused unless an artifact is
 newer than it or the set of nets changed.
 
-Cost: each reference is one more training at the searched net's recipe.  At 28x28 the default
-MobileNets take 0.7x (mobilenetv2-0.35, mobilenetv3-small) to 2.7x (mobilenetv3-large) the MACs
-of a typical searched net, so the default nine references cost about ten trainings of the
-searched net; ``epochs`` (``--references-epochs``) or fewer nets cut it.
+Cost: each reference is one more training with the searched net's recipe, by default for
+``REFERENCE_SHARE`` (1/8) of its epochs, the searched net retrained at that budget beside them so
+that the comparison is at equal recipe.  At 28x28 the default MobileNets take 0.7x
+(mobilenetv2-0.35, mobilenetv3-small) to 2.7x (mobilenetv3-large) the MACs of a typical searched
+net, so the default nine references cost about 1.25 trainings of the searched net (ten at its
+full epochs: ``--references-epochs``); fewer nets cut it.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
@@ -51,6 +54,7 @@ from directnas.pipeline.train import Built, TrainResult, train_built
 from directnas.report.references import RETRAINED, versus
 from directnas.space.arch import Arch
 from directnas.space.space import SearchSpace
+from directnas.training.budget import train_epochs
 from directnas.training.train_net import TrainConfig
 from directnas.utils.fileio import read_json, write_json
 from directnas.utils.seeding import seed_everything
@@ -61,6 +65,10 @@ if TYPE_CHECKING:
 RANDOM = 4
 MODELS = ("mobilenetv2-0.35", "mobilenetv2-0.5", "mobilenetv2-0.75", "mobilenetv3-small",
           "mobilenetv3-large")
+# the references' training steps as a share of the searched net's, unless --references-epochs
+# is given: ten nets (the searched one retrained at that budget among them) then cost about 1.25
+# trainings of the searched net instead of ten
+REFERENCE_SHARE = 1 / 8
 WINDOW = (0.9, 1.0)  # of T: where the random references are drawn (predicted latency)
 SESSION = "references.json"
 # how export times an artifact (deploy.export.time_artifact's calls per round)
@@ -70,8 +78,8 @@ WARMUP, REPEATS = 10, 30
 @dataclass(frozen=True)
 class ReferenceOptions:
     """Which references a run trains: ``random`` nets of the searched net's window, the named
-    hand-designed ``models`` (registry names), trained for ``epochs`` (None: the searched net's
-    training epochs)."""
+    hand-designed ``models`` (registry names), trained for ``epochs`` (None:
+    ``REFERENCE_SHARE`` of the searched net's training epochs, at least one)."""
 
     random: int = RANDOM
     models: tuple[str, ...] = field(default=MODELS)
@@ -166,6 +174,14 @@ def random_references(space: SearchSpace, table: LatencyTable, searched: Arch,
     return out
 
 
+def reference_epochs(opts: ReferenceOptions, searched_epochs: int) -> int:
+    """The references' training epochs: as given, else ``REFERENCE_SHARE`` of the searched
+    net's ``searched_epochs`` (rounded up)."""
+    if opts.epochs is not None:
+        return opts.epochs
+    return max(1, math.ceil(searched_epochs * REFERENCE_SHARE))
+
+
 def references_stage(folder: RunFolder, space: SearchSpace, plan: "Plan", arch: Arch,
                      table: LatencyTable, table_path: Path, target_ms: float | None,
                      exported: Mapping[str, Any], searched: Mapping[str, Any]
@@ -182,8 +198,11 @@ def references_stage(folder: RunFolder, space: SearchSpace, plan: "Plan", arch: 
     refs = random_references(space, table, arch, window, opts.random, seed=plan.train_cfg.seed,
                              say=plan.say)
     refs += [hand_designed(m, space, shape) for m in opts.models]
-    cfg = plan.train_cfg if opts.epochs is None else replace(plan.train_cfg, epochs=opts.epochs)
-    if refs and cfg.epochs != plan.train_cfg.epochs:  # compared at equal recipe: train it again
+    full = plan.train_cfg.epochs or train_epochs(
+        len(plan.dataset.train), plan.train_cfg.batch_size, world=plan.dist.world,
+        max_steps=plan.train_cfg.max_steps)  # what the searched net's training resolves
+    cfg = replace(plan.train_cfg, epochs=reference_epochs(opts, full))
+    if refs and cfg.epochs != full:  # compared at equal recipe: train it again
         refs.insert(0, Reference(f"{RETRAINED}{cfg.epochs}", "retrained", arch))
     plan.say(f"references: {len(refs)} nets ({', '.join(r.name for r in refs)}) trained like "
              f"the searched net (epochs: {cfg.epochs}) -> {folder.references}")
