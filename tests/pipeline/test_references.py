@@ -148,8 +148,13 @@ def test_versus_compares_at_the_references_recipe():
     v = versus(shipped, refs, noise_floor=0.03)
     assert v["best"]["name"] == "a" and v["points"] == pytest.approx(-1.0) and not v["beats_all"]
     assert v["searched_latency_ms"] == 1.0 and v["references"] == 2
-    assert v["line"].endswith("; all at 2 epochs, the searched net retrained so (retrained-e2); "
-                              "the shipped net after 20 epochs: 93.00 %")
+    assert ("; all at 2 epochs, the searched net retrained so (retrained-e2); "
+            "the shipped net after 20 epochs: 93.00 % (6.0 points above the retrained net: at 2 "
+            "epochs the nets are far from trained") in v["line"]
+    assert v["short_recipe_gap_points"] == pytest.approx(6.0)
+    # a short recipe that nearly reaches the shipped accuracy is not flagged
+    close = versus({**shipped, "test_accuracy": 0.90}, refs, noise_floor=0.03)
+    assert close["line"].endswith("the shipped net after 20 epochs: 90.00 %")
     # without a retrained net: the shipped net itself
     assert versus(shipped, refs[1:])["points"] == pytest.approx(5.0)
 
