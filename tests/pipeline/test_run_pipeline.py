@@ -45,6 +45,9 @@ def test_run_pipeline_resumes_and_skips(tmp_path, tiny_idx_dir, tiny_space_yaml,
     assert "report.md" in printed and "pareto.png" in printed
     m = json.loads((out / "train" / "metrics.json").read_text())
     assert m["test_accuracy"] > 0.5 and m["latency_ms"] > 0 and m["predicted_latency_ms"] > 0
+    # the folder it trained on, as compress and export read it again without --data
+    tc = json.loads((out / "train" / "train_config.json").read_text())
+    assert tc["data"] == str(Path(tiny_idx_dir).resolve())
     report = json.loads((out / "report.json").read_text())
     assert report["runs"][0]["name"] == "searched@5ms" and report["runs"][0]["target_latency_ms"] == 5
     md = (out / "report.md").read_text()

@@ -48,7 +48,6 @@ from directnas.models.zoo.mobilenetv2 import mobilenetv2_arch
 from directnas.models.zoo.mobilenetv3 import BNECKS, mobilenetv3_arch
 from directnas.pipeline.export import export_model
 from directnas.pipeline.runfolder import RunFolder
-from directnas.pipeline.search import data_name
 from directnas.pipeline.stages import options_key, train_stage
 from directnas.pipeline.train import Built, TrainResult, train_built
 from directnas.report.references import RETRAINED, versus
@@ -228,7 +227,7 @@ def _reference(sub: Path, ref: Reference, plan: "Plan", cfg: TrainConfig, table:
         return train_built(built, plan.dataset, cfg, folder=sub, resume=True,
                            lut=table if ref.kind in ("random", "retrained") else None,
                            backend=plan.backend,
-                           proto=plan.proto, data_label=data_name(plan.dataset, plan.dataset),
+                           proto=plan.proto, data_label=plan.data_label,
                            progress=plan.progress, on_epoch=on_epoch, dist=plan.dist)
 
     m, trained = train_stage(sub, key, fit=fit, tensorboard=plan.tensorboard, say=plan.say)

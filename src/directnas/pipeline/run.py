@@ -85,6 +85,9 @@ class Plan:
     tensorboard: bool
     say: Callable[[str], None]
     references: ReferenceOptions | None = None
+    # the data as train_config.json records it: the folder a user gave (so that compress and
+    # export find it again), else ``Type:name`` (data given in memory)
+    data_label: str = ""
 
 
 def _label(target: Target | None) -> str:
@@ -238,7 +241,9 @@ def _plan(space: SearchSpace, dataset: Dataset, data: DataLike, *, search: Mappi
                   "space_fingerprint": space.fingerprint()}
     return Plan(scfg, {**search, **common}, tcfg, {**train, **common},
                 dict(compress) if compress is not None else None, dataset, stage_data, backend,
-                dict(protocol or {}), make_protocol(protocol), dist, progress, tensorboard, say)
+                dict(protocol or {}), make_protocol(protocol), dist, progress, tensorboard, say,
+                data_label=str(Path(data).resolve()) if isinstance(data, (str, Path))
+                and Path(data).exists() else data_name(data, dataset))
 
 
 def run_target(folder: RunFolder, space: SearchSpace, plan: Plan, target: Target | None,
@@ -291,7 +296,7 @@ def search_stage(folder: RunFolder, space: SearchSpace, plan: Plan, table: Laten
     try:
         found = search_in(folder.search, space, plan.dataset, table,
                           replace(plan.search_cfg, target_latency_ms=target_ms), resume=True,
-                          backend=plan.backend, data_label=data_name(plan.dataset, plan.dataset),
+                          backend=plan.backend, data_label=plan.data_label,
                           dist=plan.dist, progress=plan.progress, on_epoch=elog.search_row,
                           warmup_cache=warmup)
         elog.probabilities(found.history, [list(layer.candidates) for layer in space.layers])
@@ -307,7 +312,7 @@ def _train(folder: RunFolder, arch: Arch, table: LatencyTable, plan: Plan,
     built = Built(arch.build(), arch, f"searched:{folder.search.name}")
     return train_built(built, plan.dataset, plan.train_cfg, folder=folder.train, lut=table,
                        backend=plan.backend, proto=plan.proto, resume=True,
-                       data_label=data_name(plan.dataset, plan.dataset), progress=plan.progress,
+                       data_label=plan.data_label, progress=plan.progress,
                        on_epoch=on_epoch, dist=plan.dist)
 
 
