@@ -33,14 +33,15 @@ def test_idx_folders_keep_the_demo_preset(tiny_idx_dir):
 def test_a_96px_folder_gets_a_96px_space_with_a_small_last_map(photos96):
     sides = image_size(photos96)
     assert sides.median == 96 and sides.count == 24
-    choice = choose_space(None, photos96)
+    choice = choose_space(None, photos96, max_input_size=128)
     space = choice.space
     assert choice.fitted and space.input_size == 96 and 3 <= space.last_hw <= 7
     line = choice.line(space)
     assert line.startswith(f"space fitted to the images of {photos96} (median side 96 px of 24 "
                            "images)") and "\n" not in line
-    assert choose_space(None, photos96, max_input_size=64).space.input_size == 64
-    assert "capped at 64 px" in choose_space(None, photos96, max_input_size=64).reason
+    # the default cap, the CPU budget: 64 px, said in the line
+    assert choose_space(None, photos96).space.input_size == 64
+    assert "capped at 64 px (--max-input-size raises it)" in choose_space(None, photos96).reason
     assert choose_space(None, photos96, input_size=112).space.input_size == 112
 
 
@@ -59,7 +60,7 @@ def test_tensors_are_fitted_by_their_shape():
 def test_a_named_preset_far_from_the_images_says_what_the_net_sees(photos96):
     line = choose_space("cifar", photos96).reason
     assert line.startswith("space cifar: the net sees 32x32 px, but the images of") \
-        and "about 96 px" in line and "photos-96" in line and "\n" not in line
+        and "about 96 px" in line and "photos-64" in line and "\n" not in line
     assert choose_space("photos-96", photos96).reason is None
     assert choose_space("photos-128", photos96).reason is None  # within 2x
     assert choose_space("cifar", photos96, input_size=96).reason is None
@@ -91,7 +92,8 @@ def test_the_run_folder_keeps_the_fitted_space_and_reuses_it(photos96, tmp_path,
                 "1", "--rounds", "1", *extra]
 
     out = tmp_path / "run"
-    assert main(argv("run", out, "--train-batch-size", "8", "--no-tensorboard")) == 0
+    assert main(argv("run", out, "--train-batch-size", "8", "--no-tensorboard",
+                     "--max-input-size", "128")) == 0
     printed = capsys.readouterr().out
     lines = [line for line in printed.splitlines() if line.startswith("space fitted to")]
     assert len(lines) == 1 and "photos-96: 96x96x3" in lines[0] and "2 classes" in lines[0]

@@ -10,10 +10,14 @@ from directnas.space.fitted import (MAX_INPUT_SIZE, fitted_input_size, fitted_sp
 from directnas.space.space import SearchSpace, load_space, save_space
 
 
-@pytest.mark.parametrize("side, size", [(100, 96), (300, MAX_INPUT_SIZE), (64, 64), (60, 64),
-                                        (20, 24), (28, 32), (32, 32), (5, 16), (120, 128)])
+@pytest.mark.parametrize("side, size", [(100, 64), (300, MAX_INPUT_SIZE), (64, 64), (60, 64),
+                                        (20, 24), (28, 32), (32, 32), (5, 16), (120, 64)])
 def test_input_size_is_the_median_side_rounded_and_capped(side, size):
+    assert MAX_INPUT_SIZE == 64  # the CPU budget's cap
     assert fitted_input_size(side) == size
+    uncapped = {100: 96, 120: 128, 300: 304}
+    if side in uncapped:
+        assert fitted_input_size(side, cap=None) == uncapped[side]
 
 
 def test_the_cap_can_be_raised_or_lifted():

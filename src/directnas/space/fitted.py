@@ -1,8 +1,11 @@
 """A search space fitted to an image size: the rule behind ``photos-<size>`` spaces.
 
 Input size.  ``fitted_input_size(side)``: the images' median shorter side rounded to a multiple
-of 16 (of 8 below 64 px), at least 16, capped at ``MAX_INPUT_SIZE`` (128 px by default: a CPU
-budget; an image of 128 px costs about twice one of 96 px, and one of 224 px six times).
+of 16 (of 8 below 64 px), at least 16, capped at ``MAX_INPUT_SIZE`` (64 px by default: the budget
+of a CPU with a few cores.  Every stage of a run costs about the square of the side: on the
+sign-language photos MobileNetV3-small trained 360 steps in 51 s at 64 px and 127 s at 96 px,
+for 95.38 against 95.62 % test accuracy, one image of 411; a run at 96 px took longer than an
+hour on 2 cores.  ``--max-input-size`` raises the cap on a faster machine or a GPU).
 
 Layout.  The template is MobileNetV2 as ProxylessNAS searches it (the ``imagenet-mobile``
 preset): stem 32 channels, a fixed first block of 16, then four groups of stages, each group
@@ -38,7 +41,7 @@ from typing import Any
 from directnas.space.ops import ZERO
 from directnas.space.space import SearchSpace, conv_out
 
-MAX_INPUT_SIZE = 128  # the default cap of a fitted input size (a CPU budget)
+MAX_INPUT_SIZE = 64  # the default cap of a fitted input size (a CPU budget; see above)
 MIN_INPUT_SIZE = 16
 MIN_LAST_HW = 3  # a group's stride is kept only if it leaves at least this many pixels
 MAX_LAST_HW = 7  # the first block halves the map when the last one would be larger
