@@ -20,7 +20,8 @@ def add_reference_args(p: argparse.ArgumentParser) -> None:
                         f"data's input size (default {','.join(MODELS)}; '' for none)")
     g.add_argument("--references-epochs", type=int, metavar="E",
                    help="training epochs of the references (default: 1/8 of the searched "
-                        "net's, about 1.25 of its trainings in all; its own epochs: about ten); "
+                        "net's: 2.6x its training time on the sign-language photos; its "
+                        "own: about ten); "
                         "when E differs, the searched net is also trained E epochs and compared so")
     g.add_argument("--no-references", action="store_true",
                    help="train no references (the report then shows the searched net alone)")
