@@ -80,7 +80,8 @@ def main() -> None:
         kept = max(rows, key=lambda r: r["supernet_accuracy"])
         tau = kendalltau([r["supernet_accuracy"] for r in rows], [r["mean_acc"] for r in rows])
         out["targets"].append({"target_label": label, "target_ms": ms, "candidates": rows,
-                               "kept": kept["arch"], "kept_percentile": kept["percentile_in_window"],
+                               "kept": kept["arch"],
+                               "kept_percentile": kept["percentile_in_window"],
                                "most_macs": rows[0]["arch"],
                                "most_macs_percentile": rows[0]["percentile_in_window"],
                                "candidates_tau": float(tau.statistic)})
