@@ -16,11 +16,12 @@ BACKEND="${BACKEND:-executorch-xnnpack}"
 # 26 epochs: the demo net on machine F read 92.95 % after 20 (BENCHMARKS.md); a fresh clone's
 # whole demo took 44 min at 20 epochs (94 s each), so 26 keeps it near 54 min
 EPOCHS="${TRAIN_EPOCHS:-26}"
-# the references (4 random nets of the window, 5 MobileNets) cost about ten trainings of the
-# searched net: at 26 epochs, hours.  At 2 epochs each (and the searched net trained 2 epochs
-# again, so that the comparison is made at one recipe) they add about an hour (2026-12-07).
-# (NO_REFERENCES=1: none, about 46 min in all on 2 cores instead of about 1 h 50)
-REFS=(--references-epochs "${REFERENCES_EPOCHS:-2}")
+# the references (4 random nets of the window, mobilenetv2-0.35, mobilenetv3-small and the
+# searched net retrained at their budget) share a third of the searched net's epochs: 1 epoch
+# each at 26.  The old default (ten nets at 2 epochs) added an hour (2026-12-07); REFERENCES_EPOCHS
+# sets their epochs, NO_REFERENCES=1 trains none (about 46 min in all on 2 cores)
+REFS=()
+[ -n "${REFERENCES_EPOCHS:-}" ] && REFS=(--references-epochs "$REFERENCES_EPOCHS")
 [ "${NO_REFERENCES:-0}" = 1 ] && REFS=(--no-references)
 directnas run --space fashion-mnist --backend "$BACKEND" --target-latency "$TARGET" \
-  --train-epochs "$EPOCHS" "${REFS[@]}" --out "$OUT"
+  --train-epochs "$EPOCHS" ${REFS[@]+"${REFS[@]}"} --out "$OUT"

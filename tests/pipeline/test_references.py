@@ -216,9 +216,13 @@ def test_pareto_zooms_on_the_window_when_random_nets_share_it(tmp_path):
     assert both[0] > 1.5 * alone[0]  # a second panel: the zoom on the window
 
 
-def test_references_train_an_eighth_of_the_searched_epochs_unless_given():
-    from directnas.pipeline.references import ReferenceOptions, reference_epochs
-    assert reference_epochs(ReferenceOptions(), 125) == 16  # the sign-language photos' 125
-    assert reference_epochs(ReferenceOptions(), 26) == 4
-    assert reference_epochs(ReferenceOptions(), 1) == 1
-    assert reference_epochs(ReferenceOptions(epochs=30), 125) == 30
+def test_references_share_a_third_of_the_searched_epochs_unless_given():
+    from directnas.pipeline.references import MODELS, RANDOM, ReferenceOptions, reference_epochs
+    nets = RANDOM + len(MODELS) + 1  # the default set and the retrained searched net
+    assert nets == 7
+    assert reference_epochs(ReferenceOptions(), 125, nets) == 5  # the sign-language photos' 125
+    assert reference_epochs(ReferenceOptions(), 26, nets) == 1  # the demo's 26: 1.24 each
+    assert reference_epochs(ReferenceOptions(), 63, nets) == 3  # exactly a third: not 2
+    assert reference_epochs(ReferenceOptions(), 1, nets) == 1
+    assert reference_epochs(ReferenceOptions(), 125, 2) == 20
+    assert reference_epochs(ReferenceOptions(epochs=30), 125, nets) == 30

@@ -11,8 +11,8 @@ from directnas.errors import UserError
 from directnas import runtimes
 from directnas.runtimes.common import as_numpy
 from directnas.runtimes.onnxruntime_cpu import ort_session, to_onnx
-from directnas.latency.measure import (Protocol, measure_interleaved, measure_module,
-                                        profile_space, summarize, time_runner)
+from directnas.latency.measure import (NOISE, REFERENCE, Protocol, measure_interleaved,
+                                       measure_module, profile_space, summarize, time_runner)
 from directnas.space.ops import build_op
 from directnas.space.space import SearchSpace
 
@@ -157,13 +157,31 @@ def test_measure_interleaved_takes_the_median_over_rounds_in_shuffled_order():
     a = Logged("a", [1, 1, 3, 3, 10, 10])
     b = Logged("b", [2, 2, 2, 2, 2, 2])
     c = Logged("c", [4] * 6)
-    out = measure_interleaved({"a": a, "b": b, "c": c}, Protocol(warmup=0, repeats=2), rounds=3, seed=1)
+    out = measure_interleaved({"a": a, "b": b, "c": c}, Protocol(warmup=0, repeats=2, across="median"),
+                              rounds=3, seed=1)
     assert out["a"] == {"ms": 3, "spread_ms": 9} and out["b"]["ms"] == 2 and out["c"]["ms"] == 4
     rounds = [order[i:i + 6:2] for i in range(0, 18, 6)]  # runner order in each round
     assert all(sorted(r) == ["a", "b", "c"] for r in rounds)
     assert len({tuple(r) for r in rounds}) > 1  # the order changes between rounds
     with pytest.raises(UserError):
         measure_interleaved({"a": a}, Protocol(), rounds=0)
+
+
+def test_measure_interleaved_min_across_rounds_keeps_the_fast_state_unscaled():
+    """A host that flips between a fast and a 1.6x slow state: in the round where the net ran
+    fast the reference fell in the slow state, so a reference scaling would push the net below
+    its true 5 ms; ``across="min"`` keeps each runner's fastest round as it was timed."""
+    def runners():
+        return {"net": FakeRunner([5.0, 5.0, 8.0, 8.0, 8.0, 8.0]),  # rounds: fast, slow, slow
+                REFERENCE: FakeRunner([1.6, 1.6, 1.0, 1.0, 1.0, 1.0])}  # slow, fast, fast
+
+    out = measure_interleaved(runners(), Protocol(warmup=0, repeats=2), rounds=3)  # the default
+    assert out["net"] == {"ms": 5.0, "spread_ms": 3.0}
+    assert out[NOISE]["noise_floor"] == pytest.approx(0.6)  # still reported from the reference
+    med = measure_interleaved(runners(), Protocol(warmup=0, repeats=2, across="median"), rounds=3)
+    assert med["net"]["ms"] == pytest.approx(8.0)  # the scaled median keeps the slow state
+    with pytest.raises(UserError, match="--across"):
+        measure_interleaved(runners(), Protocol(across="mode"), rounds=2)
 
 
 def test_profile_space_in_rounds_covers_space(tiny_space_dict):

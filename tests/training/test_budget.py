@@ -71,3 +71,17 @@ def test_small_data_shares_the_candidates_weights_unless_given(tmp_path):
     cfg = SearchConfig()
     fit_search_epochs(cfg, _data(1650), quick=True, given={})
     assert cfg.weight_sharing == "none"
+
+
+def test_a_raised_max_steps_does_not_make_large_data_small():
+    """CIFAR-10's 45,000 search images (351 steps a pass) with --max-steps 660: the epochs
+    are lengthened as asked, but the data is not treated as small (no sharing, two search
+    epochs); 1,650 images stay small data under any --max-steps."""
+    cfg = SearchConfig(max_steps=660)
+    fit_search_epochs(cfg, _data(50000), quick=False, given={})
+    assert cfg.weight_sharing == "none"
+    assert (cfg.warmup_epochs, cfg.epochs) == (2, 4)  # passes of 351 steps: >= 660, 1,320
+    for max_steps in (100, 660):
+        cfg = SearchConfig(max_steps=max_steps)
+        fit_search_epochs(cfg, _data(1650), quick=False, given={})
+        assert cfg.weight_sharing == "full" and cfg.epochs == cfg.warmup_epochs

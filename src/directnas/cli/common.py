@@ -14,7 +14,7 @@ from directnas.errors import UserError
 from directnas.latency import target as targets
 from directnas.latency.cache import make_protocol
 from directnas.latency.measure import Protocol
-from directnas.runtimes import CLOCKS, DEFAULT, DTYPES, STATS, names
+from directnas.runtimes import ACROSS, CLOCKS, DEFAULT, DTYPES, STATS, names
 
 log = logging.getLogger("directnas")
 T = TypeVar("T")
@@ -24,12 +24,12 @@ PROTOCOL = [
                     "the search's and the training's (default: the usable cores)"),
     Flag("batch_size", "batch size for latency (default 1)", name="latency-batch"),
     Flag("repeats", "timed calls per net/op per round (default 30; --stat of them is kept)"),
-    Flag("rounds", "interleaved rounds, each with a drift reference net; the median over rounds "
-                   "is kept (default 5)"),
+    Flag("rounds", "interleaved rounds, each with a drift reference net (default 5)"),
+    Flag("across", "how rounds combine: min (default: the fastest round; a host's speed flips "
+                   "between two states) or median (scaled by the reference)", choices=ACROSS),
     Flag("warmup", "untimed warm-up runs per op"),
     Flag("dtype", "dtype for latency (default float32)", choices=DTYPES),
-    Flag("stat", "statistic of a round's calls (default p10: resists a loaded machine)",
-         choices=STATS),
+    Flag("stat", "statistic of a round's calls (default p10)", choices=STATS),
     Flag("clock", "wall (default) or cpu: one thread's CPU time (with --threads 1)", choices=CLOCKS),
 ]
 

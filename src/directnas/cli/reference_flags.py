@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from directnas.pipeline.references import MODELS, RANDOM, WINDOW
+from directnas.pipeline.references import MODELS, MORE_MODELS, RANDOM, WINDOW
 
 
 def add_reference_args(p: argparse.ArgumentParser) -> None:
@@ -17,12 +17,13 @@ def add_reference_args(p: argparse.ArgumentParser) -> None:
                         f"(default {RANDOM}; 0: none)")
     g.add_argument("--reference-models", default=",".join(MODELS), metavar="LIST",
                    help=f"hand-designed nets trained beside it, built from the same ops at the "
-                        f"data's input size (default {','.join(MODELS)}; '' for none)")
+                        f"data's input size (default {','.join(MODELS)}, the cheapest of each "
+                        f"family; larger: {','.join(MORE_MODELS)}; '' for none)")
     g.add_argument("--references-epochs", type=int, metavar="E",
-                   help="training epochs of the references (default: 1/8 of the searched "
-                        "net's: 2.6x its training time on the sign-language photos; its "
-                        "own: about ten); "
-                        "when E differs, the searched net is also trained E epochs and compared so")
+                   help="training epochs of each reference (default: all of them together a "
+                        "third of the searched net's epochs, at least one each; its own epochs: "
+                        "the full recipe, one more training per net); when E differs, the "
+                        "searched net is also trained E epochs and compared so")
     g.add_argument("--no-references", action="store_true",
                    help="train no references (the report then shows the searched net alone)")
 

@@ -1,4 +1,5 @@
-"""Measure latency as the field does: fixed threads, warm-up, many repeats, median.
+"""Measure latency as the field does: fixed threads, warm-up, many repeats, a low percentile
+per round over interleaved rounds (the fastest round by default: ``Protocol.across``).
 
 Backends are the runtimes of the registry (``directnas.runtimes``, ``--backend NAME``); each
 turns an ``nn.Module`` and an input shape into a callable that runs one inference.
@@ -19,7 +20,7 @@ from torch import nn
 
 from directnas.errors import UserError
 from directnas import runtimes
-from directnas.runtimes import CLOCKS, STATS, Protocol, Runner, RunnerFactory
+from directnas.runtimes import ACROSS, CLOCKS, STATS, Protocol, Runner, RunnerFactory
 from directnas.latency.table import LatencyTable
 from directnas.space.arch import Arch, build_fixed
 from directnas.space.ops import SKIP, ZERO, build_op, conv_bn
@@ -94,7 +95,7 @@ def device_meta(backend: str, proto: Protocol) -> dict[str, object]:
     return {"backend": backend, "device": cpu, "cpu_count": os.cpu_count(),
             "threads": proto.threads, "batch_size": proto.batch_size, "dtype": proto.dtype,
             "channels_last": proto.channels_last, "warmup": proto.warmup, "stat": proto.stat,
-            "clock": proto.clock, "rounds": proto.rounds,
+            "clock": proto.clock, "rounds": proto.rounds, "across": proto.across,
             "repeats": proto.repeats, **runtimes.get(backend).versions(),
             "calibration": CALIBRATION_FORM,
             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
@@ -138,14 +139,20 @@ def measure_interleaved(runners: dict[str, Runner], proto: Protocol, *, rounds: 
     """Time every runner in ``rounds`` rounds, each round over all runners in a fresh shuffled
     order (warm-up + ``repeats`` each time), so that a machine's drift hits all alike.
 
-    Per runner: ``ms`` = median over rounds of the round's statistic (``proto.stat``),
-    ``spread_ms`` = their range (with one round: the inter-quartile range of the repeats).
+    Per runner, with ``proto.across == "median"``: ``ms`` = median over rounds of the round's
+    statistic (``proto.stat``), ``spread_ms`` = their range (with one round: the
+    inter-quartile range of the repeats).
     When a runner is named ``REFERENCE`` (a fixed net), every round's figures are scaled by
     median(reference) / reference-in-that-round before the median, so a round the machine ran
     slow counts like the others; the reference's own relative round spread is the noise floor
-    (``noise_floor``: its (max - min) / median over rounds)."""
+    (``noise_floor``: its (max - min) / median over rounds).  With ``proto.across == "min"`` (the
+    default) a runner's ``ms`` is instead its fastest round, unscaled: on a host whose speed flips between
+    two states within seconds (a round of one net can fall in either, the reference's in the
+    other), the median mixes the states and a reference scaling cannot separate them."""
     if rounds < 1:
         raise UserError(f"rounds must be >= 1, got {rounds}")
+    if proto.across not in ACROSS:
+        raise UserError(f"unknown --across {proto.across!r}: use one of {', '.join(ACROSS)}")
     rng = random.Random(seed)
     keys = list(runners)
     per_round: dict[str, list[float]] = {k: [] for k in keys}
@@ -167,6 +174,9 @@ def measure_interleaved(runners: dict[str, Runner], proto: Protocol, *, rounds: 
         out[NOISE] = {"ms": mid, "spread_ms": max(ref) - min(ref),
                       "noise_floor": (max(ref) - min(ref)) / mid if mid > 0 else math.nan}
     for k, v in per_round.items():
+        if proto.across == "min":  # the machine's fast state; scaling by a reference timed in
+            out[k] = {"ms": min(v), "spread_ms": max(v) - min(v)}  # the other state would bias it
+            continue
         norm = [x * f for x, f in zip(v, scale)]
         out[k] = {"ms": statistics.median(norm), "spread_ms": max(norm) - min(norm)}
     return out

@@ -2,7 +2,8 @@
 
 Measurements are interleaved and repeated: every round times every network (and, when no table
 is given, every op of the table too) in a fresh shuffled order, and each network's latency is
-the median over rounds, so a shared machine's drift hits table and networks alike.
+its fastest round (``Protocol.across``), so a shared machine's drift hits table and networks
+alike.
 """
 
 from __future__ import annotations

@@ -21,13 +21,16 @@ space's reference net in every round) -> ``references/references.json``, which r
 Called again, finished references are skipped and the session is reused unless an artifact is
 newer than it or the set of nets changed.
 
-Cost: each reference is one more training with the searched net's recipe, by default for
-``REFERENCE_SHARE`` (1/8) of its epochs, the searched net retrained at that budget beside them so
-that the comparison is at equal recipe.  At 28x28 the default MobileNets take 0.7x
-(mobilenetv2-0.35, mobilenetv3-small) to 2.7x (mobilenetv3-large) the MACs of a typical searched
-net, so the default nine references cost 1.25 of its trainings in steps and, measured with their
-exports and timing on the sign-language photos, 2.6x its training time (about ten at its
-full epochs: ``--references-epochs``); fewer nets cut it.
+Cost: each reference is one more training with the searched net's recipe.  By default all of
+them together get ``REFERENCE_BUDGET`` (1/3) of the searched net's training epochs, split evenly
+and at least one epoch each, the searched net retrained at that budget beside them so that the
+comparison is at equal recipe; the default hand-designed pair is the cheapest of each family
+(mobilenetv2-0.35, mobilenetv3-small: 0.7x-1.1x the MACs of a typical searched net at 28x28),
+so the default seven nets cost about a third of its training plus their exports and one timing
+session.  The demo measured the old default (ten nets at 1/8 of its epochs each, 2 epochs) at
+60 min beside its 32-min training, which put it far over its hour; ``--reference-models`` adds
+the larger MobileNets (mobilenetv2-0.5/0.75, mobilenetv3-large: up to 2.7x the MACs, about 8x
+the time per step at 28x28) and ``--references-epochs`` sets any budget.
 """
 
 from __future__ import annotations
@@ -63,12 +66,11 @@ if TYPE_CHECKING:
     from directnas.pipeline.run import Plan
 
 RANDOM = 4
-MODELS = ("mobilenetv2-0.35", "mobilenetv2-0.5", "mobilenetv2-0.75", "mobilenetv3-small",
-          "mobilenetv3-large")
-# the references' training steps as a share of the searched net's, unless --references-epochs
-# is given: ten nets (the searched one retrained at that budget among them) then cost 2.6x
-# its training time (sign-language photos, measured) instead of about ten
-REFERENCE_SHARE = 1 / 8
+MODELS = ("mobilenetv2-0.35", "mobilenetv3-small")  # the cheapest of each family
+MORE_MODELS = ("mobilenetv2-0.5", "mobilenetv2-0.75", "mobilenetv3-large")
+# all references' training epochs together as a share of the searched net's (unless
+# --references-epochs is given), split evenly among them, at least one each
+REFERENCE_BUDGET = 1 / 3
 WINDOW = (0.9, 1.0)  # of T: where the random references are drawn (predicted latency)
 SESSION = "references.json"
 # how export times an artifact (deploy.export.time_artifact's calls per round)
@@ -78,8 +80,8 @@ WARMUP, REPEATS = 10, 30
 @dataclass(frozen=True)
 class ReferenceOptions:
     """Which references a run trains: ``random`` nets of the searched net's window, the named
-    hand-designed ``models`` (registry names), trained for ``epochs`` (None:
-    ``REFERENCE_SHARE`` of the searched net's training epochs, at least one)."""
+    hand-designed ``models`` (registry names), trained for ``epochs`` (None: their share of
+    ``REFERENCE_BUDGET``, ``reference_epochs``)."""
 
     random: int = RANDOM
     models: tuple[str, ...] = field(default=MODELS)
@@ -174,12 +176,13 @@ def random_references(space: SearchSpace, table: LatencyTable, searched: Arch,
     return out
 
 
-def reference_epochs(opts: ReferenceOptions, searched_epochs: int) -> int:
-    """The references' training epochs: as given, else ``REFERENCE_SHARE`` of the searched
-    net's ``searched_epochs`` (rounded up)."""
+def reference_epochs(opts: ReferenceOptions, searched_epochs: int, nets: int) -> int:
+    """The references' training epochs: as given, else an even split of ``REFERENCE_BUDGET``
+    of the searched net's ``searched_epochs`` among ``nets`` trainings (the retrained searched
+    net counted), rounded down, at least one."""
     if opts.epochs is not None:
         return opts.epochs
-    return max(1, math.ceil(searched_epochs * REFERENCE_SHARE))
+    return max(1, math.floor(searched_epochs * REFERENCE_BUDGET / max(1, nets) + 1e-9))
 
 
 def references_stage(folder: RunFolder, space: SearchSpace, plan: "Plan", arch: Arch,
@@ -201,7 +204,7 @@ def references_stage(folder: RunFolder, space: SearchSpace, plan: "Plan", arch: 
     full = plan.train_cfg.epochs or train_epochs(
         len(plan.dataset.train), plan.train_cfg.batch_size, world=plan.dist.world,
         max_steps=plan.train_cfg.max_steps)  # what the searched net's training resolves
-    cfg = replace(plan.train_cfg, epochs=reference_epochs(opts, full))
+    cfg = replace(plan.train_cfg, epochs=reference_epochs(opts, full, len(refs) + 1))
     if refs and cfg.epochs != full:  # compared at equal recipe: train it again
         refs.insert(0, Reference(f"{RETRAINED}{cfg.epochs}", "retrained", arch))
     plan.say(f"references: {len(refs)} nets ({', '.join(r.name for r in refs)}) trained like "

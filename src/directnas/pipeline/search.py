@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -149,6 +150,10 @@ SMALL_DATA_SHARING = "full"
 # NAS-Bench-Macro the longer search picked no better net (BENCHMARKS.md, the budget curve); a
 # search step there costs 1.4x a warm-up step (the alpha steps)
 SMALL_DATA_SEARCH_EPOCHS = 1
+# data is small when one pass over it is shorter than this many steps (the default epoch,
+# ``SearchConfig.max_steps``) and than the epoch asked for
+SMALL_DATA_PASS: int = next(f.default for f in dataclasses.fields(SearchConfig)
+                            if f.name == "max_steps")  # type: ignore[assignment]
 
 
 def fit_search_epochs(cfg: SearchConfig, dataset: Dataset, *, quick: bool,
@@ -170,7 +175,10 @@ def fit_search_epochs(cfg: SearchConfig, dataset: Dataset, *, quick: bool,
     train_images = n - (cfg.valid_size or min(5000, max(1, n // 10)))  # as the Searcher splits
     per_pass = steps_per_pass(train_images, cfg.batch_size, world=world)
     given_budget = bool(keys & {"warmup_epochs", "epochs"})
-    if per_pass < cfg.max_steps and "weight_sharing" not in keys:
+    # small data: a pass shorter than the default epoch (not a raised --max-steps: 45,000 images
+    # are not small data because a user asked for longer epochs)
+    small = per_pass < min(cfg.max_steps, SMALL_DATA_PASS)
+    if small and "weight_sharing" not in keys:
         # said with the budget's line below; with a given budget only in search_config.json,
         # so that a bad input found later stops with its one line
         (log.debug if given_budget else log.info)(
@@ -180,7 +188,7 @@ def fit_search_epochs(cfg: SearchConfig, dataset: Dataset, *, quick: bool,
         cfg.weight_sharing = SMALL_DATA_SHARING
     if given_budget:
         return
-    epochs = min(cfg.epochs, SMALL_DATA_SEARCH_EPOCHS) if per_pass < cfg.max_steps else cfg.epochs
+    epochs = min(cfg.epochs, SMALL_DATA_SEARCH_EPOCHS) if small else cfg.epochs
     scaled = [scaled_epochs(e, per_pass, cfg.max_steps) for e in (cfg.warmup_epochs, epochs)]
     if scaled != [cfg.warmup_epochs, cfg.epochs]:
         log.info("search: %d warm-up + %d search epochs of %d steps on %d images (epochs of at "

@@ -3,10 +3,11 @@
 Each ``directnas train`` measures its net right after training, so nets trained hours apart (or
 while something else ran) carry latencies taken under different machine states.  A plane of
 accuracy vs latency, and any ratio read off it, should instead come from one interleaved
-measurement: every net timed in each round, a fresh order per round, the median over rounds of
-each round's statistic (``proto.stat``, p10 by default; ``measure_interleaved``), so that drift hits all nets alike.  A fixed reference net is timed in
-every round as well: each round is scaled by it (drift), and its round-to-round spread is the
-noise floor saved beside every re-timed latency (``latency_noise_floor``).
+measurement: every net timed in each round, a fresh order per round, each round's statistic
+(``proto.stat``, p10 by default) combined over rounds as ``proto.across`` says (the fastest
+round by default; ``measure_interleaved``), so that drift hits all nets alike.  A fixed
+reference net is timed in every round as well: its round-to-round spread is the noise floor
+saved beside every re-timed latency (``latency_noise_floor``).
 """
 
 from __future__ import annotations

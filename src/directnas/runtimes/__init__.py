@@ -15,8 +15,8 @@ Adding a runtime: a module here that ends with ``register(Runtime(...))``, and i
 
 import importlib
 
-from directnas.runtimes.base import (CLOCKS, DEFAULT, DEPLOYMENT, DTYPES, STATS, Int8, Protocol,
-                                     Runner, RunnerFactory, Runtime, best_installed, by_format,
+from directnas.runtimes.base import (ACROSS, CLOCKS, DEFAULT, DEPLOYMENT, DTYPES, STATS, Int8,
+                                     Protocol, Runner, RunnerFactory, Runtime, best_installed, by_format,
                                      for_backend, formats, get, int8_formats, lowering, names,
                                      register, unregister)
 
@@ -25,6 +25,6 @@ MODULES = ("executorch_xnnpack", "onnxruntime_cpu", "openvino_cpu", "torch_cpu",
 for _m in MODULES:
     importlib.import_module(f"directnas.runtimes.{_m}")
 
-__all__ = ["CLOCKS", "DEFAULT", "DEPLOYMENT", "DTYPES", "STATS", "Int8", "Protocol", "Runner",
-           "RunnerFactory", "Runtime", "best_installed", "by_format", "for_backend", "formats",
+__all__ = ["ACROSS", "CLOCKS", "DEFAULT", "DEPLOYMENT", "DTYPES", "STATS", "Int8", "Protocol",
+           "Runner", "RunnerFactory", "Runtime", "best_installed", "by_format", "for_backend", "formats",
            "get", "int8_formats", "lowering", "names", "register", "unregister", "MODULES"]
