@@ -73,10 +73,14 @@ def summarize(times: list[float], stat: str = "median") -> dict[str, float]:
 @keeps_rng
 def measure_module(module: nn.Module, shape: tuple[int, ...], *, backend: str = "torch-cpu",
                    proto: Protocol = Protocol()) -> dict[str, float]:
+    """One module's latency in ``proto.rounds`` rounds combined as ``proto.across`` says (one
+    round: the round's statistic), so that a lone net is timed by the same rule as a table."""
     rt = runtimes.get(backend)
     with runtimes.lowering(rt.name):
         runner = rt.runner(module, shape, proto)
-        return summarize(time_runner(runner, proto), proto.stat)
+        if proto.rounds <= 1:
+            return summarize(time_runner(runner, proto), proto.stat)
+        return measure_interleaved({"net": runner}, proto, rounds=proto.rounds)["net"]
 
 
 # how a profile calibrates its table (part of the cache key: a new form re-profiles)
