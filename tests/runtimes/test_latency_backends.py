@@ -157,8 +157,8 @@ def test_measure_interleaved_takes_the_median_over_rounds_in_shuffled_order():
     a = Logged("a", [1, 1, 3, 3, 10, 10])
     b = Logged("b", [2, 2, 2, 2, 2, 2])
     c = Logged("c", [4] * 6)
-    out = measure_interleaved({"a": a, "b": b, "c": c}, Protocol(warmup=0, repeats=2, across="median"),
-                              rounds=3, seed=1)
+    out = measure_interleaved({"a": a, "b": b, "c": c},
+                              Protocol(warmup=0, repeats=2, across="median"), rounds=3, seed=1)
     assert out["a"] == {"ms": 3, "spread_ms": 9} and out["b"]["ms"] == 2 and out["c"]["ms"] == 4
     rounds = [order[i:i + 6:2] for i in range(0, 18, 6)]  # runner order in each round
     assert all(sorted(r) == ["a", "b", "c"] for r in rounds)

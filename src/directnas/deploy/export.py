@@ -83,7 +83,8 @@ def time_artifact(fmt: str, path: Path, shape: tuple[int, ...], *, threads: int 
                   rounds: int = 5, repeats: int = 30, warmup: int = 10,
                   reference: nn.Module | None = None) -> dict[str, Any]:
     """The artifact's batch latency in its runtime: ``rounds`` interleaved rounds (p10 of
-    ``repeats`` calls each, the fastest round: ``Protocol.across``) beside ``reference`` (a fixed net in the same
+    ``repeats`` calls each, the fastest round: ``Protocol.across``) beside ``reference`` (a
+    fixed net in the same
     runtime) whose round spread is the noise floor."""
     return time_artifacts(fmt, {"artifact": path}, shape, threads=threads, rounds=rounds,
                           repeats=repeats, warmup=warmup, reference=reference)["artifact"]

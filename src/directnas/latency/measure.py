@@ -149,10 +149,10 @@ def measure_interleaved(runners: dict[str, Runner], proto: Protocol, *, rounds: 
     When a runner is named ``REFERENCE`` (a fixed net), every round's figures are scaled by
     median(reference) / reference-in-that-round before the median, so a round the machine ran
     slow counts like the others; the reference's own relative round spread is the noise floor
-    (``noise_floor``: its (max - min) / median over rounds).  With ``proto.across == "min"`` (the
-    default) a runner's ``ms`` is instead its fastest round, unscaled: on a host whose speed flips between
-    two states within seconds (a round of one net can fall in either, the reference's in the
-    other), the median mixes the states and a reference scaling cannot separate them."""
+    (``noise_floor``: its (max - min) / median over rounds).  With ``proto.across == "min"``
+    (the default) a runner's ``ms`` is instead its fastest round, unscaled: on a host whose
+    speed flips between two states within seconds (a round of one net can fall in either, the
+    reference's in the other), the median mixes the states and a reference scaling cannot separate them."""
     if rounds < 1:
         raise UserError(f"rounds must be >= 1, got {rounds}")
     if proto.across not in ACROSS:

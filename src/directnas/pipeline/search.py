@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -152,8 +151,7 @@ SMALL_DATA_SHARING = "full"
 SMALL_DATA_SEARCH_EPOCHS = 1
 # data is small when one pass over it is shorter than this many steps (the default epoch,
 # ``SearchConfig.max_steps``) and than the epoch asked for
-SMALL_DATA_PASS: int = next(f.default for f in dataclasses.fields(SearchConfig)
-                            if f.name == "max_steps")  # type: ignore[assignment]
+SMALL_DATA_PASS = int(SearchConfig.max_steps or 0)
 
 
 def fit_search_epochs(cfg: SearchConfig, dataset: Dataset, *, quick: bool,

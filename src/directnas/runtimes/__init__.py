@@ -16,9 +16,9 @@ Adding a runtime: a module here that ends with ``register(Runtime(...))``, and i
 import importlib
 
 from directnas.runtimes.base import (ACROSS, CLOCKS, DEFAULT, DEPLOYMENT, DTYPES, STATS, Int8,
-                                     Protocol, Runner, RunnerFactory, Runtime, best_installed, by_format,
-                                     for_backend, formats, get, int8_formats, lowering, names,
-                                     register, unregister)
+                                     Protocol, Runner, RunnerFactory, Runtime, best_installed,
+                                     by_format, for_backend, formats, get, int8_formats, lowering,
+                                     names, register, unregister)
 
 MODULES = ("executorch_xnnpack", "onnxruntime_cpu", "openvino_cpu", "torch_cpu", "cuda")
 
@@ -26,5 +26,6 @@ for _m in MODULES:
     importlib.import_module(f"directnas.runtimes.{_m}")
 
 __all__ = ["ACROSS", "CLOCKS", "DEFAULT", "DEPLOYMENT", "DTYPES", "STATS", "Int8", "Protocol",
-           "Runner", "RunnerFactory", "Runtime", "best_installed", "by_format", "for_backend", "formats",
-           "get", "int8_formats", "lowering", "names", "register", "unregister", "MODULES"]
+           "Runner", "RunnerFactory", "Runtime", "best_installed", "by_format", "for_backend",
+           "formats", "get", "int8_formats", "lowering", "names", "register", "unregister",
+           "MODULES"]
