@@ -163,11 +163,13 @@ def search_one(out: Path, data: Any, table_path: Path, target_ms: float, seed: i
     trained supernet when the search ends."""
     ranked: dict[str, Any] = {}
     budget: dict[str, int] = {}
+    final_probs: list[list[float]] = []
 
     def after(searcher: Searcher, arch: Arch) -> None:
         cfg, per_epoch = searcher.cfg, searcher.steps_per_epoch
         budget.update(weight_steps=(cfg.warmup_epochs + cfg.epochs) * per_epoch,
                       warmup_steps=cfg.warmup_epochs * per_epoch)
+        final_probs.extend(searcher.net.probs())  # kept: derive rules can be compared offline
         if rank is not None:
             for name, nets in rank["sets"].items():
                 ranked[name] = ranking(searcher, nets, rank["bench"], calib=rank["calib"],
@@ -182,6 +184,8 @@ def search_one(out: Path, data: Any, table_path: Path, target_ms: float, seed: i
            "search_wall_s": summary["search_wall_s"], "warmup_reused_s": summary.get("warmup_reused_s"),
            "supernet_valid_accuracy": found.supernet_valid_accuracy,
            "mean_max_prob": summary["decision"]["mean_max_prob"], **budget}
+    if final_probs:
+        row["final_probs"] = [[round(float(q), 6) for q in p] for p in final_probs]
     if ranked:
         row["ranking"] = ranked
     if "rerank" in found.arch.meta:  # the candidates the rerank derive scored, with their truth

@@ -6,8 +6,9 @@ between a net's log-probability under the search's final alpha (sum over layers 
 NAS-Bench-Macro accuracy, the same tau for its MACs (the zero-cost line), and the ground-truth
 percentile of the window's most probable net and of its ten most probable nets; and the most
 probable net of the narrower [0.95 T, T] (what the default ``constrained`` derive picks, its
-``derive_window`` being 0.95) with its percentile among the nets of [0.9 T, T].  Reads
-checkpoints only (no training; seconds)::
+``derive_window`` being 0.95) with its percentile among the nets of [0.9 T, T].  Reads the
+checkpoints under ``--runs`` and the final probabilities the results file keeps per run
+(``final_probs``), no training; seconds::
 
     python benchmarks/nas_bench_macro_alpha.py --runs runs/nbm \\
         --results benchmarks/results/nas_bench_macro.json
@@ -39,6 +40,24 @@ def log_probs(checkpoint: Path) -> np.ndarray:
                      for i in range(NUM_LAYERS)])
 
 
+def sources(runs: str | None, results: dict[str, Any]) -> list[tuple[str, str | None, np.ndarray]]:
+    """(name, the target searched for, log-probabilities) of every checkpoint under ``runs``
+    and of every run in the results file that kept its final probabilities (``final_probs``,
+    written since 2026-12-07: readable after the run folders are gone)."""
+    out: list[tuple[str, str | None, np.ndarray]] = []
+    for ck in sorted(Path(runs).rglob("search_checkpoint.pt")) if runs else []:
+        out.append((str(ck.parent.relative_to(runs)), ck.parent.name.removeprefix("t"),
+                    log_probs(ck)))
+    for r in results.get("runs", []):
+        if "final_probs" in r:
+            opts = ",".join(f"{k}={v}" for k, v in sorted(r["search_options"].items())
+                            if k != "threads")
+            out.append((f"results: {opts} s{r['seed']} t{r['target_label']}", r["target_label"],
+                        np.log(np.clip(np.asarray(r["final_probs"], dtype=np.float64), 1e-30,
+                                       None))))
+    return out
+
+
 def read_window(lp: np.ndarray, members: list[str], bench: dict[str, Any],
                 narrow: list[str]) -> dict[str, Any]:
     score = np.array([sum(lp[i, int(c)] for i, c in enumerate(s)) for s in members])
@@ -60,7 +79,7 @@ def read_window(lp: np.ndarray, members: list[str], bench: dict[str, Any],
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--runs", required=True, help="nas_bench_macro.py's --out folder")
+    ap.add_argument("--runs", help="nas_bench_macro.py's --out folder (its checkpoints)")
     ap.add_argument("--results", required=True, help="its results JSON")
     ap.add_argument("--bench", default=str(BENCH))
     ap.add_argument("--out", help="JSON of the rows")
@@ -77,13 +96,13 @@ def main() -> None:
           "| most probable net (percentile) | top-10 mean percentile "
           "| most probable in [0.95 T, T] (percentile) |")
     print("|---|---|---|---|---|---|---|---|")
-    for ck in sorted(Path(a.runs).rglob("search_checkpoint.pt")):
-        lp = log_probs(ck)
+    for name, own, lp in sources(a.runs, results):
         for label, members in windows.items():
-            r = {"search": str(ck.parent.relative_to(a.runs)), "window": label,
+            r = {"search": name, "window": label, "own_target": label == own,
                  **read_window(lp, members, bench, narrow[label])}
             rows.append(r)
-            print(f"| {r['search']} | {label} | {r['nets']} | {r['tau_alpha']:.2f} | "
+            own = ' (its own)' if r['own_target'] else ''
+            print(f"| {r['search']} | {label}{own} | {r['nets']} | {r['tau_alpha']:.2f} | "
                   f"{r['tau_macs']:.2f} | `{r['most_probable']}` "
                   f"({r['most_probable_percentile']:.0f}) | {r['top10_mean_percentile']:.0f} | "
                   f"`{r['constrained_095']}` ({r['constrained_095_percentile']:.0f}) |")
