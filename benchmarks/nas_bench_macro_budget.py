@@ -5,7 +5,8 @@ budget options: ``max_steps``, ``warmup_epochs``, ``epochs``), each in its own `
 subfolder; the results file keeps every option set's runs.  For each budget this prints, per
 target, the ground-truth percentile of the net the default derive (``constrained``) picks among
 the nets of the target's window [0.9 T, T], the rerank's pick where the runs have one, and the
-search's wall time; budget 0 is the most-MACs net of the window (no training).  With ``--plot``:
+search's wall time; budget 0 is the most-MACs net of the window (no training).  Runs whose
+options change more than the budget and the derive (another loss, weight sharing) are left out.  With ``--plot``:
 percentile against weight steps, one line per target, the zero-cost line dashed::
 
     python benchmarks/nas_bench_macro.py --data /tmp/cifar10 --out runs/nbm --tag b110 \\
@@ -31,6 +32,9 @@ from directnas.nas.searcher import SearchConfig  # noqa: E402
 from directnas.space.nas_bench_macro import load_bench  # noqa: E402
 from directnas.utils.fileio import read_json, write_json  # noqa: E402
 
+BUDGET_KEYS = frozenset({"max_steps", "warmup_epochs", "epochs"})
+# options that leave the search itself as it is (the derive reads the same alpha)
+NEUTRAL_KEYS = frozenset({"derive", "threads"})
 TRAIN_IMAGES = 45_000  # CIFAR-10's training split less the search's validation carve-out
 
 
@@ -61,6 +65,8 @@ def curve(results: dict[str, Any], bench: dict[str, Any]) -> list[dict[str, Any]
              "mean_acc": t["macs_net"]["mean_acc"], "wall_min": 0.0} for t in results["targets"]]
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in results["runs"]:
+        if set(r["search_options"]) - BUDGET_KEYS - NEUTRAL_KEYS:
+            continue  # another search (loss, weight sharing...), not a point of this curve
         if r["target_label"] in stats:
             groups.setdefault((json.dumps(r["search_options"], sort_keys=True),
                                r["target_label"]), []).append(r)
