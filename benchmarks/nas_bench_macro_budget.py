@@ -6,8 +6,9 @@ subfolder; the results file keeps every option set's runs.  For each budget this
 target, the ground-truth percentile of the net the default derive (``constrained``) picks among
 the nets of the target's window [0.9 T, T], the rerank's pick where the runs have one, and the
 search's wall time; budget 0 is the most-MACs net of the window (no training).  Runs whose
-options change more than the budget and the derive (another loss, weight sharing) are left out.  With ``--plot``:
-percentile against weight steps, one line per target, the zero-cost line dashed::
+options change more than the budget and the derive (another loss, weight sharing) are left
+out.  With ``--plot``: percentile against weight steps, one line per target, the zero-cost line
+dashed::
 
     python benchmarks/nas_bench_macro.py --data /tmp/cifar10 --out runs/nbm --tag b110 \\
         --results benchmarks/results/nas_bench_macro.json --seeds 0 --targets p25 \\
