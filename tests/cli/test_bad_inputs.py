@@ -221,6 +221,8 @@ CASES: list[tuple[str, Callable[[Box], list[str]], str]] = [
                                          b.search(config=str(b.root / "c.yaml")))[1], "unknown option(s) ['lrr']"),
     ("batch-larger-than-data", lambda b: b.search(batch_size="5000"), "lower --batch-size"),
     ("negative-epochs", lambda b: b.search(epochs="-1"), "epochs must be an integer >= 0"),
+    ("argmax-ignores-target", lambda b: b.search(target_latency="0.6", loss="none", derive="argmax"),
+     "loss none and derive argmax ignore the target latency: use --derive constrained"),
     ("out-is-a-file", lambda b: b.search(out=str(b.table)), "is a file, not a folder"),
     # checkpoints
     ("existing-run-without-resume", lambda b: (torch_save(b.out / CHECKPOINT, {"kind": "directnas-search"}),

@@ -125,6 +125,10 @@ def test_run_several_targets(tmp_path, tiny_idx_dir, tiny_space_yaml, monkeypatc
     assert (out / "warmup_checkpoint.pt").exists()
     searches = [json.loads((out / t / "search" / "search.json").read_text()) for t in ("t1.5x", "t20")]
     assert searches[0]["warmup_reused_s"] is None and searches[1]["warmup_reused_s"] > 0
+    # alpha reads cross-entropy alone (loss none): the second target reuses the whole search
+    assert (out / "search_shared.pt").exists() and searches[0]["search_reused_s"] is None
+    assert searches[1]["search_reused_s"] >= searches[1]["warmup_reused_s"]
+    assert searches[1]["steps"] == searches[0]["steps"]
     # the search looks for that T in ms
     rel = json.loads((out / "t1.5x" / "search" / "arch.json").read_text())["target_latency_ms"]
     assert rel == pytest.approx(resolved["target_ms"], abs=1e-4)

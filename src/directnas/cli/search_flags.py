@@ -19,7 +19,9 @@ from directnas.space.fitted import MAX_INPUT_SIZE
 AMP = Flag("amp", "mixed precision (bfloat16 autocast) on CUDA", switch="on")
 SEARCH = [
     Flag("strategy", "gate strategy", choices=sorted(STRATEGIES)),
-    Flag("loss", "hardware-aware loss form", choices=LOSS_FORMS),
+    Flag("loss", "alpha's loss: none (cross-entropy alone; the derive meets the target, one "
+         "search serves every target: the default) or CE plus a latency term (hinge, add, mul, "
+         "lagrange)", choices=LOSS_FORMS),
     Flag("epochs", "search epochs after warm-up (default 2; on small data 1, epochs of 330 steps)"),
     Flag("warmup_epochs", "epochs training the supernet's weights alone, before the search "
                           "(default 1; on small data, epochs of 330 steps)"),

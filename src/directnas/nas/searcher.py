@@ -48,10 +48,16 @@ from directnas.utils.threads import torch_threads, usable_cores
 log = logging.getLogger(__name__)
 CHECKPOINT = "search_checkpoint.pt"
 WARMUP_CHECKPOINT = "warmup_checkpoint.pt"
+# the whole search, shared by the targets when alpha does not see the target (loss "none")
+SHARED_SEARCH = "search_shared.pt"
 # options that do not change the warm-up (it trains weights on uniform paths; alpha waits)
 TARGET_OPTIONS = frozenset({"target_latency_ms", "lam", "beta", "loss", "arch_lr", "arch_every",
                             "arch_start_epoch", "derive", "derive_window", "rerank_candidates",
                             "rerank_batches", "unlearned_derive", "history_every",
+                            "checkpoint_every", "device", "threads"})
+# options read only when the net is derived: with loss "none" the whole search is shared
+DERIVE_OPTIONS = frozenset({"target_latency_ms", "lam", "beta", "derive", "derive_window",
+                            "rerank_candidates", "rerank_batches", "unlearned_derive",
                             "checkpoint_every", "device", "threads"})
 M = TypeVar("M", bound=Callable[..., Any])
 
@@ -82,7 +88,11 @@ class SearchConfig:
     # paths of the weight steps after the warm-up: "probs" (ProxylessNAS: drawn from p) or
     # "uniform" (every path trained equally, as in the warm-up; FairNAS / SPOS)
     weight_paths: str = "probs"
-    loss: str = "hinge"
+    # alpha's objective (search/loss.py): "none", cross-entropy alone, leaves the latency to the
+    # constrained derive, so alpha does not depend on the target and one search serves every
+    # target; on NAS-Bench-Macro its nets sit at the 96th / 98th / 90th percentile of their
+    # window at p25 / p50 / p75, the hinge's at the 88th / 98th / 77th (BENCHMARKS.md)
+    loss: str = "none"
     target_latency_ms: float | None = None
     lam: float = 0.1
     beta: float = 0.3
@@ -151,7 +161,16 @@ def check_config(cfg: SearchConfig) -> None:
                         f"got {cfg.weight_sharing!r}")
     if cfg.warmup_epochs + cfg.epochs == 0:
         raise UserError("warmup_epochs + epochs is 0: give --epochs 1 or more")
+    check_loss_derive(cfg, has_target=cfg.target_latency_ms is not None)
     check_amp(resolve_device(cfg.device), cfg.amp)
+
+
+def check_loss_derive(cfg: SearchConfig, *, has_target: bool) -> None:
+    """With a target, a search whose alpha ignores it (loss none) needs a derive that reads it."""
+    if has_target and cfg.loss == "none" and cfg.derive == "argmax":
+        raise UserError("search options loss none and derive argmax ignore the target latency: "
+                        "use --derive constrained (the default) or rerank, or a latency loss "
+                        "(--loss hinge)")
 
 
 def valid_split_size(cfg: SearchConfig, n_train: int) -> int:
@@ -199,6 +218,7 @@ class Searcher:
         check_config(cfg)
         self.warmup_cache = Path(warmup_cache) if warmup_cache is not None else None
         self.warmup_reused_s: float | None = None
+        self.search_reused_s: float | None = None  # the whole search (shared, loss none)
         self.space, self.data, self.table, self.cfg = space, data, table, cfg
         self.out = Path(out)
         self.dist = dist = dist or Dist()
@@ -339,40 +359,92 @@ class Searcher:
                 "data": hashlib.sha256(labels).hexdigest()[:16], "train_images": len(self.data.train),
                 "config": {k: v for k, v in asdict(self.cfg).items() if k not in TARGET_OPTIONS}}
 
-    def _reuse_warmup(self) -> bool:
-        """Start from the shared warm-up if one of the same key is there (before any step)."""
-        path = self.warmup_cache
-        if path is None or not path.exists() or self.state.epoch or self.state.step \
-                or not self.cfg.warmup_epochs:
+    def search_key(self) -> dict[str, Any] | None:
+        """What the whole search depends on when alpha does not see the target (loss none):
+        the warm-up's key and the alpha options; None when alpha reads the target."""
+        if self.objective.form != "none":
+            return None
+        key = self.warmup_key()
+        key["config"] = {k: v for k, v in asdict(self.cfg).items() if k not in DERIVE_OPTIONS}
+        return key
+
+    @property
+    def search_cache(self) -> Path | None:
+        return self.warmup_cache.with_name(SHARED_SEARCH) if self.warmup_cache else None
+
+    def _reuse(self, path: Path | None, key: dict[str, Any] | None, what: str) -> bool:
+        """Start from a shared checkpoint (``what``: warm-up or search) of the same key, before
+        any step; the rows it carries are priced again on this search's table."""
+        if path is None or key is None or not path.exists() or self.state.epoch \
+                or self.state.step:
             return False
-        ck = torch_load(path, what="warm-up checkpoint")
-        if not isinstance(ck, dict) or ck.get("warmup_key") != self.warmup_key():
-            log.info("warm-up %s was made with other options or data: warming up again", path)
+        ck = torch_load(path, what=f"shared {what} checkpoint")
+        field = "warmup_key" if what == "warm-up" else "search_key"
+        if not isinstance(ck, dict) or ck.get(field) != key:
+            log.info("%s %s was made with other options or data: not reused", what, path)
             return False
         self.net.load_state_dict(ck["net"])
         self.w_opt.load_state_dict(ck["w_opt"])
+        if what == "search":
+            self.a_opt.load_state_dict(ck["a_opt"])
+            self.objective.load_state_dict(ck["objective"])
+            for k, v in ck.get("strategy", {}).items():
+                setattr(self.strategy, k, v)
         self.state = self.loop.state = SearchState(**ck["state"])
         self.gen.set_state(ck["gen"])
         self.valid_gen.set_state(ck["valid_gen"])
         self.loop.epoch_gen = ck["epoch_gen"]
         set_rng_state(ck["rng"])
-        if self.table is not None:  # the warm-up's rows were priced on another target's table
-            lat = float(self.net.expected_latency().detach())
-            for row in [*self.state.history, *self.state.log]:
-                row["expected_latency_ms"] = lat
-            for row in self.state.log:
-                row["derived_latency_ms"] = self.derived_latency_ms()
-        self.warmup_reused_s = sum(float(r.get("epoch_s", 0.0)) for r in self.state.log)
-        log.info("starting from the shared warm-up %s (%d epochs, %.0f s saved)", path,
-                 self.cfg.warmup_epochs, self.warmup_reused_s)
+        if self.table is not None:  # the rows were priced on another target's table
+            self._reprice()
+        saved = sum(float(r.get("epoch_s", 0.0)) for r in self.state.log)
+        self.warmup_reused_s = sum(float(r.get("epoch_s", 0.0)) for r in self.state.log
+                                   if r.get("warmup"))
+        if what == "search":
+            self.search_reused_s = saved
+        log.info("starting from the shared %s %s (%d epochs, %.0f s saved)", what, path,
+                 len(self.state.log), saved)
         return True
 
-    def _share_warmup(self) -> None:
-        path = self.warmup_cache
-        if path is None or path.exists() or self.state.epoch != self.cfg.warmup_epochs:
+    def _reprice(self) -> None:
+        """Expected and argmax latencies of the kept rows on this table, from the probabilities
+        recorded with them (a log row's are those of the history entry recorded at its end)."""
+        from directnas.latency.predictor import predict_arch_ms
+
+        fixed, per_layer = self.table.space_latencies(self.space)  # type: ignore[union-attr]
+        names = [m.names for m in self.net.mixed]
+
+        def price(probs: list[list[float]]) -> tuple[float, float]:
+            expected = fixed + sum(sum(p * ms for p, ms in zip(ps, lat))
+                                   for ps, lat in zip(probs, per_layer))
+            ops = [n[max(range(len(ps)), key=ps.__getitem__)] for n, ps in zip(names, probs)]
+            return float(expected), predict_arch_ms(Arch(self.space, ops), self.table)
+
+        at_epoch: dict[int, list[list[float]]] = {}
+        for row in self.state.history:
+            at_epoch.setdefault(int(row["epoch"]), row["probs"])
+            if "expected_latency_ms" in row:
+                row["expected_latency_ms"] = price(row["probs"])[0]
+        for row in self.state.log:
+            probs = at_epoch.get(int(row["epoch"]))
+            if probs is not None and "expected_latency_ms" in row:
+                row["expected_latency_ms"], row["derived_latency_ms"] = price(probs)
+
+    def _share(self, path: Path | None, key: dict[str, Any] | None, done: bool,
+               field: str = "search_key") -> None:
+        if path is None or key is None or path.exists() or not done:
             return
         if self.dist.is_main:
-            torch_save(path, {**self.checkpoint_dict(), "warmup_key": self.warmup_key()})
+            torch_save(path, {**self.checkpoint_dict(), field: key})
+
+    def _reuse_warmup(self) -> bool:
+        if not self.cfg.warmup_epochs:
+            return False
+        return self._reuse(self.warmup_cache, self.warmup_key(), "warm-up")
+
+    def _share_warmup(self) -> None:
+        self._share(self.warmup_cache, self.warmup_key(),
+                    self.state.epoch == self.cfg.warmup_epochs, field="warmup_key")
 
     # ---- the loop ----------------------------------------------------------------------------
     @property
@@ -406,7 +478,8 @@ class Searcher:
         cfg = self.cfg
         total_epochs = cfg.warmup_epochs + cfg.epochs
         uniform_paths = cfg.weight_paths == "uniform"
-        self._reuse_warmup()
+        if not self._reuse(self.search_cache, self.search_key(), "search"):
+            self._reuse_warmup()
         if not self.state.history:
             self._record()
         self.net.train()
@@ -466,6 +539,9 @@ class Searcher:
             self._share_warmup()
             if on_epoch is not None:
                 on_epoch(row)
+        self._share(self.search_cache, self.search_key(), self.state.epoch == total_epochs)
+        if self.search_reused_s is not None and not (self.out / CHECKPOINT).exists():
+            self.save_checkpoint()  # this target's folder resumes (and derives) from it
         self.dist.broadcast_tensors(self.net.buffers())
         return self.derive()
 
@@ -633,6 +709,7 @@ class Searcher:
         summary = {"config": asdict(self.cfg), "space": self.space.name,
                    "search_wall_s": wall_s + self.earlier_s, "resumed": self.earlier_s > 0,
                    "warmup_reused_s": self.warmup_reused_s,
+                   "search_reused_s": self.search_reused_s,
                    "steps": self.state.step,
                    "alpha_steps": self.state.alpha_steps, "epochs": self.state.log,
                    "history": self.state.history, "arch": arch.ops,

@@ -26,7 +26,8 @@ from directnas.latency.measure import Protocol
 from directnas.latency.near_target import NEAR_NETS, NearTarget
 from directnas.latency.table import LatencyTable
 from directnas.latency.target import Target, parse_target, resolve_target
-from directnas.nas.searcher import SearchConfig, check_data_fits, valid_split_size
+from directnas.nas.searcher import (SearchConfig, check_data_fits, check_loss_derive,
+                                    valid_split_size)
 from directnas.pipeline.compress import compress_stage
 from directnas.pipeline.export import export_stage, target_check_stage
 from directnas.pipeline.latency_stages import near_stage, profile_stage
@@ -147,6 +148,7 @@ def run(space: str | Path | SearchSpace | None = None, data: DataLike = "fashion
     plan = _plan(fitted, dataset, data, search=search or {}, train=train or {},
                  compress=compress, device=device, backend=backend, protocol=protocol,
                  progress=progress, tensorboard=tensorboard, say=say)
+    check_loss_derive(plan.search_cfg, has_target=any(t is not None for t in targets))
     plan.references = refs
     with claimed(root.root, "run", active=plan.dist.is_main):
         if plan.dist.is_main:

@@ -20,6 +20,7 @@ from directnas.latency.cache import SpaceLike, TableLike, get_table, make_protoc
 from directnas.latency.table import LatencyTable
 from directnas.latency.target import Target, check_reachable, resolve_target
 from directnas.nas.searcher import (CHECKPOINT, SearchConfig, Searcher, check_config,
+                                    check_loss_derive,
                                     check_data_fits, valid_split_size)
 from directnas.pipeline.checks import check_entry, search_batch
 from directnas.pipeline.outdir import claimed
@@ -85,6 +86,7 @@ def search(space: SpaceLike | None, data: DataLike, *, target_latency: Target | 
     dist = init_from_env(dev)
     quiet_unless_main(dist.is_main)
     cfg = search_config(config, seed=seed, device=str(dev), quick=quick, config_file=config_file)
+    check_loss_derive(cfg, has_target=target_latency is not None)
     dist.run_on_main(lambda: check_entry("search", out=out, force=force, backend=backend,
                                          targets=[target_latency], input_size=input_size))
     seed_everything(cfg.seed)  # before anything random: the supernet, data order, gates
