@@ -182,6 +182,7 @@ def search_one(out: Path, data: Any, table_path: Path, target_ms: float, seed: i
     summary = read_json(out / "search.json")
     row = {"arch": to_bench_string(found.arch), "predicted_ms": found.predicted_latency_ms,
            "search_wall_s": summary["search_wall_s"], "warmup_reused_s": summary.get("warmup_reused_s"),
+           "search_reused_s": summary.get("search_reused_s"),
            "supernet_valid_accuracy": found.supernet_valid_accuracy,
            "mean_max_prob": summary["decision"]["mean_max_prob"], **budget}
     if final_probs:
@@ -259,6 +260,9 @@ def main() -> None:
 
     options = {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in a.search_option)}
     options.setdefault("threads", a.threads)
+    # the loss is always part of a run's key: the default changed (hinge until 2026-12-07, then
+    # none), and the runs of the old default say "loss": "hinge"
+    options.setdefault("loss", SearchConfig.loss)
     torch.set_num_threads(a.threads)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,8 @@ target, the ground-truth percentile of the net the default derive (``constrained
 the nets of the target's window [0.9 T, T], the rerank's pick where the runs have one, and the
 search's wall time; budget 0 is the most-MACs net of the window (no training).  Runs whose
 options change more than the budget and the derive (another loss, weight sharing) are left
-out.  With ``--plot``: percentile against weight steps, one line per target, the zero-cost line
+out; ``--loss`` picks whose curve (the runs before the default loss changed to ``none``
+say ``loss: hinge``).  With ``--plot``: percentile against weight steps, one line per target, the zero-cost line
 dashed::
 
     python benchmarks/nas_bench_macro.py --data /tmp/cifar10 --out runs/nbm --tag b110 \\
@@ -35,7 +36,7 @@ from directnas.utils.fileio import read_json, write_json  # noqa: E402
 
 BUDGET_KEYS = frozenset({"max_steps", "warmup_epochs", "epochs"})
 # options that leave the search itself as it is (the derive reads the same alpha)
-NEUTRAL_KEYS = frozenset({"derive", "threads"})
+NEUTRAL_KEYS = frozenset({"derive", "threads", "loss"})
 TRAIN_IMAGES = 45_000  # CIFAR-10's training split less the search's validation carve-out
 
 
@@ -57,7 +58,8 @@ def constrained_arch(run: dict[str, Any]) -> str:
     return run["rerank"][0]["arch"] if run.get("rerank") else run["arch"]
 
 
-def curve(results: dict[str, Any], bench: dict[str, Any]) -> list[dict[str, Any]]:
+def curve(results: dict[str, Any], bench: dict[str, Any], *,
+          loss: str = "hinge") -> list[dict[str, Any]]:
     predicted = results["latency_ms"]
     stats = {t["label"]: window_stats(t["target_ms"], predicted, bench) for t in results["targets"]}
     rows = [{"budget": "most-MACs net (no training)", "weight_steps": 0, "target": t["label"],
@@ -67,7 +69,9 @@ def curve(results: dict[str, Any], bench: dict[str, Any]) -> list[dict[str, Any]
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in results["runs"]:
         if set(r["search_options"]) - BUDGET_KEYS - NEUTRAL_KEYS:
-            continue  # another search (loss, weight sharing...), not a point of this curve
+            continue  # another search (weight sharing...), not a point of this curve
+        if r["search_options"].get("loss", "hinge") != loss:
+            continue
         if r["target_label"] in stats:
             groups.setdefault((json.dumps(r["search_options"], sort_keys=True),
                                r["target_label"]), []).append(r)
@@ -118,8 +122,10 @@ def main() -> None:
     ap.add_argument("--bench", default=str(BENCH), help="nas-bench-macro_cifar10.json")
     ap.add_argument("--plot", help="PNG: percentile against the budget")
     ap.add_argument("--out", help="JSON of the curve's rows")
+    ap.add_argument("--loss", default="hinge", help="the search loss whose curve (default hinge: "
+                    "the budget points were run with it)")
     a = ap.parse_args()
-    rows = curve(read_json(a.results), load_bench(a.bench))
+    rows = curve(read_json(a.results), load_bench(a.bench), loss=a.loss)
     print("| target | budget (options) | weight steps | seeds | constrained net(s) | percentile "
           "| ground truth | rerank percentile | search wall, median (min) |")
     print("|---|---|---|---|---|---|---|---|---|")

@@ -24,7 +24,9 @@ def test_every_strategy_searches_moves_alpha_and_derives(name, tiny_space_dict, 
     space = SearchSpace.from_dict(tiny_space_dict)
     cfg = SearchConfig(warmup_epochs=1, epochs=2, batch_size=32, valid_size=200, max_steps=4,
                        arch_every=1, strategy=name, target_latency_ms=12.0, arch_lr=0.05,
-                       threads=1, history_every=1)
+                       threads=1, history_every=1,
+                       # live timing feeds a reward term that loss none leaves out (refused)
+                       loss="hinge" if name == "reinforce-live" else "none")
     seed_everything(cfg.seed)
     s = Searcher(space, load_dataset(tiny_idx_dir), fake_table(space), cfg, tmp_path)
     alpha0 = [a.detach().clone() for a in s.net.arch_parameters()]
@@ -94,6 +96,24 @@ def test_reinforce_with_a_live_latency_callable_prefers_faster_archs(tiny_space_
     after = [float(m.probs()[i].detach()) for m, i in zip(net.mixed, k)]
     assert len(calls) == 30 * strat.samples
     assert all(a < b - 0.02 for a, b in zip(after, before)), (before, after)
+
+
+def test_reinforce_live_with_loss_none_and_a_target_is_refused():
+    from directnas.errors import UserError
+    from directnas.nas.searcher import check_config
+
+    with pytest.raises(UserError, match="reinforce-live times every sampled net"):
+        check_config(SearchConfig(strategy="reinforce-live", target_latency_ms=1.0))
+    check_config(SearchConfig(strategy="reinforce-live", target_latency_ms=1.0, loss="hinge"))
+
+
+def test_reinforce_reward_leaves_the_target_out_with_loss_none():
+    """Loss none: alpha does not see T, REINFORCE's reward included (so one search serves every
+    target); a latency form hands it the target."""
+    from directnas.nas.strategies_base import target_of
+
+    assert target_of(HardwareLoss("none", target_ms=3.0)) is None
+    assert target_of(HardwareLoss("hinge", target_ms=3.0)) == 3.0
 
 
 def test_reinforce_reward_is_official_form():

@@ -171,6 +171,10 @@ def check_loss_derive(cfg: SearchConfig, *, has_target: bool) -> None:
         raise UserError("search options loss none and derive argmax ignore the target latency: "
                         "use --derive constrained (the default) or rerank, or a latency loss "
                         "(--loss hinge)")
+    if has_target and cfg.loss == "none" and cfg.strategy == "reinforce-live":
+        raise UserError("strategy reinforce-live times every sampled net for a reward that loss "
+                        "none leaves out: give a latency loss (--loss hinge) or --strategy "
+                        "reinforce")
 
 
 def valid_split_size(cfg: SearchConfig, n_train: int) -> int:

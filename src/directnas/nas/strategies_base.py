@@ -50,7 +50,10 @@ def set_argmax_paths(net: Supernet) -> None:
 
 
 def target_of(objective: Objective) -> float | None:
-    """The latency target of the objective (``HardwareLoss.target_ms``), None without one."""
+    """The latency target of the objective (``HardwareLoss.target_ms``), None without one or
+    when the objective leaves the latency to the derive (form ``none``: alpha does not see T)."""
+    if getattr(objective, "form", None) == "none":
+        return None
     t = getattr(objective, "target_ms", None)
     return None if t is None else float(t)
 
