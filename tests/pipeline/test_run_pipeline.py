@@ -149,6 +149,15 @@ def test_run_several_targets(tmp_path, tiny_idx_dir, tiny_space_yaml, monkeypatc
     assert len(list(out.glob("*.png"))) == 1 + 2 * 3
     assert main(["run", "--target-latency", "1,-2", "--out", str(out)]) == 2  # a usage error
     assert "is not a target latency" in capsys.readouterr().err
+    # a later call on the same folder with one more target searches no further: the new target
+    # derives its net from the shared search
+    argv2 = _argv(tiny_space_yaml, tiny_idx_dir, out, "1.5x,20,25", "--train-epochs", "1",
+                  "--config", str(cfg), "--train-config", str(cfg), "--no-tensorboard",
+                  "--no-references")
+    assert main(argv2) == 0
+    later = json.loads((out / "t25" / "search" / "search.json").read_text())
+    assert later["search_reused_s"] > 0 and later["steps"] == searches[0]["steps"]
+    assert json.loads((out / "t25" / "search" / "arch.json").read_text())["target_latency_ms"] == 25
 
 
 def test_parse_target():
