@@ -70,6 +70,10 @@ def test_pictures_are_pngs(tmp_path, tiny_space_dict):
     assert _png_ok(plot_probs(_search(arch), tmp_path / "p.png"))
     assert _png_ok(plot_curves(_search(arch)["epochs"], [{"epoch": 1, "train_loss": 1.0}],
                                tmp_path / "c.png", target_ms=1.0, test_accuracy=0.9))
+    # loss none: the kept net marked at the last epoch, the panel says alpha saw no latency term
+    kept = plot_curves(_search(arch)["epochs"], [{"epoch": 1, "train_loss": 1.0}],
+                       tmp_path / "k.png", target_ms=1.0, kept_ms=0.97, latency_free=True)
+    assert _png_ok(kept) and kept.read_bytes() != (tmp_path / "c.png").read_bytes()
     with pytest.raises(UserError):
         plot_probs({"history": []}, tmp_path / "x.png")
     with pytest.raises(UserError):

@@ -225,8 +225,11 @@ def plot_probs(search: dict[str, Any], path: str | Path, *, title: str | None = 
 
 def plot_curves(search_rows: list[dict[str, Any]], train_rows: list[dict[str, Any]],
                 path: str | Path, *, target_ms: float | None = None,
-                test_accuracy: float | None = None) -> Path:
-    """Search losses, search latency (expected and of the argmax net) and training loss per epoch."""
+                test_accuracy: float | None = None, kept_ms: float | None = None,
+                latency_free: bool = False) -> Path:
+    """Search losses, search latency (expected and of the argmax net; ``kept_ms``, the derived
+    net's, at the last epoch) and training loss per epoch.  ``latency_free``: alpha saw no
+    latency term (loss none), so E[LAT] is not pushed toward T: the panel's title says so."""
     lat_rows = [r for r in search_rows if "expected_latency_ms" in r]
     panels = [p for p in (("search loss", search_rows), ("search latency", lat_rows),
                           ("train", train_rows)) if p[1]]
@@ -243,6 +246,9 @@ def plot_curves(search_rows: list[dict[str, Any]], train_rows: list[dict[str, An
                     color="#555", label="argmax net (table)")
             if target_ms:
                 ax.axhline(target_ms, color="#d62728", linestyle=":", label=f"target {target_ms:g} ms")
+            if kept_ms:
+                ax.plot([ep[-1]], [kept_ms], marker="*", markersize=11, linestyle="none",
+                        color="#2ca02c", label=f"kept net {kept_ms:.3g} ms (derive)")
             ax.set_ylabel("latency (ms)")
         else:
             ax.plot(ep, [r["train_loss"] for r in rows], marker="o", label="train loss")
@@ -259,6 +265,8 @@ def plot_curves(search_rows: list[dict[str, Any]], train_rows: list[dict[str, An
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
         acc = f" (test accuracy {100 * test_accuracy:.2f} %)" if name == "train" and test_accuracy else ""
-        ax.set_title(f"{name}{acc}", fontsize=9)
+        note = "\n(alpha on cross-entropy alone; the derive meets T)" \
+            if name == "search latency" and latency_free else ""
+        ax.set_title(f"{name}{acc}{note}", fontsize=9)
     fig.tight_layout()
     return _save(fig, Path(path))

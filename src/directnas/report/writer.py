@@ -67,9 +67,13 @@ def write_report(folders: list[str | Path], out: str | Path, *, title: str = "di
             p["probabilities"] = plot_probs(r.search, out / f"probs-{slug}.png").name
         search_rows = (r.search or {}).get("epochs") or []
         if search_rows or r.train_rows:
+            search = r.search or {}
             p["curves"] = plot_curves(search_rows, r.train_rows, out / f"curves-{slug}.png",
                                       target_ms=r.target_ms,
-                                      test_accuracy=r.metrics.get("test_accuracy")).name
+                                      test_accuracy=r.metrics.get("test_accuracy"),
+                                      kept_ms=search.get("predicted_latency_ms"),
+                                      latency_free=(search.get("config") or {}).get("loss")
+                                      == "none" and r.target_ms is not None).name
         if p:
             plots[r.name] = p
     measured = [r for r in runs if "test_accuracy" in r.metrics and "latency_ms" in r.metrics]
