@@ -19,9 +19,8 @@ from directnas.space.fitted import MAX_INPUT_SIZE
 AMP = Flag("amp", "mixed precision (bfloat16 autocast) on CUDA", switch="on")
 SEARCH = [
     Flag("strategy", "gate strategy", choices=sorted(STRATEGIES)),
-    Flag("loss", "alpha's loss: none (cross-entropy alone; the derive meets the target, one "
-         "search serves every target: the default) or CE plus a latency term (hinge, add, mul, "
-         "lagrange)", choices=LOSS_FORMS),
+    Flag("loss", "alpha's loss: none (CE alone, the derive meets T: the default) or CE plus "
+         "a latency term (hinge, add, mul, lagrange)", choices=LOSS_FORMS),
     Flag("epochs", "search epochs after warm-up (default 2; on small data 1, epochs of 330 steps)"),
     Flag("warmup_epochs", "epochs training the supernet's weights alone, before the search "
                           "(default 1; on small data, epochs of 330 steps)"),
@@ -33,9 +32,8 @@ SEARCH = [
          "expansion ratio) or full (kernels, channels; small data's default)", choices=SHARING),
     Flag("weight_paths", "paths of the weight steps after the warm-up: drawn from p, or uniformly",
          choices=WEIGHT_PATHS),
-    Flag("derive", "the net kept: constrained (most probable in [0.95 T, T]), argmax, rerank "
-         "(the constrained net and nets drawn from p in that window, scored inside the supernet) "
-         "or macs (the most MACs in that window, no supernet needed)", choices=DERIVES),
+    Flag("derive", "the net kept: constrained (most probable in [0.95 T, T]), argmax, rerank (nets "
+         "of that window scored in the supernet) or macs (the most MACs there)", choices=DERIVES),
     Flag("unlearned_derive", "the net kept when the supernet scores near chance: macs or keep "
          "(the search's choice anyway)", choices=UNLEARNED_DERIVES),
     Flag("rerank_candidates", "nets the rerank derive scores inside the supernet"),
