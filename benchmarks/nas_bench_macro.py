@@ -16,8 +16,10 @@ reads every found net's real accuracy from the table:
    must beat: the net with the most MACs predicted in [0.95 T, T] (``macs_net``).
 3. ``search``: for each seed, the targets in order, each a ``directnas.search`` with the
    product's default options (``--search-option key=value`` changes one); the targets of a
-   seed share the supernet's warm-up (``warmup_checkpoint.pt``), so each further target costs
-   its alpha phase only.  Each (seed, target) is a run folder: an interrupted benchmark resumes.
+   seed share the whole search under the default ``loss: none`` (``search_shared.pt``: each
+   further target costs its derive), or with a latency loss the supernet's warm-up
+   (``warmup_checkpoint.pt``: each further target costs its alpha phase).  Each (seed, target)
+   is a run folder: an interrupted benchmark resumes.
 4. For each found net: its percentile among the nets whose predicted latency lies in
    [0.9 T, T] (what a random draw of that window gets is the window's mean +- std), the oracle
    (the best net predicted at or below T) and the gap to it, and the search's wall time.
