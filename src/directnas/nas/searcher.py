@@ -544,7 +544,7 @@ class Searcher:
             if on_epoch is not None:
                 on_epoch(row)
         self._share(self.search_cache, self.search_key(), self.state.epoch == total_epochs)
-        if self.search_reused_s is not None and not (self.out / CHECKPOINT).exists():
+        if self.search_reused_s is not None:  # every rank (save_checkpoint is collective):
             self.save_checkpoint()  # this target's folder resumes (and derives) from it
         self.dist.broadcast_tensors(self.net.buffers())
         return self.derive()
