@@ -7,8 +7,8 @@ target, the ground-truth percentile of the net the default derive (``constrained
 the nets of the target's window [0.9 T, T], the rerank's pick where the runs have one, and the
 search's wall time; budget 0 is the most-MACs net of the window (no training).  Runs whose
 options change more than the budget and the derive (another loss, weight sharing) are left
-out; ``--loss`` picks whose curve (the runs before the default loss changed to ``none``
-say ``loss: hinge``).  With ``--plot``: percentile against weight steps, one line per target, the zero-cost line
+out; ``--loss`` picks whose curve (default: the product's default loss, ``none``; the runs
+before the default changed to it say ``loss: hinge``).  With ``--plot``: percentile against weight steps, one line per target, the zero-cost line
 dashed::
 
     python benchmarks/nas_bench_macro.py --data /tmp/cifar10 --out runs/nbm --tag b110 \\
@@ -122,8 +122,9 @@ def main() -> None:
     ap.add_argument("--bench", default=str(BENCH), help="nas-bench-macro_cifar10.json")
     ap.add_argument("--plot", help="PNG: percentile against the budget")
     ap.add_argument("--out", help="JSON of the curve's rows")
-    ap.add_argument("--loss", default="hinge", help="the search loss whose curve (default hinge: "
-                    "the budget points were run with it)")
+    ap.add_argument("--loss", default=SearchConfig().loss,
+                    help="the search loss whose curve (default: the product's, none; the runs "
+                    "from before 2026-12-07 evening say hinge)")
     a = ap.parse_args()
     rows = curve(read_json(a.results), load_bench(a.bench), loss=a.loss)
     print("| target | budget (options) | weight steps | seeds | constrained net(s) | percentile "
