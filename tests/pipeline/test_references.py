@@ -226,3 +226,9 @@ def test_references_share_a_third_of_the_searched_epochs_unless_given():
     assert reference_epochs(ReferenceOptions(), 1, nets) == 1
     assert reference_epochs(ReferenceOptions(), 125, 2) == 20
     assert reference_epochs(ReferenceOptions(epochs=30), 125, nets) == 30
+    # at least REFERENCE_MIN_STEPS (250) weight steps each: 12-step passes (the photos) -> 21
+    # epochs; a 468-step pass (the demo) keeps its one epoch; never past the searched net's epochs
+    assert reference_epochs(ReferenceOptions(), 125, nets, 12) == 21
+    assert reference_epochs(ReferenceOptions(), 26, nets, 468) == 1
+    assert reference_epochs(ReferenceOptions(), 10, nets, 12) == 10
+    assert reference_epochs(ReferenceOptions(epochs=3), 125, nets, 12) == 3

@@ -23,7 +23,8 @@ newer than it or the set of nets changed.
 
 Cost: each reference is one more training with the searched net's recipe.  By default all of
 them together get ``REFERENCE_BUDGET`` (1/3) of the searched net's training epochs, split evenly
-and at least one epoch each, the searched net retrained at that budget beside them so that the
+and at least one epoch and ``REFERENCE_MIN_STEPS`` (250) weight steps each (on small data a third
+split eight ways is a few dozen steps), the searched net retrained at that budget beside them so that the
 comparison is at equal recipe; the default hand-designed pair is the cheapest of each family
 (mobilenetv2-0.35, mobilenetv3-small: 0.7x-1.1x the MACs of a typical searched net at 28x28),
 so the default seven nets cost about a third of its training plus their exports and one timing
@@ -57,7 +58,7 @@ from directnas.pipeline.train import Built, TrainResult, train_built
 from directnas.report.references import RETRAINED, versus
 from directnas.space.arch import Arch
 from directnas.space.space import SearchSpace
-from directnas.training.budget import train_epochs
+from directnas.training.budget import steps_per_pass, train_epochs
 from directnas.training.train_net import TrainConfig
 from directnas.utils.fileio import read_json, write_json
 from directnas.utils.seeding import seed_everything
@@ -71,6 +72,13 @@ MORE_MODELS = ("mobilenetv2-0.5", "mobilenetv2-0.75", "mobilenetv3-large")
 # all references' training epochs together as a share of the searched net's (unless
 # --references-epochs is given), split evenly among them, at least one each
 REFERENCE_BUDGET = 1 / 3
+# ...but never under this many weight steps each: on small data that share is a few dozen steps,
+# which ranks nothing (the sign-language photos, 12 steps a pass: 5 epochs = 60 steps left every
+# net at 73-80 % and the searched net's twin 6.8 points under a random one; at 192 steps the
+# same nets were at 94-96 % and the twin above all of them).  A sixth of the 1,500 updates a
+# training from scratch gets at least (training.budget); the demo's and CIFAR-10's one epoch
+# (468 and 390 steps) is above it already.
+REFERENCE_MIN_STEPS = 250
 WINDOW = (0.9, 1.0)  # of T: where the random references are drawn (predicted latency)
 SESSION = "references.json"
 # how export times an artifact (deploy.export.time_artifact's calls per round)
@@ -176,13 +184,18 @@ def random_references(space: SearchSpace, table: LatencyTable, searched: Arch,
     return out
 
 
-def reference_epochs(opts: ReferenceOptions, searched_epochs: int, nets: int) -> int:
+def reference_epochs(opts: ReferenceOptions, searched_epochs: int, nets: int,
+                     steps_per_epoch: int | None = None) -> int:
     """The references' training epochs: as given, else an even split of ``REFERENCE_BUDGET``
     of the searched net's ``searched_epochs`` among ``nets`` trainings (the retrained searched
-    net counted), rounded down, at least one."""
+    net counted), rounded down, at least one; with ``steps_per_epoch``, at least
+    ``REFERENCE_MIN_STEPS`` weight steps each (never more epochs than the searched net's)."""
     if opts.epochs is not None:
         return opts.epochs
-    return max(1, math.floor(searched_epochs * REFERENCE_BUDGET / max(1, nets) + 1e-9))
+    epochs = max(1, math.floor(searched_epochs * REFERENCE_BUDGET / max(1, nets) + 1e-9))
+    if steps_per_epoch:
+        epochs = max(epochs, min(searched_epochs, math.ceil(REFERENCE_MIN_STEPS / steps_per_epoch)))
+    return epochs
 
 
 def references_stage(folder: RunFolder, space: SearchSpace, plan: "Plan", arch: Arch,
@@ -204,7 +217,9 @@ def references_stage(folder: RunFolder, space: SearchSpace, plan: "Plan", arch: 
     full = plan.train_cfg.epochs or train_epochs(
         len(plan.dataset.train), plan.train_cfg.batch_size, world=plan.dist.world,
         max_steps=plan.train_cfg.max_steps)  # what the searched net's training resolves
-    cfg = replace(plan.train_cfg, epochs=reference_epochs(opts, full, len(refs) + 1))
+    per_epoch = steps_per_pass(len(plan.dataset.train), plan.train_cfg.batch_size,
+                               world=plan.dist.world, max_steps=plan.train_cfg.max_steps)
+    cfg = replace(plan.train_cfg, epochs=reference_epochs(opts, full, len(refs) + 1, per_epoch))
     if refs and cfg.epochs != full:  # compared at equal recipe: train it again
         refs.insert(0, Reference(f"{RETRAINED}{cfg.epochs}", "retrained", arch))
     plan.say(f"references: {len(refs)} nets ({', '.join(r.name for r in refs)}) trained like "
