@@ -74,8 +74,8 @@ MORE_MODELS = ("mobilenetv2-0.5", "mobilenetv2-0.75", "mobilenetv3-large")
 REFERENCE_BUDGET = 1 / 3
 # ...but never under this many weight steps each: on small data that share is a few dozen steps,
 # which ranks nothing (the sign-language photos, 12 steps a pass: 5 epochs = 60 steps left every
-# net at 73-80 % and the searched net's twin 6.8 points under a random one; at 192 steps the
-# same nets were at 94-96 % and the twin above all of them).  A sixth of the 1,500 updates a
+# net at 73-80 %; at 192-252 steps the nets of one window were at 94-97 %, within about 1.5
+# points of each other, BENCHMARKS.md "Sign-language photos").  A sixth of the 1,500 updates a
 # training from scratch gets at least (training.budget); the demo's and CIFAR-10's one epoch
 # (468 and 390 steps) is above it already.
 REFERENCE_MIN_STEPS = 250
