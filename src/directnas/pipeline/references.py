@@ -24,8 +24,8 @@ newer than it or the set of nets changed.
 Cost: each reference is one more training with the searched net's recipe.  By default all of
 them together get ``REFERENCE_BUDGET`` (1/3) of the searched net's training epochs, split evenly
 and at least one epoch and ``REFERENCE_MIN_STEPS`` (250) weight steps each (on small data a third
-split eight ways is a few dozen steps), the searched net retrained at that budget beside them so that the
-comparison is at equal recipe; the default hand-designed pair is the cheapest of each family
+split seven ways is a few dozen steps), the searched net retrained at that budget beside them so
+that the comparison is at equal recipe; the default hand-designed pair is the cheapest of each family
 (mobilenetv2-0.35, mobilenetv3-small: 0.7x-1.1x the MACs of a typical searched net at 28x28),
 so the default seven nets cost about a third of its training plus their exports and one timing
 session.  The demo measured the old default (ten nets at 1/8 of its epochs each, 2 epochs) at
